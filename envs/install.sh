@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs everything ksdiff needs on a fresh Debian machine with Python 3.11:
+# Debian packages (espeak-ng for the synthetic speech, ffmpeg for muxing), a
+# virtual environment at .venv with the pinned stack, and ksdiff itself.
+# Safe to rerun: it skips what is already there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v espeak-ng >/dev/null || need_apt+=(espeak-ng)
+command -v ffmpeg >/dev/null || need_apt+=(ffmpeg)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  echo "[install] apt-get install ${need_apt[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+PY=${PYTHON:-python3.11}
+command -v "$PY" >/dev/null || PY=python3
+if [ ! -x .venv/bin/python ]; then
+  echo "[install] creating .venv with $($PY --version)"
+  "$PY" -m venv .venv
+fi
+stamp=.venv/.ksdiff-installed
+want=$(cat envs/requirements.txt envs/requirements-nodeps.txt pyproject.toml | sha256sum | cut -c1-16)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  echo "[install] pip install (pinned stack; a few minutes on a fresh machine)"
+  .venv/bin/python -m pip install -q --upgrade pip
+  .venv/bin/python -m pip install -q -r envs/requirements.txt
+  .venv/bin/python -m pip install -q --no-deps -r envs/requirements-nodeps.txt
+  .venv/bin/python -m pip install -q --no-deps -e .
+  echo "$want" > "$stamp"
+fi
+echo "[install] ready: $(.venv/bin/python -c 'import ksdiff, torch, mediapipe; print("ksdiff", ksdiff.__version__, "torch", torch.__version__, "mediapipe", mediapipe.__version__)')"

@@ -1,0 +1,114 @@
+"""`ksdiff <stage> ...`: parse arguments, call one function, nothing else.
+
+Every workflow rule runs one of these subcommands. Stage options come either
+from ``--config config.yaml`` (the section of the validated config) or, as the
+rules do, from ``--opts JSON`` holding the already-validated config, so that
+Snakemake sees option changes as parameter changes. Functions are imported
+lazily so that `ksdiff --help` is instant and a stage's heavy imports (torch,
+mediapipe) load only when that stage runs.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import logging
+import sys
+
+# name -> ("module:function", help, [(flag, kwargs), ...]). The function is
+# called with the parsed flags as keyword arguments (dashes -> underscores)
+# plus ``cfg``, the validated configuration.
+COMMANDS: dict[str, tuple[str, str, list]] = {}
+
+
+def command(name: str, target: str, help: str, *args: tuple[str, dict]):
+    COMMANDS[name] = (target, help, list(args))
+
+
+P = {"required": True}  # a required path flag
+
+# --- preprocessing (issue 2) ---------------------------------------------------
+command("synth", "ksdiff.data.synth.corpus:make_corpus", "generate the synthetic talking-head corpus",
+        ("--out", P), ("--layout", {"default": "hdtf", "choices": ["hdtf", "voxceleb"]}))
+command("manifest", "ksdiff.data.manifest:build_manifest", "scan a dataset root into a manifest table",
+        ("--root", P), ("--dataset", P), ("--layout", {"default": "auto"}), ("--out", P))
+command("audio", "ksdiff.extract.audio:extract_audio", "16 kHz mono audio + loudness statistics of one clip",
+        ("--manifest", P), ("--clip", P), ("--out-wav", P), ("--out", P))
+command("transcript", "ksdiff.extract.transcript:transcribe", "word-timed transcript of one clip",
+        ("--manifest", P), ("--clip", P), ("--audio", P), ("--out", P))
+command("landmarks", "ksdiff.extract.landmarks:extract_landmarks", "face detection + 478-point face mesh per frame",
+        ("--manifest", P), ("--clip", P), ("--out", P))
+command("pose", "ksdiff.extract.coeffs:fit_pose", "rigid head pose + identity template of one clip",
+        ("--landmarks", P), ("--out", P))
+command("basis", "ksdiff.extract.coeffs:fit_basis", "PCA expression basis on the training split",
+        ("--splits", P), ("--pose", {"nargs": "+", "required": True}), ("--out", P))
+command("coeffs", "ksdiff.extract.coeffs:project_coeffs", "motion coefficients (pose + expression) of one clip",
+        ("--pose", P), ("--basis", P), ("--out", P))
+command("features", "ksdiff.extract.features:extract_features", "speech features + prosody of one clip",
+        ("--audio", P), ("--out", P))
+command("splits", "ksdiff.data.splits:make_splits", "speaker-disjoint train/val/test splits",
+        ("--manifest", P), ("--out", P))
+command("qc", "ksdiff.data.qc:build_qc", "per-clip quality table: usable or not, and why",
+        ("--manifest", P), ("--results", P), ("--out", P))
+command("stats", "ksdiff.data.stats:build_stats", "normalisation statistics over the usable training clips",
+        ("--qc", P), ("--splits", P), ("--results", P), ("--out", P))
+
+# --- model (issue 3) -------------------------------------------------------------
+# (helpers add train / infer / generate here)
+
+# --- evaluation (issue 4) ----------------------------------------------------------
+# (helpers add render / metrics / report here)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ksdiff", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    sub = parser.add_subparsers(dest="command", metavar="<stage>")
+    for name, (target, help, args) in COMMANDS.items():
+        p = sub.add_parser(name, help=help, description=help)
+        for flag, kwargs in args:
+            p.add_argument(flag, **kwargs)
+        g = p.add_mutually_exclusive_group()
+        g.add_argument("--config", help="config.yaml to read stage options from")
+        g.add_argument("--opts", help="validated config as JSON (what the workflow passes)")
+        p.add_argument("-v", "--verbose", action="store_true")
+        p.set_defaults(_target=target)
+    return parser
+
+
+def load_cfg(args) -> dict:
+    from ksdiff import config
+
+    if args.opts:
+        return config.validate(json.loads(args.opts))
+    if args.config:
+        return config.load(args.config)
+    return config.defaults()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.version:
+        from ksdiff import __version__
+
+        print(__version__)
+        return 0
+    if not args.command:
+        parser.print_help()
+        return 2
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    cfg = load_cfg(args)
+    module, func = args._target.split(":")
+    fn = getattr(importlib.import_module(module), func)
+    kwargs = {k: v for k, v in vars(args).items() if k not in ("command", "config", "opts", "verbose", "version", "_target")}
+    result = fn(cfg=cfg, **kwargs)
+    return int(result) if isinstance(result, int) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,223 @@
+"""The Parquet schemas of every table ksdiff writes, with their versions.
+
+One place for all of them so that a reader of any step knows what the previous
+step promised. Bump a table's version whenever its columns or their meaning
+change: readers refuse other versions (see ksdiff.io.parquet.read_table).
+
+Conventions
+- Times are seconds from the start of the clip; ``frame`` is the 0-based index
+  at the motion frame rate (25 fps unless configured).
+- Pixel coordinates are in the full source frame (x right, y down).
+- Angles: ``yaw``, ``pitch``, ``roll`` in degrees, intrinsic Y-X-Z (see
+  ksdiff.geometry); ``rotvec`` is the same rotation as an axis-angle vector
+  in radians. Positive yaw turns the face to the viewer's left.
+- A 2-D array column is a fixed-size list (``FixedSizeList``) when its width
+  is fixed by the format (478x3 landmarks), a variable list when it is set by
+  the config (expression dimensions, feature dimensions).
+"""
+from __future__ import annotations
+
+import pyarrow as pa
+
+N_LANDMARKS = 478  # MediaPipe face mesh with refined irises
+
+
+def _fixed(n: int, t=pa.float32()):
+    return pa.list_(t, n)
+
+
+MANIFEST = pa.schema(
+    [
+        ("clip_id", pa.string()),  # unique within a dataset, safe as a file name
+        ("speaker_id", pa.string()),  # splits are disjoint in speakers
+        ("dataset", pa.string()),
+        ("layout", pa.string()),  # hdtf | voxceleb | folder | synthetic
+        ("path", pa.string()),  # absolute path of the source video
+        ("duration_s", pa.float64()),
+        ("fps", pa.float64()),  # average frame rate of the source
+        ("n_frames", pa.int64()),
+        ("width", pa.int32()),
+        ("height", pa.int32()),
+        ("has_audio", pa.bool_()),
+        ("audio_sample_rate", pa.int32()),
+        ("audio_channels", pa.int32()),
+        ("variable_fps", pa.bool_()),
+        ("size_bytes", pa.int64()),
+        ("sha256", pa.string()),
+        ("probe_error", pa.string()),  # '' when the container could be read
+    ]
+)
+
+# One row: statistics of the 16 kHz mono signal written beside it as .wav.
+AUDIO = pa.schema(
+    [
+        ("clip_id", pa.string()),
+        ("sample_rate", pa.int32()),
+        ("n_samples", pa.int64()),
+        ("duration_s", pa.float64()),
+        ("source_sample_rate", pa.int32()),
+        ("source_channels", pa.int32()),
+        ("rms_dbfs", pa.float32()),
+        ("peak_dbfs", pa.float32()),
+        ("loudness_lufs", pa.float32()),  # ITU-R BS.1770 integrated loudness
+        ("clipped_fraction", pa.float32()),
+        ("silence_fraction", pa.float32()),
+    ]
+)
+
+# One row per word. attrs: backend, model, text (the reference text if known).
+TRANSCRIPT = pa.schema(
+    [
+        ("word", pa.string()),
+        ("start_s", pa.float64()),
+        ("end_s", pa.float64()),
+        ("confidence", pa.float32()),  # 0..1; 1.0 for forced alignment of known text
+    ]
+)
+
+# One row per motion frame. attrs: fps, source_fps, width, height, detector.
+LANDMARKS = pa.schema(
+    [
+        ("frame", pa.int32()),
+        ("time_s", pa.float64()),
+        ("source_frame", pa.int32()),  # index of the decoded source frame used
+        ("detected", pa.bool_()),
+        ("score", pa.float32()),  # face detection / presence score, 0..1
+        ("n_faces", pa.int16()),
+        ("box", _fixed(4)),  # x0, y0, x1, y1 of the face crop, pixels
+        ("landmarks", _fixed(N_LANDMARKS * 3)),  # x, y, z per landmark; x,y pixels, z same scale
+        ("failure", pa.string()),  # '' or why this frame has no landmarks
+    ]
+)
+
+# Motion coefficients, one row per frame (and per sample for predictions).
+# attrs: backend, fps, n_expr, template (478x3 identity, landmark backend),
+#        basis (path + sha256 of the expression basis used).
+COEFFS = pa.schema(
+    [
+        ("sample", pa.int16()),  # 0 for extracted; sample index for predictions
+        ("frame", pa.int32()),
+        ("time_s", pa.float64()),
+        ("valid", pa.bool_()),
+        ("rotvec", _fixed(3)),  # head rotation, axis-angle, radians
+        ("yaw", pa.float32()),
+        ("pitch", pa.float32()),
+        ("roll", pa.float32()),
+        ("trans", _fixed(3)),  # head translation (landmark units: pixels; DECA: camera)
+        ("scale", pa.float32()),
+        ("jaw", _fixed(3)),  # FLAME jaw pose (DECA backend); zeros for the landmark fit
+        ("expr", pa.list_(pa.float32())),  # expression coefficients (n_expr)
+        ("residual", pa.float32()),  # RMS fit residual in template units
+    ]
+)
+
+# Rigid head fit per frame before the expression basis exists.
+# attrs: fps, template (478x3 list, the clip's identity in the canonical frame).
+POSE = pa.schema(
+    [
+        ("frame", pa.int32()),
+        ("time_s", pa.float64()),
+        ("valid", pa.bool_()),
+        ("rotvec", _fixed(3)),
+        ("yaw", pa.float32()),
+        ("pitch", pa.float32()),
+        ("roll", pa.float32()),
+        ("trans", _fixed(3)),
+        ("scale", pa.float32()),
+        ("aligned", _fixed(N_LANDMARKS * 3)),  # landmarks with head pose removed
+        ("residual", pa.float32()),
+    ]
+)
+
+# Speech features at their own rate. attrs: kind (logmel|wav2vec2|hubert),
+# rate_hz, dim, checkpoint (path + sha256 when pretrained), sample_rate.
+FEATURES = pa.schema(
+    [
+        ("frame", pa.int32()),
+        ("time_s", pa.float64()),
+        ("feat", pa.list_(pa.float32())),
+        ("f0_hz", pa.float32()),  # 0 where unvoiced
+        ("voiced", pa.bool_()),
+        ("energy_db", pa.float32()),
+    ]
+)
+
+QC = pa.schema(
+    [
+        ("clip_id", pa.string()),
+        ("speaker_id", pa.string()),
+        ("dataset", pa.string()),
+        ("usable", pa.bool_()),
+        ("reason", pa.string()),  # '' when usable; else the first step that failed and why
+        ("n_frames", pa.int64()),
+        ("duration_s", pa.float64()),
+        ("audio_duration_s", pa.float64()),
+        ("av_mismatch_s", pa.float64()),
+        ("detection_rate", pa.float64()),
+        ("landmark_jitter", pa.float64()),  # median frame-to-frame landmark motion / face size
+        ("fit_residual", pa.float64()),
+        ("n_words", pa.int64()),
+    ]
+)
+
+SPLITS = pa.schema(
+    [
+        ("clip_id", pa.string()),
+        ("speaker_id", pa.string()),
+        ("split", pa.string()),  # train | val | test
+    ]
+)
+
+# Normalisation statistics over the training split.
+STATS = pa.schema(
+    [
+        ("name", pa.string()),  # head | expr | feat
+        ("mean", pa.list_(pa.float32())),
+        ("std", pa.list_(pa.float32())),
+    ]
+)
+
+# Long format: one value per metric per clip per sample per method, so every
+# leaderboard number can be traced to the rows behind it. attrs: protocol.
+METRICS = pa.schema(
+    [
+        ("method", pa.string()),
+        ("clip_id", pa.string()),
+        ("sample", pa.int16()),
+        ("metric", pa.string()),
+        ("value", pa.float64()),
+    ]
+)
+
+SCHEMAS: dict[str, pa.Schema] = {
+    "manifest": MANIFEST,
+    "audio": AUDIO,
+    "transcript": TRANSCRIPT,
+    "landmarks": LANDMARKS,
+    "pose": POSE,
+    "coeffs": COEFFS,
+    "features": FEATURES,
+    "qc": QC,
+    "splits": SPLITS,
+    "stats": STATS,
+    "metrics": METRICS,
+}
+
+VERSIONS: dict[str, int] = {name: 1 for name in SCHEMAS}
+
+# Ground truth of a synthetic clip, saved beside its video as {clip}.motion.parquet.
+# attrs: fps, speaker style, face source photo, text, seed.
+SYNTH_MOTION = pa.schema(
+    [
+        ("frame", pa.int32()),
+        ("time_s", pa.float64()),
+        ("yaw", pa.float32()),  # degrees, ksdiff.geometry convention
+        ("pitch", pa.float32()),
+        ("roll", pa.float32()),
+        ("trans", _fixed(3)),  # pixels in the output frame (x, y) and 0 for z
+        ("jaw_open", pa.float32()),  # 0 closed .. 1 fully open, drives the mouth warp
+        ("mouth_wide", pa.float32()),  # -1 rounded .. 1 spread lips
+    ]
+)
+SCHEMAS["synth_motion"] = SYNTH_MOTION
+VERSIONS["synth_motion"] = 1
