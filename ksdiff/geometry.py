@@ -71,3 +71,28 @@ def umeyama(src: np.ndarray, dst: np.ndarray, weights: np.ndarray | None = None)
     s = float((d * sign).sum() / var_s) if var_s > 0 else 1.0
     t = mu_d - s * r @ mu_s
     return s, r, t
+
+
+# MediaPipe face-mesh indices that define the head's own axes (see face_frame).
+RIGHT_EYE_OUTER, LEFT_EYE_OUTER, FOREHEAD, CHIN = 33, 263, 10, 152
+
+
+def face_frame(landmarks: np.ndarray) -> np.ndarray:
+    """Rotation matrix whose columns are the face's own x, y, z axes.
+
+    x runs from the subject's right outer eye corner (33) to the left one (263),
+    y from the forehead (10) towards the chin (152), made orthogonal to x, and
+    z = x cross y points away from the viewer. A face with face_frame == I is
+    frontal and upright: this is the zero of yaw, pitch and roll everywhere in
+    ksdiff (the synthetic corpus frontalises its photos with it, the landmark
+    fit measures against it), which avoids depending on a canonical face model
+    file that the mediapipe wheel does not ship.
+    """
+    p = np.asarray(landmarks, dtype=np.float64)
+    x = p[LEFT_EYE_OUTER] - p[RIGHT_EYE_OUTER]
+    x /= np.linalg.norm(x)
+    y = p[CHIN] - p[FOREHEAD]
+    y -= (y @ x) * x
+    y /= np.linalg.norm(y)
+    z = np.cross(x, y)
+    return np.stack([x, y, z], axis=1)

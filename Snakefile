@@ -1,0 +1,23 @@
+# ksdiff: mp4 -> Parquet tables -> trained models -> predictions -> metrics -> leaderboard.
+# Each rule runs one `ksdiff <stage>` command; all logic lives in the ksdiff package.
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+validate(config, "workflow/schemas/config.schema.yaml")
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/synth.smk"
+include: "workflow/rules/preprocess.smk"
+include: "workflow/rules/dataset.smk"
+
+
+rule all:
+    input:
+        all_targets(),
+    default_target: True

@@ -1,0 +1,141 @@
+"""Every model hyperparameter, with its default and the reason for it, in one place.
+
+The paper (Lyu et al., arXiv 2509.20128) gives KSDiff's structure but no numbers.
+Where it is silent we start from its two predecessors, DiffSpeaker (DS) and
+DiffPoseTalk (DPT), and where those are too heavy for the CPU demo we say so and
+keep their value reachable as an option (e.g. ``ddim_steps=50``, ``d_model=512``).
+Workflow configs override fields through the ``model:`` section
+(``KSDiffConfig.from_dict``), which rejects unknown keys.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+METHODS = ("ksdiff", "diffspeaker", "regression")
+
+
+@dataclass
+class KSDiffConfig:
+    # --- what is trained -------------------------------------------------------------
+    method: str = "ksdiff"  # ksdiff | diffspeaker (single-path diffusion) | regression (FaceFormer-like)
+
+    # --- data shapes (must match the feature / coefficient extraction config) --------
+    feat_dim: int = 80  # log-mel bins of the default feature extractor (wav2vec2/HuBERT: 768/1024)
+    feat_rate_hz: float = 50.0  # speech feature rate; wav2vec2/HuBERT also run at 50 Hz
+    fps: float = 25.0  # motion frame rate of HDTF/VoxCeleb and of both predecessors
+    head_dim: int = 6  # yaw, pitch, roll, tx, ty, tz (normalized)
+    expr_dim: int = 50  # FLAME/DECA expression count used by the paper and DPT
+    vocab_size: int = 4096  # hashed word ids (0 = no word); collisions are rare for one speaker's vocabulary
+
+    # --- shared transformer sizes ----------------------------------------------------
+    d_model: int = 128  # DS uses 512-1024 and DPT 512; 128 keeps CPU inference real-time
+    n_heads: int = 4  # DS uses 4 heads
+    n_layers: int = 2  # denoiser layers; DS uses 1, DPT 8; 2 is the CPU compromise
+    ffn_mult: int = 2  # FFN width = ffn_mult * d_model (small model, small FFN)
+    dropout: float = 0.1  # standard transformer dropout; the datasets are small
+
+    # --- DPSE: adapter + MSDC trunk -------------------------------------------------
+    msdc_dilations: tuple[int, ...] = (1, 2, 4, 8)  # receptive field 1..8 feature frames per branch (up to ~0.3 s at k=3)
+    msdc_kernel: int = 3  # depthwise kernel; dilations supply the reach
+    msdc_groups: int = 8  # GroupNorm groups inside each MSDC branch (divides 2*d_model)
+
+    # --- DPSE: pooling paths (windows in speech-feature frames) ----------------------
+    pool_long: int = 50  # pose coarse window: 1 s at 50 Hz (head pose is low-frequency)
+    pool_mid: int = 10  # pose fine window: 0.2 s (5 motion frames)
+    pool_short: int = 2  # expression window: 0.04 s, i.e. one motion frame at 25 fps
+    dpse_attn_window_s: float | None = 2.0  # pooled queries see h_s within +-2 s of their centre (None = whole window); keeps alignment
+    resample_mode: str = "linear"  # pooled tokens -> T motion frames by linear interpolation in time (or "nearest"); paper is silent
+
+    # --- transcript ------------------------------------------------------------------
+    transcript_kernel: int = 5  # conv over per-frame word embeddings: +-2 frames of word context
+
+    # --- KEL: keyframes --------------------------------------------------------------
+    keyframe_signal: str = "speed"  # ground-truth keyframes peak in motion speed ("speed") or acceleration ("accel")
+    keyframe_percentile_head: float = 80.0  # a keyframe's speed must exceed this percentile of its window
+    keyframe_percentile_expr: float = 80.0  # same for expressions
+    keyframe_min_spacing_head: int = 6  # frames between head keyframes (~0.24 s; pose moves slowly)
+    keyframe_min_spacing_expr: int = 3  # frames between expression keyframes (~syllable rate)
+    kel_sampling: str = "bernoulli"  # at sampling, a frame is a keyframe with its predicted probability ("threshold": p > kel_threshold)
+    kel_threshold: float = 0.5  # only used when kel_sampling == "threshold"
+    kel_enforce_spacing: bool = True  # at sampling, refuse keyframes closer than the min spacing (as the ground-truth rule does)
+
+    # --- dual-path denoisers ---------------------------------------------------------
+    alibi_period: int = 25  # periodic self-attention bias period: 1 s at 25 fps (FaceFormer/DS use the frame rate)
+    align_radius: int = 2  # motion frame t cross-attends to condition frames t-2..t+2 (DS alignment mask, widened)
+
+    # --- diffusion -------------------------------------------------------------------
+    n_train_steps: int = 1000  # DS: 1000 DDPM steps (DPT: 500)
+    beta_schedule: str = "scaled_linear"  # DS; "cosine" for DPT's schedule
+    beta_start: float = 0.00085  # DS scaled-linear start
+    beta_end: float = 0.012  # DS scaled-linear end
+    cosine_s: float = 0.008  # offset of the cosine schedule (Nichol & Dhariwal)
+    predict: str = "x0"  # DS and DPT both predict the clean motion
+    ddim_steps: int = 20  # DS uses 50; 20 meets real-time factor <= 0.05 on 2 CPU cores (see the timing in the report)
+    ddim_eta: float = 0.0  # deterministic DDIM given the initial noise (DS)
+    p_uncond: float = 0.1  # probability of dropping the speech condition in training (DPT-style CFG)
+    guidance: float = 1.0  # classifier-free guidance scale at sampling; 1.0 = off (no second forward pass)
+    p_drop_prev: float = 0.2  # probability of hiding prev frames in training so cold starts are learned
+
+    # --- windows ---------------------------------------------------------------------
+    window: int = 100  # motion frames per training/sampling window (DPT)
+    n_prev: int = 10  # previous frames given for continuity (DPT)
+
+    # --- loss weights ----------------------------------------------------------------
+    w_value: float = 1.0  # DS: value loss weight 1
+    w_velocity: float = 1.0  # DS: velocity loss weight 1
+    w_smooth: float = 0.0  # DPT's acceleration penalty; off by default like DS
+    w_kel: float = 1.0  # KEL loss (BCE on indicators + L1 on keyframe values) relative to the diffusion loss
+    w_kel_value: float = 1.0  # inside KEL: value term relative to the indicator BCE
+    w_head: float = 1.0  # head-path diffusion loss weight
+    w_expr: float = 1.0  # expression-path diffusion loss weight
+
+    # --- ablation switches -----------------------------------------------------------
+    split_paths: bool = True  # False: no DPSE split, both generators get one shared feature
+    use_kel: bool = True  # False: no keyframes
+    use_transcript: bool = True  # False: no transcript condition
+
+    def __post_init__(self) -> None:
+        self.msdc_dilations = tuple(int(d) for d in self.msdc_dilations)
+        if self.method not in METHODS:
+            raise ValueError(f"unknown method {self.method!r}; expected one of {METHODS}")
+        if self.d_model % self.n_heads:
+            raise ValueError(f"d_model={self.d_model} must be divisible by n_heads={self.n_heads}")
+        if (2 * self.d_model) % self.msdc_groups:
+            raise ValueError(f"msdc_groups={self.msdc_groups} must divide 2*d_model={2 * self.d_model}")
+        if self.beta_schedule not in ("scaled_linear", "linear", "cosine"):
+            raise ValueError(f"unknown beta_schedule {self.beta_schedule!r}")
+        if self.predict != "x0":
+            raise ValueError("only predict='x0' is implemented (both DiffSpeaker and DiffPoseTalk predict x0)")
+        if self.resample_mode not in ("linear", "nearest"):
+            raise ValueError(f"unknown resample_mode {self.resample_mode!r}")
+        if self.keyframe_signal not in ("speed", "accel"):
+            raise ValueError(f"unknown keyframe_signal {self.keyframe_signal!r}")
+        if self.kel_sampling not in ("bernoulli", "threshold"):
+            raise ValueError(f"unknown kel_sampling {self.kel_sampling!r}")
+        if self.msdc_kernel % 2 == 0:
+            raise ValueError("msdc_kernel must be odd so the convolutions keep frames aligned")
+        if self.ddim_steps < 1 or self.ddim_steps > self.n_train_steps:
+            raise ValueError(f"ddim_steps must be in 1..{self.n_train_steps}")
+        ratio = self.feat_rate_hz / self.fps
+        if abs(ratio - round(ratio)) > 1e-6:
+            raise ValueError(f"feat_rate_hz/fps must be an integer (got {ratio}); windows are cropped in whole frames")
+
+    @property
+    def feat_per_frame(self) -> int:
+        """Speech-feature frames per motion frame (2 for 50 Hz features at 25 fps)."""
+        return int(round(self.feat_rate_hz / self.fps))
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> "KSDiffConfig":
+        d = dict(d or {})
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown KSDiffConfig keys {unknown}; known keys: {sorted(known)}")
+        return cls(**d)
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["msdc_dilations"] = list(self.msdc_dilations)
+        return d

@@ -1,0 +1,89 @@
+"""Keyframe Establishment Learning (KEL): one per path.
+
+From its path features f (B, T, D), KEL predicts autoregressively, frame by frame,
+whether the frame is a keyframe and the motion value there. Each step sees the
+previous frame's keyframe token [value * indicator, indicator] and, through a GRU
+state, every earlier keyframe. A GRU rather than a causal transformer because
+sampling is sequential anyway and a GRU step costs O(1), which keeps CPU inference
+real-time.
+
+Training uses teacher forcing with the ground-truth keyframes (``keyframes.py``);
+sampling feeds back its own decisions. Its output token sequence (B, T, motion_dim
++ 1) conditions the path's denoiser.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import KSDiffConfig
+
+
+def keyframe_tokens(indicator: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """(B, T) indicator and (B, T, Dm) values -> (B, T, Dm + 1) [values * indicator, indicator]."""
+    ind = indicator.to(values.dtype)[..., None]
+    return torch.cat([values * ind, ind], dim=-1)
+
+
+class KEL(nn.Module):
+    def __init__(self, cfg: KSDiffConfig, motion_dim: int, min_spacing: int):
+        super().__init__()
+        d = cfg.d_model
+        self.cfg, self.motion_dim, self.min_spacing = cfg, motion_dim, min_spacing
+        self.feat_in = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, d))
+        self.prev_in = nn.Linear(motion_dim + 1, d)
+        self.gru = nn.GRU(d, d, batch_first=True)
+        self.out = nn.Linear(d, 1 + motion_dim)  # keyframe logit, keyframe value
+
+    def teacher_forced(
+        self, f: torch.Tensor, indicator: torch.Tensor, motion: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Ground-truth keyframes shifted by one frame as inputs -> logits (B, T), values (B, T, Dm)."""
+        tokens = keyframe_tokens(indicator, motion)
+        shifted = torch.cat([tokens.new_zeros(tokens.shape[0], 1, tokens.shape[2]), tokens[:, :-1]], dim=1)
+        h, _ = self.gru(self.feat_in(f) + self.prev_in(shifted))
+        out = self.out(h)
+        return out[..., 0], out[..., 1:]
+
+    def loss(
+        self, f: torch.Tensor, indicator: torch.Tensor, motion: torch.Tensor, mask: torch.Tensor
+    ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """-> ({bce, value}, denoiser condition tokens).
+
+        BCE on the indicator over valid frames; L1 on the values at ground-truth
+        keyframes. The denoiser is conditioned on the *predicted* values (detached)
+        at the ground-truth keyframe frames: with ground-truth values it would learn
+        to copy them and then meet KEL's far less exact values at sampling.
+        """
+        logits, values = self.teacher_forced(f, indicator, motion)
+        m = mask.to(logits.dtype)
+        bce = (F.binary_cross_entropy_with_logits(logits, indicator.to(logits.dtype), reduction="none") * m).sum()
+        bce = bce / m.sum().clamp(min=1.0)
+        k = (indicator & mask).to(values.dtype)[..., None]
+        value = ((values - motion).abs() * k).sum() / (k.sum() * self.motion_dim).clamp(min=1.0)
+        return {"bce": bce, "value": value}, keyframe_tokens(indicator & mask, values.detach())
+
+    @torch.no_grad()
+    def sample(self, f: torch.Tensor, mask: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Autoregressive keyframes from path features -> (B, T, Dm + 1) condition tokens."""
+        b, n, _ = f.shape
+        feat = self.feat_in(f)
+        token = f.new_zeros(b, 1, self.motion_dim + 1)
+        since = torch.full((b,), self.min_spacing, device=f.device)  # frames since the last keyframe
+        state, tokens = None, []
+        for t in range(n):
+            h, state = self.gru(feat[:, t : t + 1] + self.prev_in(token), state)
+            out = self.out(h[:, 0])
+            p, value = torch.sigmoid(out[:, 0]), out[:, 1:]
+            if self.cfg.kel_sampling == "bernoulli":
+                ind = torch.rand(b, generator=generator).to(f.device) < p
+            else:
+                ind = p > self.cfg.kel_threshold
+            if self.cfg.kel_enforce_spacing:
+                ind = ind & (since >= self.min_spacing)
+            ind = ind & mask[:, t]
+            since = torch.where(ind, torch.ones_like(since), since + 1)
+            token = keyframe_tokens(ind, value)[:, None]
+            tokens.append(token)
+        return torch.cat(tokens, dim=1)

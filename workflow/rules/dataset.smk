@@ -1,0 +1,90 @@
+# Dataset-level tables: speaker-disjoint splits, the expression basis learned on
+# the training split, the QC table and normalisation statistics.
+
+
+rule splits:
+    input:
+        f"{RESULTS}/{{dataset}}/manifest.parquet",
+    output:
+        f"{RESULTS}/{{dataset}}/splits.parquet",
+    params:
+        ksdiff=KSDIFF,
+        opts=opts("dataset"),
+    log:
+        f"{LOGS}/{{dataset}}/splits.log",
+    threads: 1
+    resources:
+        mem_mb=500,
+    conda:
+        "../../envs/ksdiff.yaml"
+    shell:
+        "{params.ksdiff} splits --manifest {input} --out {output} --opts {params.opts} > {log} 2>&1"
+
+
+rule basis:
+    input:
+        splits=f"{RESULTS}/{{dataset}}/splits.parquet",
+        pose=per_clip(f"{RESULTS}/{{dataset}}/pose/{{clip}}.parquet"),
+    output:
+        f"{RESULTS}/{{dataset}}/basis.npz",
+    params:
+        ksdiff=KSDIFF,
+        opts=opts("coeffs", "dataset"),
+    log:
+        f"{LOGS}/{{dataset}}/basis.log",
+    threads: 1
+    resources:
+        mem_mb=4000,
+    conda:
+        "../../envs/ksdiff.yaml"
+    shell:
+        "{params.ksdiff} basis --splits {input.splits} --pose {input.pose} --out {output} --opts {params.opts} > {log} 2>&1"
+
+
+checkpoint qc:
+    input:
+        manifest=f"{RESULTS}/{{dataset}}/manifest.parquet",
+        tables=per_clip(
+            *(
+                f"{RESULTS}/{{dataset}}/{step}/{{clip}}.parquet"
+                for step in ("audio", "transcripts", "landmarks", "pose", "coeffs", "features")
+            )
+        ),
+    output:
+        f"{RESULTS}/{{dataset}}/qc.parquet",
+    params:
+        ksdiff=KSDIFF,
+        results=lambda wc: f"{RESULTS}/{wc.dataset}",
+        opts=opts("dataset"),
+    log:
+        f"{LOGS}/{{dataset}}/qc.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+    conda:
+        "../../envs/ksdiff.yaml"
+    shell:
+        "{params.ksdiff} qc --manifest {input.manifest} --results {params.results} --out {output}"
+        " --opts {params.opts} > {log} 2>&1"
+
+
+rule stats:
+    input:
+        qc=f"{RESULTS}/{{dataset}}/qc.parquet",
+        splits=f"{RESULTS}/{{dataset}}/splits.parquet",
+    output:
+        f"{RESULTS}/{{dataset}}/stats.parquet",
+    params:
+        ksdiff=KSDIFF,
+        results=lambda wc: f"{RESULTS}/{wc.dataset}",
+        opts=opts("dataset", "features"),
+    log:
+        f"{LOGS}/{{dataset}}/stats.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+    conda:
+        "../../envs/ksdiff.yaml"
+    shell:
+        "{params.ksdiff} stats --qc {input.qc} --splits {input.splits} --results {params.results}"
+        " --out {output} --opts {params.opts} > {log} 2>&1"

@@ -1,0 +1,24 @@
+# The synthetic talking-head corpus: generated into a dataset's root when the
+# config marks the dataset `synthetic: true`.
+
+
+rule synth:
+    output:
+        "{root}/.complete",
+    params:
+        ksdiff=KSDIFF,
+        layout=lambda wc: next(
+            (d["synthetic_layout"] for d in config["datasets"] if d["root"].rstrip("/") == wc.root),
+            "hdtf",
+        ),
+        opts=opts("synth"),
+    log:
+        f"{LOGS}/synth_corpus/{{root}}.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+    conda:
+        "../../envs/ksdiff.yaml"
+    shell:
+        "{params.ksdiff} synth --out {wildcards.root} --layout {params.layout} --opts {params.opts} > {log} 2>&1"
+
