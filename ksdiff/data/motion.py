@@ -1,0 +1,210 @@
+"""The motion representation the models learn, and its exact inverse to the 'coeffs' schema.
+
+Per motion frame the models see ``head`` (6 values) and ``expr`` (n_expr values):
+
+  head[0:3]  yaw, pitch, roll in degrees (ksdiff.geometry convention). Absolute:
+             0 is a frontal, upright face in every clip, so they compare across
+             clips and datasets as they are.
+  head[3:5]  x, y translation of the face since the clip's *anchor frame*, divided
+             by the anchor's face size: (trans - trans_anchor) / face_size_anchor.
+  head[5]    log(scale / scale_anchor): how much larger the face is than at the anchor.
+  expr       the expression coefficients as extracted (already in the shared basis).
+
+Why relative to an anchor, and why this anchor. Where the face sits in the frame
+is camera framing, not motion, and it cannot be predicted from speech; a method
+that animates a reference frame (every method we compare, and ``ksdiff generate``)
+gets that framing from the reference. So the translation and scale are measured
+from the clip's first valid frame (the natural "reference frame" of a clip) and
+predictions are placed back at the same anchor. Dividing by the face size in
+pixels (fit scale x template radius) makes the numbers independent of the video
+resolution, whether the coefficient backend keeps its template in fixed units
+(then the fit scale grows with resolution) or in pixels (then the template does).
+The z translation is not modelled: the landmark fit is weak-perspective, so it
+carries no information; the inverse writes the anchor's value back.
+
+Frames whose fit is not valid are filled by linear interpolation between valid
+neighbours (so velocities stay finite) and reported in the returned mask, which
+the dataset turns into the loss mask.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ksdiff import geometry
+
+HEAD_NAMES = ("yaw", "pitch", "roll", "tx", "ty", "log_scale")
+HEAD_DIM = len(HEAD_NAMES)
+REPRESENTATION = "head6-anchor-v1"  # recorded in stats and checkpoints so a change cannot pass silently
+
+
+@dataclass
+class Anchor:
+    """The reference placement that relative translation/scale are measured from."""
+
+    trans: np.ndarray  # (3,) translation of the anchor frame, coefficient units (pixels for the landmark fit)
+    scale: float  # fit scale of the anchor frame
+    size: float  # RMS radius of the template in its own units (1.0 without a template)
+    frame: int = 0  # which frame of the clip it came from (-1: an external reference image)
+
+    @property
+    def face_size(self) -> float:
+        """Face radius in coefficient (pixel) units at the anchor."""
+        return float(self.scale * self.size)
+
+    def to_dict(self) -> dict:
+        return {"trans": [float(v) for v in self.trans], "scale": float(self.scale), "size": float(self.size),
+                "frame": int(self.frame)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Anchor":
+        return cls(np.asarray(d["trans"], dtype=np.float64), float(d["scale"]), float(d["size"]), int(d.get("frame", 0)))
+
+
+def template_size(template) -> float:
+    """RMS distance of the template's points from their centroid (1.0 when there is no template).
+
+    The DECA backend has no landmark template (its translation is in camera units),
+    so its face size is the fit scale itself.
+    """
+    if template is None:
+        return 1.0
+    t = np.asarray(template, dtype=np.float64).reshape(-1, 3)
+    if len(t) == 0:
+        return 1.0
+    r = float(np.sqrt(((t - t.mean(0)) ** 2).sum(1).mean()))
+    if not np.isfinite(r) or r <= 0:
+        raise ValueError("degenerate template: all points coincide")
+    return r
+
+
+def _columns(table):
+    """(yaw, pitch, roll, trans, scale, expr, valid) of a coeffs Table, sample 0 only."""
+    t = table.table
+    if t.num_rows == 0:
+        raise ValueError(f"coeffs table is empty (status {table.status}: {table.reason or 'no reason'})")
+    sample = table.column("sample")
+    keep = sample == sample.min()  # predictions hold several samples; extraction only sample 0
+    frame = table.column("frame")[keep]
+    order = np.argsort(frame, kind="stable")
+    idx = np.flatnonzero(keep)[order]
+    yaw = table.column("yaw")[idx].astype(np.float64)
+    pitch = table.column("pitch")[idx].astype(np.float64)
+    roll = table.column("roll")[idx].astype(np.float64)
+    trans = table.column("trans")[idx].astype(np.float64)
+    scale = table.column("scale")[idx].astype(np.float64)
+    expr_list = table.column("expr")
+    expr = np.stack([np.asarray(expr_list[i], dtype=np.float64) for i in idx]) if len(idx) else np.zeros((0, 0))
+    valid = table.column("valid")[idx].astype(bool)
+    valid &= np.isfinite(yaw) & np.isfinite(pitch) & np.isfinite(roll) & np.isfinite(scale) & (scale > 0)
+    valid &= np.isfinite(trans).all(1) & np.isfinite(expr).all(1)
+    return yaw, pitch, roll, trans, scale, expr, valid
+
+
+def anchor_from_coeffs(table) -> Anchor:
+    """The clip's anchor: its first valid frame, with the template radius from the table's attrs."""
+    _, _, _, trans, scale, _, valid = _columns(table)
+    if not valid.any():
+        raise ValueError("no valid frame in the coeffs table")
+    i = int(np.argmax(valid))
+    return Anchor(trans[i].copy(), float(scale[i]), template_size(table.attrs.get("template")), frame=i)
+
+
+def _fill_invalid(x: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Linear interpolation over invalid rows (edges hold the nearest valid value)."""
+    if valid.all():
+        return x
+    t = np.arange(len(x))
+    out = x.copy()
+    for d in range(x.shape[1]):
+        out[:, d] = np.interp(t, t[valid], x[valid, d])
+    return out
+
+
+def motion_from_coeffs(table, anchor: Anchor | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A coeffs Table -> head (T, 6) float32, expr (T, K) float32, valid (T,) bool.
+
+    ``anchor`` defaults to the clip's own (first valid frame). Invalid frames are
+    interpolated and marked False in ``valid``. Raises ValueError when no frame
+    is valid (the caller records a skip).
+    """
+    yaw, pitch, roll, trans, scale, expr, valid = _columns(table)
+    if not valid.any():
+        raise ValueError("no valid frame in the coeffs table")
+    if anchor is None:
+        anchor = anchor_from_coeffs(table)
+    safe_scale = np.where(valid, scale, anchor.scale)
+    head = np.stack(
+        [
+            yaw,
+            pitch,
+            roll,
+            (trans[:, 0] - anchor.trans[0]) / anchor.face_size,
+            (trans[:, 1] - anchor.trans[1]) / anchor.face_size,
+            np.log(safe_scale / anchor.scale),
+        ],
+        axis=1,
+    )
+    head = _fill_invalid(np.where(valid[:, None], head, 0.0), valid)
+    expr = _fill_invalid(np.where(valid[:, None], expr, 0.0), valid)
+    return head.astype(np.float32), expr.astype(np.float32), valid
+
+
+def coeffs_from_motion(
+    head: np.ndarray,
+    expr: np.ndarray,
+    anchor: Anchor,
+    fps: float,
+    sample: int = 0,
+    valid: np.ndarray | None = None,
+) -> dict:
+    """head (T, 6) + expr (T, K) placed at ``anchor`` -> columns of the 'coeffs' schema.
+
+    The exact inverse of motion_from_coeffs for yaw/pitch/roll, x/y translation,
+    scale and expression; rotvec is recomputed from the angles, z translation is
+    the anchor's, jaw is zero (the landmark representation has none) and
+    ``residual`` is NaN because a prediction is not a fit.
+    """
+    head = np.asarray(head, dtype=np.float64)
+    expr = np.asarray(expr, dtype=np.float64)
+    if head.ndim != 2 or head.shape[1] != HEAD_DIM:
+        raise ValueError(f"head must be (T, {HEAD_DIM}), got {head.shape}")
+    if expr.ndim != 2 or len(expr) != len(head):
+        raise ValueError(f"expr must be (T, K) with T = {len(head)}, got {expr.shape}")
+    n = len(head)
+    yaw, pitch, roll = head[:, 0], head[:, 1], head[:, 2]
+    rotvec = geometry.matrix_to_rotvec(geometry.euler_to_matrix(yaw, pitch, roll)) if n else np.zeros((0, 3))
+    trans = np.empty((n, 3))
+    trans[:, 0] = anchor.trans[0] + head[:, 3] * anchor.face_size
+    trans[:, 1] = anchor.trans[1] + head[:, 4] * anchor.face_size
+    trans[:, 2] = anchor.trans[2]
+    frames = np.arange(n)
+    return {
+        "sample": np.full(n, sample, dtype=np.int16),
+        "frame": frames.astype(np.int32),
+        "time_s": frames / float(fps),
+        "valid": np.ones(n, dtype=bool) if valid is None else np.asarray(valid, dtype=bool),
+        "rotvec": rotvec.astype(np.float32),
+        "yaw": yaw.astype(np.float32),
+        "pitch": pitch.astype(np.float32),
+        "roll": roll.astype(np.float32),
+        "trans": trans.astype(np.float32),
+        "scale": (anchor.scale * np.exp(head[:, 5])).astype(np.float32),
+        "jaw": np.zeros((n, 3), dtype=np.float32),
+        "expr": [row.astype(np.float32) for row in expr],
+        "residual": np.full(n, np.nan, dtype=np.float32),
+    }
+
+
+def concat_columns(parts: list[dict]) -> dict:
+    """Stack several coeffs column dicts (e.g. one per sample) into one table's columns."""
+    if not parts:
+        raise ValueError("nothing to concatenate")
+    out = {}
+    for k in parts[0]:
+        if isinstance(parts[0][k], list):
+            out[k] = [row for p in parts for row in p[k]]
+        else:
+            out[k] = np.concatenate([p[k] for p in parts])
+    return out

@@ -1,0 +1,126 @@
+"""Face detection, face choice and square face crops for the landmark step.
+
+MediaPipe's face mesh finds faces with its own short-range detector, which
+misses faces smaller than about 15% of the frame. So we detect first with
+MediaPipe's face detector (full range by default), pick one face, cut a
+square crop around it and mesh the crop (see ksdiff.extract.landmarks).
+
+Which face when there are several: the face tracked so far (largest IoU with
+the current crop box) and, when nothing is tracked yet, the largest face,
+weighted towards the centre of the frame. Talking-head datasets (HDTF,
+VoxCeleb) are cropped around the speaker, so the large central face is the
+speaker; following it by IoU keeps the choice stable from frame to frame.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+# A re-detection continues the current track when its box overlaps the crop
+# box this much; below it the track is considered lost and a face is chosen
+# afresh. Crop boxes are ~1.5x the face box, so a face that stayed put
+# overlaps its crop box with IoU ~0.4; 0.1 rejects only a neighbour's face.
+MIN_TRACK_IOU = 0.1
+
+
+@dataclass
+class Detection:
+    box: np.ndarray  # x0, y0, x1, y1 in full-frame pixels
+    score: float
+
+
+class FaceDetector:
+    """MediaPipe face detection returning boxes in pixels.
+
+    model_selection 1 is the full-range model (faces up to ~5 m, i.e. small
+    in the frame); 0 is the short-range model (faster, faces within ~2 m).
+    """
+
+    def __init__(self, model_selection: int = 1, min_score: float = 0.5):
+        import mediapipe as mp
+
+        self.model_selection = model_selection
+        self._fd = mp.solutions.face_detection.FaceDetection(
+            model_selection=model_selection, min_detection_confidence=min_score
+        )
+
+    def __call__(self, rgb: np.ndarray) -> list[Detection]:
+        h, w = rgb.shape[:2]
+        res = self._fd.process(rgb)
+        out = []
+        for d in res.detections or []:
+            b = d.location_data.relative_bounding_box
+            box = np.array([b.xmin * w, b.ymin * h, (b.xmin + b.width) * w, (b.ymin + b.height) * h])
+            out.append(Detection(box=box, score=float(d.score[0])))
+        return out
+
+    def close(self) -> None:
+        self._fd.close()
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    """Intersection over union of two x0, y0, x1, y1 boxes."""
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return float(inter / union) if union > 0 else 0.0
+
+
+def choose_face(dets: list[Detection], shape: tuple[int, int], track_box: np.ndarray | None = None) -> int | None:
+    """Index of the face to follow, or None when ``dets`` is empty.
+
+    With a track: the detection overlapping ``track_box`` most (IoU >=
+    MIN_TRACK_IOU). Otherwise: the largest face, its area discounted by its
+    distance from the frame centre (a face at a corner counts ~half).
+    """
+    if not dets:
+        return None
+    if track_box is not None:
+        ious = [iou(d.box, track_box) for d in dets]
+        best = int(np.argmax(ious))
+        if ious[best] >= MIN_TRACK_IOU:
+            return best
+    h, w = shape
+    centre = np.array([w / 2, h / 2])
+    half_diag = np.hypot(w, h) / 2
+
+    def rank(d: Detection) -> float:
+        area = (d.box[2] - d.box[0]) * (d.box[3] - d.box[1])
+        c = np.array([(d.box[0] + d.box[2]) / 2, (d.box[1] + d.box[3]) / 2])
+        return area * (1.0 - 0.5 * np.linalg.norm(c - centre) / half_diag)
+
+    return int(np.argmax([rank(d) for d in dets]))
+
+
+def square_box(box: np.ndarray, margin: float) -> np.ndarray:
+    """Square box around ``box``'s centre, side = longest side * (1 + 2 * margin)."""
+    cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+    half = max(box[2] - box[0], box[3] - box[1]) * (0.5 + margin)
+    return np.array([cx - half, cy - half, cx + half, cy + half])
+
+
+def crop_square(rgb: np.ndarray, box: np.ndarray, size: int) -> tuple[np.ndarray, float, np.ndarray]:
+    """Cut the square ``box`` out of ``rgb`` (zero padding outside) at ``size`` x ``size``.
+
+    Returns (crop, side, origin): a crop pixel (u, v) is the full-frame pixel
+    origin + (u, v) * side / size. INTER_AREA keeps a big face's downscale
+    free of aliasing; the padding keeps faces at the frame edge meshable.
+    """
+    h, w = rgb.shape[:2]
+    x0, y0 = int(np.floor(box[0])), int(np.floor(box[1]))
+    side = max(1, int(round(box[2] - box[0])))
+    x1, y1 = x0 + side, y0 + side
+    cx0, cy0, cx1, cy1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
+    if cx1 <= cx0 or cy1 <= cy0:
+        patch = np.zeros((side, side, 3), np.uint8)
+    else:
+        patch = rgb[cy0:cy1, cx0:cx1]
+        pads = (cy0 - y0, y1 - cy1, cx0 - x0, x1 - cx1)
+        if any(pads):
+            patch = cv2.copyMakeBorder(patch, *pads, cv2.BORDER_CONSTANT, value=0)
+    interp = cv2.INTER_AREA if side > size else cv2.INTER_LINEAR
+    crop = cv2.resize(patch, (size, size), interpolation=interp)
+    return np.ascontiguousarray(crop), float(side), np.array([x0, y0], np.float64)

@@ -1,0 +1,44 @@
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+@pytest.fixture
+def shared_hdtf():
+    """The real HDTF clips beside the project, or a skip when they are absent."""
+    d = SHARED_DATA / "hdtf"
+    if not d.is_dir():
+        pytest.skip("../shared/data/hdtf is not present")
+    return d
+
+
+def make_clip(path, seconds=1.5, fps=25, size=64, audio=True, sr=16000, seed=0):
+    """A small valid mp4 (moving gradient + tone) for tests that need a real container."""
+    from ksdiff.io.video import write_video
+
+    rng = np.random.default_rng(seed)
+    n = int(seconds * fps)
+    base = rng.integers(0, 255, (size, size, 3), dtype=np.uint8)
+    frames = [np.roll(base, i, axis=1) for i in range(n)]
+    wav = 0.2 * np.sin(2 * np.pi * 220 * np.arange(int(seconds * sr)) / sr).astype(np.float32) if audio else None
+    write_video(path, frames, fps, wav, sr)
+    return Path(path)
+
+
+@pytest.fixture
+def clip_factory(tmp_path):
+    def factory(name, **kw):
+        return make_clip(tmp_path / name, **kw)
+
+    return factory
+
+
+@pytest.fixture
+def has_ffmpeg():
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("ffmpeg binary not installed")
