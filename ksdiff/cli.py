@@ -44,6 +44,8 @@ command("basis", "ksdiff.extract.coeffs:fit_basis", "PCA expression basis on the
         ("--splits", P), ("--pose", {"nargs": "+", "required": True}), ("--out", P))
 command("coeffs", "ksdiff.extract.coeffs:project_coeffs", "motion coefficients (pose + expression) of one clip",
         ("--pose", P), ("--basis", P), ("--out", P))
+command("deca", "ksdiff.extract.deca:fit_deca", "FLAME coefficients of one clip with a local DECA checkout (coeffs.backend=deca)",
+        ("--manifest", P), ("--clip", P), ("--landmarks", P), ("--out", P))
 command("features", "ksdiff.extract.features:extract_features", "speech features + prosody of one clip",
         ("--audio", P), ("--out", P))
 command("splits", "ksdiff.data.splits:make_splits", "speaker-disjoint train/val/test splits",
@@ -58,6 +60,19 @@ command("stats", "ksdiff.data.stats:build_stats", "normalisation statistics over
 
 # --- evaluation (issue 4) ----------------------------------------------------------
 # (helpers add render / metrics / report here)
+command("render", "ksdiff.render.video:render_command", "render one clip's coefficients (GT or a prediction) as mp4 with its audio",
+        ("--coeffs", P), ("--results", P), ("--clip", P), ("--out", P),
+        ("--mode", {"default": "warp", "choices": ["warp", "mesh"]}), ("--sample", {"type": int, "default": 0}),
+        ("--basis", {"default": None, "help": "expression basis (default {results}/basis.npz)"}))
+command("evaluate", "ksdiff.evaluate:evaluate_method", "score one method on the test split -> long-format metrics table",
+        ("--results", P), ("--predictions", {"default": None, "help": "folder of {clip}.parquet coeffs tables (not for ground_truth)"}),
+        ("--method", P), ("--out", P),
+        ("--syncnet", {"default": None, "help": "SyncNet weights (default eval.syncnet; none: LSE not scored)"}),
+        ("--external", {"action": "store_true", "help": "predictions were extracted from another system's videos: LSE on their own frames"}))
+command("report", "ksdiff.report.build:build_report", "leaderboard Markdown + self-contained HTML from metrics tables",
+        ("--metrics", {"nargs": "+", "required": True}), ("--out-md", P), ("--out-html", P), ("--plots-dir", P),
+        ("--results", {"default": None, "help": "results/{dataset}, for pose trajectories and frame strips"}),
+        ("--predictions", {"nargs": "*", "default": None, "help": "method prediction folders: 'name=folder' or 'folder'"}))
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,386 @@
+"""Score one method on a dataset's test split -> the long-format 'metrics' table.
+
+Every method, ground truth included, goes through the same code:
+  motion   each sample of the method's coeffs table is decoded with the
+           ground-truth clip's identity template and the dataset's
+           expression basis (ksdiff.extract.coeffs.decode_landmarks), so
+           methods differ only in their motion, never in identity;
+  LVE      pred vs GT aligned (head-pose-removed) landmarks on the frames
+           valid in both, lip set / variant / units from the pinned protocol
+           (not reported for ground truth: it is 0 by definition);
+  diversity  sample diversity over a clip's samples (row sample = -1) and
+           temporal diversity of each sample's head pose;
+  BeatAlign  per sample, head pose vs the onsets of the clip's 16 kHz wav;
+  LSE      with SyncNet weights only: the motion is rendered by the image
+           warp (ksdiff.render.warp) over the clip's reference frame, face
+           crops come from the rendered (posed) landmarks, and SyncNet scores
+           them against the wav. Ground truth is re-rendered the same way, so
+           renderer artefacts cancel in the comparison. External methods
+           (``external=True``: someone else's generated videos, extracted by
+           the workflow into coeffs tables) are scored on their ORIGINAL
+           frames with their extracted landmarks, since re-rendering would
+           throw away their own image synthesis.
+
+A clip that cannot be scored (missing or failed table, no audio, ...) is
+skipped with its reason in the table's attrs ('skipped'); a metric that is
+undefined for a clip/sample (no beats, clip too short for SyncNet) is left out
+with its reason in 'undefined'. Nothing is ever filled in.
+"""
+from __future__ import annotations
+
+import logging
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ksdiff.io import parquet
+from ksdiff.metrics.lve import lve_name
+from ksdiff.metrics.protocol import PROTOCOL
+
+log = logging.getLogger(__name__)
+
+GROUND_TRUTH = "ground_truth"
+ACROSS_SAMPLES = -1  # 'sample' of a metric computed over all samples of a clip (sample diversity)
+LVE = lve_name(PROTOCOL.lve_variant)
+
+# name -> (label, unit, which way is better): the report's column heads and arrows.
+METRIC_INFO: dict[str, tuple[str, str, str]] = {
+    LVE: (f"LVE ({PROTOCOL.lve_variant})", "inter-ocular units", "lower"),
+    "sample_diversity": ("Sample diversity", "deg", "higher"),
+    "temporal_diversity": ("Temporal diversity", "deg", "closer to ground truth"),
+    "beat_align": ("BeatAlign", "", "higher"),
+    "lse_d": ("LSE-D", "", "lower"),
+    "lse_c": ("LSE-C", "", "higher"),
+    "lse_offset": ("AV offset", "frames", "closer to 0"),
+}
+NO_SYNCNET = "not scored: no SyncNet weights configured"
+
+
+@dataclass
+class ClipRef:
+    """What a clip is scored against."""
+
+    clip_id: str
+    wav: np.ndarray  # 16 kHz mono
+    template: np.ndarray  # identity used to decode every sample
+    gt: parquet.Table | None  # ground-truth coeffs (None: an external clip with no GT)
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+def test_clips(results: Path) -> tuple[list[str], list[dict]]:
+    """Test-split clip ids, minus clips QC marked unusable (listed with the reason)."""
+    sp = parquet.read_table(results / "splits.parquet", "splits")
+    if not sp.ok:
+        raise RuntimeError(f"{results / 'splits.parquet'} is {sp.status}: {sp.reason}")
+    df = sp.to_pandas()
+    clips = sorted(df.loc[df["split"] == "test", "clip_id"])
+    skipped = []
+    qc_path = results / "qc.parquet"
+    if qc_path.exists():
+        qc = parquet.read_table(qc_path, "qc").to_pandas().set_index("clip_id")
+        keep = []
+        for c in clips:
+            if c in qc.index and not bool(qc.loc[c, "usable"]):
+                skipped.append({"clip_id": c, "reason": f"qc: {qc.loc[c, 'reason']}"})
+            else:
+                keep.append(c)
+        clips = keep
+    return clips, skipped
+
+
+def head_pose(rows) -> np.ndarray:
+    """(T, 3) yaw, pitch, roll in degrees; invalid frames linearly interpolated."""
+    h = np.stack([rows.column(k).to_numpy(zero_copy_only=False).astype(np.float64) for k in ("yaw", "pitch", "roll")], 1)
+    valid = rows.column("valid").to_numpy(zero_copy_only=False).astype(bool) & np.isfinite(h).all(1)
+    if not valid.any():
+        raise ValueError("no valid frame")
+    if not valid.all():
+        t = np.arange(len(h))
+        h = np.stack([np.interp(t, t[valid], h[valid, k]) for k in range(3)], 1)
+    return h
+
+
+def _read_ok(path: Path, name: str) -> tuple[parquet.Table | None, str]:
+    if not path.exists():
+        return None, f"missing {path}"
+    t = parquet.read_table(path, name)
+    if not t.ok:
+        return None, f"{path.parent.name}: {t.status}: {t.reason}"
+    return t, ""
+
+
+def _wav(path: Path) -> np.ndarray:
+    from ksdiff.io.audio import read_wav
+
+    x, sr = read_wav(path)
+    if sr != PROTOCOL.sample_rate or np.ndim(x) != 1:
+        raise ValueError(f"{path}: expected {PROTOCOL.sample_rate} Hz mono, got {sr} Hz shape {np.shape(x)}")
+    return x
+
+
+# --------------------------------------------------------------------------- video metrics
+
+
+def _to_buffer(frames, n: int, tmp: Path) -> np.ndarray:
+    """Stack up to ``n`` frames in a disk-backed array: a minute of 512 px video is ~1 GB."""
+    buf = None
+    k = 0
+    for k, f in enumerate(frames):
+        if k >= n:
+            break
+        if buf is None:
+            buf = np.memmap(tmp / "frames.u8", dtype=np.uint8, mode="w+", shape=(n, *f.shape))
+        buf[k] = f
+    if buf is None:
+        raise ValueError("no frames")
+    return buf[: k + 1] if k + 1 < n else buf
+
+
+def lse_rendered(model, warper, posed: np.ndarray, wav: np.ndarray) -> dict:
+    """LSE of a motion rendered over the clip's reference frame (methods and GT alike)."""
+    from ksdiff.metrics.mouth_crops import face_crops
+    from ksdiff.metrics.syncnet import lse
+
+    with tempfile.TemporaryDirectory(prefix="ksdiff-lse-") as tmp:
+        frames = _to_buffer((warper.render(p) for p in posed), len(posed), Path(tmp))
+        crops = face_crops(frames, posed)
+    return lse(model, crops, wav, color="rgb")
+
+
+def lse_original(model, video: str, landmarks: np.ndarray, fps: float, wav: np.ndarray) -> dict:
+    """LSE of an external method's own video frames with its extracted landmarks."""
+    from ksdiff.io.video import iter_frames
+    from ksdiff.metrics.mouth_crops import face_crops
+    from ksdiff.metrics.syncnet import lse
+
+    with tempfile.TemporaryDirectory(prefix="ksdiff-lse-") as tmp:
+        frames = _to_buffer((rgb for _, _, _, rgb in iter_frames(video, fps)), len(landmarks), Path(tmp))
+        crops = face_crops(frames, landmarks[: len(frames)])
+    return lse(model, crops, wav, color="rgb")
+
+
+def _landmarks_px(path: Path) -> np.ndarray:
+    """(T, 478, 3) landmarks of a landmarks table, NaN where no face was found."""
+    t = parquet.read_table(path, "landmarks")
+    if not t.ok:
+        raise ValueError(f"landmarks {t.status}: {t.reason}")
+    lm = t.column("landmarks").reshape(len(t.table), -1, 3).astype(np.float64)
+    lm[~t.column("detected").astype(bool)] = np.nan
+    return lm
+
+
+# --------------------------------------------------------------------------- scoring
+
+
+class _Rows:
+    """Collects metric rows and the reasons for the ones that are undefined."""
+
+    def __init__(self, method: str):
+        self.method = method
+        self.rows: list[tuple] = []
+        self.undefined: list[dict] = []
+
+    def add(self, clip: str, sample: int, metric: str, value: float, reason: str = ""):
+        if reason or value is None or not np.isfinite(value):
+            self.undefined.append({"clip_id": clip, "sample": int(sample), "metric": metric, "reason": reason or "not finite"})
+        else:
+            self.rows.append((self.method, clip, int(sample), metric, float(value)))
+
+    def table(self) -> dict:
+        cols = list(zip(*self.rows)) if self.rows else [[]] * 5
+        names = ("method", "clip_id", "sample", "metric", "value")
+        out = {k: list(v) for k, v in zip(names, cols)}
+        out["sample"] = np.asarray(out["sample"], dtype=np.int16)
+        out["value"] = np.asarray(out["value"], dtype=np.float64)
+        return out
+
+
+def score_clip(
+    rows: _Rows,
+    ref: ClipRef,
+    motion: parquet.Table,
+    basis,
+    fps: float,
+    with_lve: bool,
+    lse_fn=None,
+) -> None:
+    """Append every metric of one clip (all samples of ``motion``) to ``rows``.
+
+    lse_fn(sample, posed) -> syncnet result dict, or None when LSE is not scored.
+    """
+    from ksdiff.metrics.beat_align import audio_beats, beat_align_with_reason, motion_beats
+    from ksdiff.metrics.diversity import sample_diversity, temporal_diversity
+    from ksdiff.metrics.lve import inter_ocular_distance, lve
+    from ksdiff.render.video import decode_sample, samples_of, select_sample
+
+    clip = ref.clip_id
+    gt_aligned = gt_valid = None
+    if with_lve:
+        gt_aligned, _ = decode_sample(ref.gt, ref.template, basis, 0)
+        gt_valid = np.isfinite(gt_aligned).all((1, 2))
+        scale = inter_ocular_distance(ref.template)
+    heads = []
+    for s in samples_of(motion):
+        sel = select_sample(motion, s)
+        head = head_pose(sel)
+        heads.append(head)
+        aligned, posed = decode_sample(motion, ref.template, basis, s)
+        if with_lve:
+            n = min(len(aligned), len(gt_aligned))
+            if len(aligned) != len(gt_aligned):
+                log.warning("%s sample %d: %d frames vs %d in ground truth; LVE on the first %d", clip, s, len(aligned), len(gt_aligned), n)
+            m = gt_valid[:n] & np.isfinite(aligned[:n]).all((1, 2))
+            if m.any():
+                rows.add(clip, s, LVE, lve(aligned[:n][m], gt_aligned[:n][m], PROTOCOL.lve_lip_indices, PROTOCOL.lve_variant, scale))
+            else:
+                rows.add(clip, s, LVE, float("nan"), "no frame valid in both prediction and ground truth")
+        rows.add(clip, s, "temporal_diversity", temporal_diversity(head))
+        a_beats = audio_beats(ref.wav, PROTOCOL.sample_rate, fps, n_frames=len(head))
+        score, why = beat_align_with_reason(motion_beats(head, fps), a_beats)
+        rows.add(clip, s, "beat_align", score, why)
+        if lse_fn is not None:
+            try:
+                r = lse_fn(s, posed)
+            except ValueError as e:  # e.g. clip too short for SyncNet's windows
+                for k in ("lse_d", "lse_c", "lse_offset"):
+                    rows.add(clip, s, k, float("nan"), f"LSE: {e}")
+            else:
+                rows.add(clip, s, "lse_d", r["lse_d"])
+                rows.add(clip, s, "lse_c", r["lse_c"])
+                rows.add(clip, s, "lse_offset", float(r["offset"]))
+    if len(heads) >= 2:
+        n = min(len(h) for h in heads)
+        rows.add(clip, ACROSS_SAMPLES, "sample_diversity", sample_diversity(np.stack([h[:n] for h in heads])))
+
+
+def _load_syncnet(path):
+    if not path:
+        return None
+    from ksdiff.metrics.syncnet import load_syncnet
+
+    return load_syncnet(path)  # raises with a clear message when the file is missing
+
+
+def evaluate_method(
+    cfg: dict,
+    results: str,
+    predictions: str | None = None,
+    method: str = GROUND_TRUTH,
+    out: str | None = None,
+    syncnet: str | None = None,
+    external: bool = False,
+):
+    """Score ``method`` on the test clips of ``results`` (results/{dataset}); write ``out``.
+
+    predictions: folder of {clip}.parquet coeffs tables (any origin); ignored
+    for method 'ground_truth', which scores results/{dataset}/coeffs.
+    external: predictions come from extracting another system's videos; the
+    folder above ``predictions`` is then results-like (manifest.parquet,
+    landmarks/, audio/) and LSE is scored on those original frames. External
+    clips whose id is a ground-truth test clip get LVE and the GT audio; ids
+    unknown to the dataset are scored without LVE on their own audio.
+    syncnet: SyncNet weights (default cfg['eval']['syncnet']); none: no LSE.
+    Returns the metrics as a pandas DataFrame.
+    """
+    from tqdm import tqdm
+
+    from ksdiff.extract.coeffs import load_basis
+    from ksdiff.render.video import RenderError
+
+    results = Path(results)
+    fps = float(cfg["fps"])
+    is_gt = method == GROUND_TRUTH
+    if not is_gt and predictions is None:
+        raise ValueError(f"method {method!r} needs --predictions (a folder of coeffs tables)")
+    pred_dir = results / "coeffs" if is_gt else Path(predictions)
+    ext_root = pred_dir.parent if external else None
+    basis = load_basis(results / "basis.npz")
+    model = _load_syncnet(syncnet or cfg.get("eval", {}).get("syncnet"))
+
+    test, skipped = test_clips(results)
+    clips = list(test)
+    if external:
+        splits = parquet.read_table(results / "splits.parquet", "splits").to_pandas()
+        known = set(splits["clip_id"])
+        ext_clips = sorted(p.stem for p in pred_dir.glob("*.parquet"))
+        skipped += [{"clip_id": c, "reason": "external clip of a non-test split"} for c in ext_clips if c in known and c not in test]
+        clips = [c for c in ext_clips if c in test or c not in known]
+
+    rows = _Rows(method)
+    scored = []
+    for clip in tqdm(clips, desc=f"evaluate {method}", unit="clip", disable=None):
+        try:
+            why = _score_one(rows, clip, clip in test, results, pred_dir, ext_root, basis, fps, model, is_gt)
+        except (RenderError, ValueError, OSError, KeyError) as e:  # one bad clip never stops the table
+            log.exception("%s: %s", clip, e)
+            why = f"{type(e).__name__}: {e}"
+        if why:
+            skipped.append({"clip_id": clip, "reason": why})
+        else:
+            scored.append(clip)
+
+    attrs = {
+        "method": method,
+        "dataset": results.name,
+        "external": bool(external),
+        "protocol_version": PROTOCOL.version,
+        "protocol": PROTOCOL.as_dict(),
+        "lve_metric": LVE,
+        "lse": (
+            {"scored": True, "weights": model.weights_path, "sha256": model.weights_sha256,
+             "frames": "original video frames + extracted landmarks" if external else
+             "ksdiff.render.warp of the clip's reference frame (first frame with a face)"}
+            if model is not None else {"scored": False, "note": NO_SYNCNET}
+        ),
+        "basis": {"path": basis.path, "sha256": basis.sha256},
+        "clips": scored,
+        "skipped": skipped,
+        "undefined": rows.undefined,
+    }
+    log.info("%s: %d clips scored, %d skipped, %d rows", method, len(scored), len(skipped), len(rows.rows))
+    if out is not None:
+        if rows.rows:
+            parquet.write_table(out, "metrics", rows.table(), attrs=attrs)
+        else:
+            reasons = "; ".join(f"{s['clip_id']}: {s['reason']}" for s in skipped[:5]) or "no test clips"
+            parquet.write_failure(out, "metrics", f"no clip could be scored ({reasons})", attrs=attrs)
+    import pandas as pd
+
+    return pd.DataFrame(rows.table())
+
+
+def _score_one(rows, clip, in_test, results, pred_dir, ext_root, basis, fps, model, is_gt) -> str:
+    """Score one clip; '' when scored, else why it was skipped."""
+    from ksdiff.render.video import reference_frame, template_of
+    from ksdiff.render.warp import FaceWarper
+
+    gt, why = (_read_ok(results / "coeffs" / f"{clip}.parquet", "coeffs") if in_test else (None, ""))
+    if why:
+        return f"ground truth {why}"
+    motion, why = (gt, "") if is_gt else _read_ok(pred_dir / f"{clip}.parquet", "coeffs")
+    if why:
+        return f"prediction {why}"
+    wav_path = results / "audio" / f"{clip}.wav"
+    if gt is None:  # external clip without ground truth: its own identity and audio
+        wav_path = ext_root / "audio" / f"{clip}.wav"
+    if not wav_path.exists():
+        return f"no audio ({wav_path})"
+    ref = ClipRef(clip, _wav(wav_path), template_of(gt if gt is not None else motion), gt)
+
+    lse_fn = None
+    if model is not None:
+        if ext_root is not None:
+            man = parquet.read_table(ext_root / "manifest.parquet", "manifest").to_pandas().set_index("clip_id")
+            lm = _landmarks_px(ext_root / "landmarks" / f"{clip}.parquet")
+            video = man.loc[clip, "path"]
+            lse_fn = lambda s, posed: lse_original(model, video, lm, fps, ref.wav)  # noqa: E731
+        else:
+            ref_rgb, ref_lm, _ = reference_frame(results, clip, fps)
+            warper = FaceWarper(ref_rgb, ref_lm)
+            lse_fn = lambda s, posed: lse_rendered(model, warper, posed, ref.wav)  # noqa: E731
+    score_clip(rows, ref, motion, basis, fps, with_lve=(gt is not None and not is_gt), lse_fn=lse_fn)
+    return ""

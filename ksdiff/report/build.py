@@ -1,0 +1,232 @@
+"""`ksdiff report`: metrics tables -> leaderboard.md + self-contained leaderboard.html + PNGs.
+
+Inputs are the per-method 'metrics' tables written by ksdiff.evaluate (long
+format). Numbers: ksdiff.report.tables (bootstrap over clip means). With the
+dataset's results folder (and the methods' prediction folders) the report also
+shows head-pose trajectories and rendered frames of a few test clips; without
+them it still has the table, bars, protocol and provenance.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ksdiff.evaluate import GROUND_TRUTH, METRIC_INFO
+from ksdiff.io import parquet
+from ksdiff.metrics.protocol import PROTOCOL
+from ksdiff.report import plots
+from ksdiff.report.html import metric_definitions, render_html, software_versions, syncnet_statement
+from ksdiff.report.tables import leaderboard, metric_header, method_order, per_clip, summarise, to_markdown
+
+log = logging.getLogger(__name__)
+
+
+def read_metrics(paths: list[str]) -> tuple[pd.DataFrame, list[dict], list[dict]]:
+    """(all rows, attrs of each table, one source record per table). Failed tables add no rows."""
+    frames, attrs, sources = [], [], []
+    for p in paths:
+        t = parquet.read_table(p, "metrics")
+        a = dict(t.attrs)
+        method = a.get("method") or Path(p).stem
+        a["method"] = method
+        attrs.append(a)
+        sources.append({
+            "path": str(p), "method": method, "status": t.status, "reason": t.reason,
+            "n_clips": len(a.get("clips", [])), "n_skipped": len(a.get("skipped", [])),
+            "n_undefined": len(a.get("undefined", [])),
+            "sha256": hashlib.sha256(Path(p).read_bytes()).hexdigest(),
+        })
+        if t.ok:
+            frames.append(t.to_pandas())
+        else:
+            log.warning("%s: metrics table %s: %s", p, t.status, t.reason)
+    cols = ["method", "clip_id", "sample", "metric", "value"]
+    df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=cols)
+    return df, attrs, sources
+
+
+def parse_predictions(predictions: list[str] | None) -> dict[str, Path]:
+    """method -> folder of coeffs tables, from 'name=folder' or 'folder' (name = folder name)."""
+    out = {}
+    for item in predictions or []:
+        name, _, folder = item.partition("=") if "=" in item else (Path(item).name, "", item)
+        out[name] = Path(folder)
+    return out
+
+
+def choose_clips(attrs: list[dict], k: int) -> list[str]:
+    """The first k clips (by id) scored for every method; if none is common, the most covered."""
+    scored = [set(a.get("clips", [])) for a in attrs]
+    if not scored:
+        return []
+    common = set.intersection(*scored)
+    if common:
+        return sorted(common)[:k]
+    counts = pd.Series([c for s in scored for c in s]).value_counts()
+    return sorted(counts.index, key=lambda c: (-counts[c], c))[:k]
+
+
+def _motion_tables(results: Path, pred_dirs: dict[str, Path], clip: str, methods: list[str]) -> dict[str, parquet.Table]:
+    out = {}
+    for m in methods:
+        path = results / "coeffs" / f"{clip}.parquet" if m == GROUND_TRUTH else pred_dirs.get(m, Path("/nonexistent")) / f"{clip}.parquet"
+        if path.exists():
+            t = parquet.read_table(path, "coeffs")
+            if t.ok:
+                out[m] = t
+    return out
+
+
+def clip_figures(cfg: dict, results: Path, pred_dirs: dict[str, Path], clip: str, methods: list[str], plots_dir: Path) -> list[dict]:
+    """Head-pose trajectories and a frame strip (warp renderer) of one clip."""
+    from ksdiff.evaluate import head_pose
+    from ksdiff.extract.coeffs import load_basis
+    from ksdiff.render.video import decode_sample, reference_frame, select_sample, template_of
+    from ksdiff.render.warp import FaceWarper
+
+    fps = float(cfg["fps"])
+    tables = _motion_tables(results, pred_dirs, clip, methods)
+    if GROUND_TRUTH not in tables:
+        tables[GROUND_TRUTH] = parquet.read_table(results / "coeffs" / f"{clip}.parquet", "coeffs")
+    curves = {m: head_pose(select_sample(t, 0)) for m, t in tables.items()}
+    figs = [{
+        "title": f"Head pose over time, clip {clip}",
+        "caption": "yaw, pitch and roll of sample 0 of each method; ground truth in black",
+        "path": plots.pose_trajectories(curves, fps, clip, plots_dir / f"pose_{clip}.png"),
+    }]
+    basis = load_basis(results / "basis.npz")
+    template = template_of(tables[GROUND_TRUTH])
+    ref_rgb, ref_lm, _ = reference_frame(results, clip, fps)
+    warper = FaceWarper(ref_rgb, ref_lm)
+    n_show = int(cfg["eval"]["report_frames"])
+    posed = {m: decode_sample(t, template, basis, 0)[1] for m, t in tables.items()}
+    n = min(len(p) for p in posed.values())
+    idx = np.unique(np.linspace(0, n - 1, n_show + 2).round().astype(int)[1:-1])  # skip frame 0: it is the reference
+    frames = {m: [warper.render(p[i]) for i in idx] for m, p in posed.items()}
+    figs.append({
+        "title": f"Rendered frames, clip {clip}",
+        "caption": "every row is the same reference frame warped by that method's landmarks (sample 0)",
+        "path": plots.frame_strip(frames, [i / fps for i in idx], clip, plots_dir / f"frames_{clip}.png"),
+    })
+    return figs
+
+
+def _protocol_summary() -> str:
+    p = PROTOCOL
+    return (f"Protocol {p.version}: LVE {p.lve_variant} over {len(p.lve_lip_indices)} MediaPipe lip landmarks "
+            f"in inter-ocular units; BeatAlign sigma {p.beat_sigma_frames:.4g} frames at {p.fps:g} fps; "
+            f"LSE on {p.crop_size} px face crops, offsets ±{p.syncnet_vshift}.")
+
+
+def build_report(
+    cfg: dict,
+    metrics: list[str],
+    out_md: str,
+    out_html: str,
+    plots_dir: str,
+    results: str | None = None,
+    predictions: list[str] | None = None,
+) -> int:
+    """Write the Markdown and HTML leaderboards and their PNGs from metrics tables."""
+    ecfg = cfg["eval"]
+    n_boot, level, seed = int(ecfg["bootstrap_samples"]), float(ecfg["ci_level"]), int(ecfg["seed"])
+    plots_dir = Path(plots_dir)
+    plots_dir.mkdir(parents=True, exist_ok=True)
+    df, attrs, sources = read_metrics(list(metrics))
+    summary = summarise(df, n_boot=n_boot, alpha=1.0 - level, seed=seed)
+    n_clips = {a["method"]: len(a.get("clips", [])) for a in attrs}
+    board = leaderboard(summary, n_clips) if not summary.empty else pd.DataFrame(columns=["Method", "n clips"])
+    appendix = per_clip(df) if not df.empty else pd.DataFrame()
+    skipped = [{"method": a["method"], **s} for a in attrs for s in a.get("skipped", [])]
+    skipped += [{"method": s["method"], "clip_id": "(all)", "reason": f"metrics table {s['status']}: {s['reason']}"}
+                for s in sources if s["status"] != parquet.OK]
+    undefined = [{"method": a["method"], **u} for a in attrs for u in a.get("undefined", [])]
+    lse_note, weight_rows = syncnet_statement(attrs)
+    basis_rows = {(a.get("basis") or {}).get("sha256", "") for a in attrs} - {""}
+    weight_rows += [{"name": "expression basis", "value": f"sha256 {b}"} for b in sorted(basis_rows)]
+
+    figures: list[dict] = []
+    if not summary.empty:
+        figures.append({"title": "Metrics per method", "caption": f"mean over clips with {level:.0%} bootstrap interval",
+                        "path": plots.metric_bars(summary, plots_dir / "metric_bars.png")})
+    figure_notes = []
+    if results is not None:
+        methods = method_order([a["method"] for a in attrs] + [GROUND_TRUTH])
+        for clip in choose_clips(attrs, int(ecfg["report_clips"])):
+            try:
+                figures += clip_figures(cfg, Path(results), parse_predictions(predictions), clip, methods, plots_dir)
+            except (OSError, ValueError, RuntimeError) as e:  # a figure never blocks the leaderboard
+                log.warning("figures for %s not produced: %s", clip, e)
+                figure_notes.append(f"figures for clip {clip} not produced: {e}")
+
+    defs = metric_definitions()
+    present = [k for k in METRIC_INFO if k in set(summary["metric"])] if not summary.empty else []
+    notes = [{"header": metric_header(k), "better": f"{METRIC_INFO[k][2]} is better", "definition": defs.get(k, "")} for k in present]
+    versions = software_versions()
+    title = f"ksdiff leaderboard: {', '.join(sorted({a.get('dataset', '?') for a in attrs})) or 'no data'}"
+
+    md = _markdown(title, board, notes, lse_note, figures, figure_notes, versions, weight_rows, sources, skipped, undefined,
+                   appendix, Path(out_md), level, n_boot, seed)
+    parquet.atomic_write_bytes(out_md, md.encode())
+    html = render_html({
+        "title": title,
+        "protocol_version": PROTOCOL.version,
+        "ci_percent": f"{100 * level:g}",
+        "n_boot": n_boot,
+        "seed": seed,
+        "leaderboard_html": _html_table(board),
+        "metric_notes": notes,
+        "syncnet_statement": lse_note,
+        "figures": [{"title": f["title"], "caption": f["caption"], "uri": plots.data_uri(f["path"])} for f in figures],
+        "figure_notes": figure_notes,
+        "protocol_text": PROTOCOL.describe(),
+        "versions": versions,
+        "weights": weight_rows,
+        "sources": sources,
+        "skipped": skipped,
+        "undefined": undefined,
+        "n_clip_rows": len(appendix),
+        "per_clip_html": _html_table(appendix),
+    })
+    parquet.atomic_write_bytes(out_html, html.encode())
+    log.info("leaderboard: %d methods, %d metrics -> %s, %s", len(board), len(present), out_md, out_html)
+    return 0
+
+
+def _html_table(df: pd.DataFrame) -> str:
+    if df.empty:
+        return "<p class='note'>No values.</p>"
+    from ksdiff.report.tables import fmt
+
+    html = df.to_html(index=False, escape=True, border=0, float_format=fmt, na_rep="–")
+    return html.replace(f"<tr>\n      <td>{GROUND_TRUTH}</td>", f"<tr class=\"gt\">\n      <td>{GROUND_TRUTH}</td>")
+
+
+def _markdown(title, board, notes, lse_note, figures, figure_notes, versions, weight_rows, sources, skipped, undefined,
+              appendix, out_md: Path, level, n_boot, seed) -> str:
+    rel = lambda p: os.path.relpath(p, out_md.resolve().parent)  # noqa: E731
+    lines = [f"# {title}", "", _protocol_summary(), "",
+             f"Each cell: mean over test clips [{level:.0%} percentile-bootstrap interval over clips, "
+             f"{n_boot} resamples, seed {seed}]; samples are averaged within a clip first. "
+             "Ground truth is scored by the same code as every method.", "",
+             "## Leaderboard", "", to_markdown(board) if not board.empty else "No values.", ""]
+    lines += [f"- **{n['header']}**: {n['better']}. {n['definition']}" for n in notes]
+    lines += ["", f"LSE (SyncNet): {lse_note}", "", "## Figures", ""]
+    lines += [f"![{f['title']}]({rel(Path(f['path']).resolve())})" for f in figures]
+    lines += [f"- {n}" for n in figure_notes]
+    lines += ["", "## Protocol", "", "```json", PROTOCOL.describe(), "```", "", "## Software and weights", ""]
+    lines += [to_markdown(pd.DataFrame([{"component": k, "version / hash": v} for k, v in versions.items()]
+                                       + [{"component": w["name"], "version / hash": w["value"]} for w in weight_rows])), ""]
+    src = pd.DataFrame(sources)[["path", "method", "status", "n_clips", "n_skipped", "n_undefined", "sha256"]] if sources else pd.DataFrame()
+    lines += ["Metrics tables:", "", to_markdown(src) if not src.empty else "none", ""]
+    lines += ["## Skipped clips", ""]
+    lines += [to_markdown(pd.DataFrame(skipped)) if skipped else "No clip was skipped.", ""]
+    if undefined:
+        lines += [f"{len(undefined)} metric values are undefined and left out (reasons in the HTML report and the metrics tables' attrs).", ""]
+    lines += ["## Appendix: per-clip values (mean over samples)", "", to_markdown(appendix) if not appendix.empty else "No values.", ""]
+    return "\n".join(lines)

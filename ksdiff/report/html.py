@@ -1,0 +1,75 @@
+"""The self-contained HTML leaderboard (Jinja2 template ksdiff/report/template.html).
+
+Self-contained: figures are embedded as data: URIs and the style is inline,
+so the file can be mailed or attached to a paper's supplement and still show
+everything. Besides the table it states exactly what produced the numbers:
+the pinned metric protocol, software versions, the SyncNet weights' sha256
+(or that LSE was not scored: a number is never invented for missing weights),
+and the metrics tables it was built from with their hashes.
+"""
+from __future__ import annotations
+
+import sys
+from importlib import metadata
+from pathlib import Path
+
+from ksdiff.evaluate import LVE, NO_SYNCNET
+from ksdiff.metrics.protocol import PROTOCOL
+
+TEMPLATE = "template.html"
+VERSIONED = ("ksdiff", "torch", "numpy", "mediapipe", "opencv-contrib-python", "scipy", "librosa", "syncnet-python", "pandas", "pyarrow")
+
+
+def software_versions() -> dict[str, str]:
+    """Python and the packages that change numbers or figures, as installed now."""
+    out = {"python": sys.version.split()[0]}
+    for name in VERSIONED:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def metric_definitions() -> dict[str, str]:
+    """One sentence per metric, built from the protocol so the text cannot drift from the code."""
+    p = PROTOCOL
+    return {
+        LVE: (f"Per frame the largest {p.lve_variant} distance over the {len(p.lve_lip_indices)} lip landmarks "
+              f"({p.lve_lip_set}) between prediction and ground truth, averaged over frames; units: {p.lve_units}."),
+        "sample_diversity": f"{p.sample_diversity_def}, on {p.diversity_signal}; methods with several samples only.",
+        "temporal_diversity": f"{p.temporal_diversity_def}, on {p.diversity_signal}.",
+        "beat_align": (f"Mean over speech onsets of exp(-d^2 / 2 sigma^2), d = frames to the nearest head-motion beat "
+                       f"(local minimum of the smoothed head speed), sigma = {p.beat_sigma_frames:.4g} frames at {p.fps:g} fps."),
+        "lse_d": "SyncNet: minimum over offsets -15..15 of the mean audio-video embedding distance.",
+        "lse_c": f"SyncNet confidence: {p.syncnet_lse_c}.",
+        "lse_offset": f"SyncNet offset at the minimum distance; {p.syncnet_offset_sign}.",
+    }
+
+
+def syncnet_statement(attrs_list: list[dict]) -> tuple[str, list[dict]]:
+    """(sentence for the report, [{name, value}] rows for the weights table) from metrics attrs."""
+    scored = {}
+    for a in attrs_list:
+        lse = a.get("lse") or {}
+        if lse.get("scored"):
+            scored[lse.get("sha256", "")] = lse.get("weights", "")
+    if not scored:
+        return NO_SYNCNET + ".", [{"name": "SyncNet weights", "value": NO_SYNCNET}]
+    rows = [{"name": "SyncNet weights", "value": f"{path} (sha256 {sha})"} for sha, path in scored.items()]
+    note = "scored with the SyncNet weights listed under Software and weights"
+    if len(scored) > 1:
+        note += "; WARNING: methods were scored with different weights, LSE values are not comparable"
+    return note + ".", rows
+
+
+def render_html(context: dict) -> str:
+    """Fill the package's Jinja2 template (autoescaped; tables pass as |safe HTML)."""
+    import jinja2
+
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(Path(__file__).resolve().parent),
+        autoescape=jinja2.select_autoescape(["html"]),
+        undefined=jinja2.StrictUndefined,  # a missing field is a bug, not an empty cell
+    )
+    return env.get_template(TEMPLATE).render(**context)

@@ -1,0 +1,105 @@
+"""The leaderboard: one row per method, each metric as mean [lo, hi] over clips.
+
+``summarise`` gives the numbers (long: method, metric, mean, lo, hi, n_clips),
+``leaderboard`` the display table, ``to_markdown`` its Markdown. Every cell
+comes from ``clip_means`` of the metrics rows, so a number can be traced back
+to the per-clip values (``per_clip``) and from there to the rows behind them.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from ksdiff.evaluate import GROUND_TRUTH, METRIC_INFO
+from ksdiff.report.bootstrap import bootstrap_ci, clip_means
+
+ARROWS = {"lower": "↓", "higher": "↑"}
+
+
+def method_order(methods) -> list[str]:
+    """Ground truth first (the reference row), then the others in their given order."""
+    methods = list(dict.fromkeys(methods))
+    return ([GROUND_TRUTH] if GROUND_TRUTH in methods else []) + [m for m in methods if m != GROUND_TRUTH]
+
+
+def metric_order(metrics) -> list[str]:
+    known = [m for m in METRIC_INFO if m in set(metrics)]
+    return known + sorted(set(metrics) - set(known))
+
+
+def summarise(metrics: pd.DataFrame, n_boot: int = 2000, alpha: float = 0.05, seed: int = 0) -> pd.DataFrame:
+    """(method, metric, mean, lo, hi, n_clips): bootstrap over clip-level means."""
+    cm = clip_means(metrics)
+    out = []
+    for (method, metric), g in cm.groupby(["method", "metric"], sort=False):
+        mean, lo, hi = bootstrap_ci(g["value"].to_numpy(), n=n_boot, alpha=alpha, seed=seed)
+        out.append({"method": method, "metric": metric, "mean": mean, "lo": lo, "hi": hi, "n_clips": len(g)})
+    cols = ["method", "metric", "mean", "lo", "hi", "n_clips"]
+    s = pd.DataFrame(out, columns=cols)
+    if s.empty:
+        return s
+    s["_m"] = s["method"].map({m: i for i, m in enumerate(method_order(s["method"]))})
+    s["_k"] = s["metric"].map({m: i for i, m in enumerate(metric_order(s["metric"]))})
+    return s.sort_values(["_m", "_k"]).drop(columns=["_m", "_k"]).reset_index(drop=True)
+
+
+def fmt(x: float) -> str:
+    """Four significant digits, never scientific notation (tables are read by people)."""
+    if x is None or not np.isfinite(x):
+        return "–"
+    return np.format_float_positional(float(x), precision=4, unique=False, fractional=False, trim="-")
+
+
+def metric_header(metric: str) -> str:
+    label, unit, better = METRIC_INFO.get(metric, (metric, "", ""))
+    arrow = ARROWS.get(better, "")
+    unit = f" [{unit}]" if unit else ""
+    return f"{label}{unit} {arrow}".strip()
+
+
+def leaderboard(summary: pd.DataFrame, n_clips: dict[str, int] | None = None) -> pd.DataFrame:
+    """Display table: Method, n clips, then one 'mean [lo, hi]' column per metric.
+
+    A cell whose metric covers fewer clips than the method's count says so: (n=k).
+    n_clips: clips scored per method (default: the most clips of any of its metrics).
+    """
+    methods = method_order(summary["method"])
+    metrics = metric_order(summary["metric"])
+    idx = summary.set_index(["method", "metric"])
+    rows = []
+    for m in methods:
+        n = (n_clips or {}).get(m, int(summary.loc[summary["method"] == m, "n_clips"].max()))
+        row = {"Method": m, "n clips": n}
+        for k in metrics:
+            if (m, k) not in idx.index:
+                row[metric_header(k)] = "–"
+                continue
+            r = idx.loc[(m, k)]
+            cell = f"{fmt(r['mean'])} [{fmt(r['lo'])}, {fmt(r['hi'])}]"
+            if int(r["n_clips"]) != n:
+                cell += f" (n={int(r['n_clips'])})"
+            row[metric_header(k)] = cell
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def per_clip(metrics: pd.DataFrame) -> pd.DataFrame:
+    """Wide per-clip appendix: one row per (method, clip), one column per metric (sample mean)."""
+    cm = clip_means(metrics)
+    wide = cm.pivot_table(index=["method", "clip_id"], columns="metric", values="value", aggfunc="first")
+    wide = wide[[c for c in metric_order(wide.columns)]]
+    wide = wide.reset_index()
+    wide["_m"] = wide["method"].map({m: i for i, m in enumerate(method_order(wide["method"]))})
+    return wide.sort_values(["_m", "clip_id"]).drop(columns="_m").reset_index(drop=True)
+
+
+def to_markdown(df: pd.DataFrame, floatfmt=fmt) -> str:
+    """A GitHub-flavoured Markdown table (hand-written: pandas needs tabulate for this)."""
+    def cell(v):
+        s = floatfmt(v) if isinstance(v, (float, np.floating)) else str(v)
+        return s.replace("|", "\\|")
+
+    head = "| " + " | ".join(cell(c) for c in df.columns) + " |"
+    rule = "|" + "|".join("---" for _ in df.columns) + "|"
+    body = ["| " + " | ".join(cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    return "\n".join([head, rule, *body])

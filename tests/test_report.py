@@ -1,0 +1,147 @@
+"""The leaderboard from a small fixed metrics table: right means, intervals that
+contain them, one row per method, a self-contained HTML that names the protocol,
+and a percentile bootstrap that behaves (degenerate for constants, covers the mean)."""
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ksdiff import config
+from ksdiff.cli import main
+from ksdiff.evaluate import ACROSS_SAMPLES, GROUND_TRUTH, LVE, NO_SYNCNET
+from ksdiff.io import parquet
+from ksdiff.metrics.protocol import PROTOCOL
+from ksdiff.report.bootstrap import bootstrap_ci, clip_means
+from ksdiff.report.build import build_report
+from ksdiff.report.tables import summarise
+
+CLIPS = [f"c{i}" for i in range(6)]
+# Clip-level values by construction; samples scatter symmetrically around them.
+LVE_A = np.array([0.10, 0.20, 0.30, 0.40, 0.50, 0.60])
+LVE_B = np.array([0.05, 0.06, 0.07, 0.08, 0.09, 0.10])
+TD = {GROUND_TRUTH: 3.0, "alpha": 1.0, "beta": 2.5}
+
+
+def _rows(method):
+    rows = []
+    for i, c in enumerate(CLIPS):
+        rows.append((method, c, 0, "temporal_diversity", TD[method] + 0.1 * (i - 2.5)))
+        rows.append((method, c, 0, "beat_align", 0.5))
+        if method != GROUND_TRUTH:
+            lve = (LVE_A if method == "alpha" else LVE_B)[i]
+            rows += [(method, c, 0, LVE, lve - 0.01), (method, c, 1, LVE, lve + 0.01)]
+            rows.append((method, c, ACROSS_SAMPLES, "sample_diversity", 1.0 + i))
+    return rows
+
+
+def _write(path, method, rows=None, status="ok"):
+    attrs = {"method": method, "dataset": "fixed", "clips": CLIPS, "skipped": [{"clip_id": "c9", "reason": "prediction missing"}],
+             "undefined": [], "lse": {"scored": False, "note": NO_SYNCNET}, "protocol": PROTOCOL.as_dict()}
+    if status != "ok":
+        parquet.write_failure(path, "metrics", "no clip could be scored (test)", attrs=attrs)
+        return path
+    r = list(zip(*(rows or _rows(method))))
+    parquet.write_table(path, "metrics", {"method": list(r[0]), "clip_id": list(r[1]), "sample": np.array(r[2], np.int16),
+                                          "metric": list(r[3]), "value": np.array(r[4], float)}, attrs=attrs)
+    return path
+
+
+@pytest.fixture
+def report(tmp_path):
+    paths = [str(_write(tmp_path / f"{m}.parquet", m)) for m in (GROUND_TRUTH, "alpha", "beta")]
+    md, html = tmp_path / "board.md", tmp_path / "board.html"
+    build_report(config.defaults(), paths, str(md), str(html), str(tmp_path / "plots"))
+    return md.read_text(), html.read_text(), tmp_path
+
+
+def _table(md):
+    lines = md.split("## Leaderboard")[1].strip().splitlines()
+    rows = []
+    for ln in lines:  # the first contiguous Markdown table after the heading
+        if not ln.startswith("|"):
+            break
+        rows.append(ln)
+    head = [c.strip() for c in rows[0].strip("|").split("|")]
+    body = [[c.strip() for c in r.strip("|").split("|")] for r in rows[2:]]
+    return head, body
+
+
+def _cell(s):
+    m = re.match(r"([-\d.]+) \[([-\d.]+), ([-\d.]+)\]", s)
+    return tuple(float(x) for x in m.groups())
+
+
+def test_markdown_has_one_row_per_method_with_mean_and_interval(report):
+    md, _, _ = report
+    head, body = _table(md)
+    assert [r[0] for r in body] == [GROUND_TRUTH, "alpha", "beta"]  # ground truth first
+    assert head[:2] == ["Method", "n clips"] and all(r[1] == "6" for r in body)
+    col = next(i for i, h in enumerate(head) if h.startswith("LVE"))
+    mean, lo, hi = _cell(body[1][col])
+    assert mean == pytest.approx(LVE_A.mean(), abs=1e-4)
+    assert lo < mean < hi and lo >= LVE_A.min() and hi <= LVE_A.max()
+    mean_b, *_ = _cell(body[2][col])
+    assert mean_b == pytest.approx(LVE_B.mean(), abs=1e-4)
+    assert body[0][col] == "–"  # no LVE for ground truth
+    td = next(i for i, h in enumerate(head) if h.startswith("Temporal"))
+    assert _cell(body[0][td])[0] == pytest.approx(3.0, abs=1e-4)
+    ba = next(i for i, h in enumerate(head) if h.startswith("BeatAlign"))
+    assert _cell(body[1][ba]) == (0.5, 0.5, 0.5)  # constant over clips: degenerate interval
+    assert "prediction missing" in md  # skipped clips are listed
+
+
+def test_html_is_self_contained_and_states_the_protocol(report):
+    _, html, tmp = report
+    assert not re.search(r"""(src|href)\s*=\s*["']?https?://""", html)
+    assert "data:image/png;base64," in html
+    assert PROTOCOL.version in html and "lve_lip_indices" in html
+    assert NO_SYNCNET in html  # never a made-up SyncNet hash
+    assert "numpy" in html and "mediapipe" in html
+    assert (tmp / "plots" / "metric_bars.png").stat().st_size > 1000
+
+
+def test_samples_are_averaged_within_clips_before_bootstrapping():
+    df = pd.DataFrame({
+        "method": ["m"] * 11, "clip_id": ["a"] * 10 + ["b"], "sample": list(range(10)) + [0],
+        "metric": ["x"] * 11, "value": [1.0] * 10 + [3.0],
+    })
+    cm = clip_means(df)
+    assert cm.set_index("clip_id")["n_samples"].to_dict() == {"a": 10, "b": 1}
+    s = summarise(df)
+    assert s.loc[0, "mean"] == pytest.approx(2.0)  # mean of clip means, not of the 11 rows (1.18)
+    assert s.loc[0, "n_clips"] == 2
+
+
+def test_bootstrap_constant_is_degenerate():
+    assert bootstrap_ci(np.full(20, 0.7)) == (pytest.approx(0.7), pytest.approx(0.7), pytest.approx(0.7))
+    assert bootstrap_ci([4.2]) == (4.2, 4.2, 4.2)
+    assert all(np.isnan(bootstrap_ci([])))
+
+
+def test_bootstrap_of_a_normal_sample_covers_the_true_mean():
+    rng = np.random.default_rng(1)
+    mean, lo, hi = bootstrap_ci(rng.normal(3.0, 1.0, 200), seed=0)
+    assert lo < 3.0 < hi
+    assert hi - lo == pytest.approx(2 * 1.96 / np.sqrt(200), rel=0.2)
+    # Coverage over repeated experiments is near the nominal 95% (percentile
+    # bootstrap runs a little under it at n = 30).
+    hits = [lo < 0.0 < hi for lo, hi in (bootstrap_ci(rng.normal(0.0, 1.0, 30), n=1000, seed=k)[1:] for k in range(200))]
+    assert 0.85 <= np.mean(hits) <= 0.99
+
+
+def test_failed_metrics_table_is_reported_not_fatal(tmp_path):
+    paths = [str(_write(tmp_path / "alpha.parquet", "alpha")), str(_write(tmp_path / "beta.parquet", "beta", status="failed"))]
+    md, html = tmp_path / "b.md", tmp_path / "b.html"
+    build_report(config.defaults(), paths, str(md), str(html), str(tmp_path / "plots"))
+    text = md.read_text()
+    _, body = _table(text)
+    assert [r[0] for r in body] == ["alpha"]
+    assert "no clip could be scored (test)" in text and "no clip could be scored (test)" in html.read_text()
+
+
+def test_report_cli(tmp_path):
+    paths = [str(_write(tmp_path / f"{m}.parquet", m)) for m in (GROUND_TRUTH, "alpha")]
+    md, html = tmp_path / "cli.md", tmp_path / "cli.html"
+    rc = main(["report", "--metrics", *paths, "--out-md", str(md), "--out-html", str(html), "--plots-dir", str(tmp_path / "p")])
+    assert rc == 0 and md.exists() and html.exists()
