@@ -78,6 +78,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; results are shared data
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -140,7 +141,11 @@ def write_table(
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
-        pq.write_table(table, tmp, compression="zstd")
+        # Dictionary encoding only pays off for repeated strings; on float columns
+        # it costs write time and space (a 250-frame pose table: 4x faster without).
+        dict_cols = [f.name for f in schema if pa.types.is_string(f.type)]
+        pq.write_table(table, tmp, compression="zstd", use_dictionary=dict_cols or False)
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; results are shared data
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
