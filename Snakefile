@@ -15,6 +15,8 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/synth.smk"
 include: "workflow/rules/preprocess.smk"
 include: "workflow/rules/dataset.smk"
+include: "workflow/rules/model.smk"
+include: "workflow/rules/eval.smk"
 
 
 rule all:

@@ -56,10 +56,25 @@ command("stats", "ksdiff.data.stats:build_stats", "normalisation statistics over
         ("--qc", P), ("--splits", P), ("--results", P), ("--out", P))
 
 # --- model (issue 3) -------------------------------------------------------------
-# (helpers add train / infer / generate here)
+command("train", "ksdiff.train:train", "train a motion model (resumes from its latest checkpoint)",
+        ("--results", P), ("--out", {"required": True, "help": "final model file, e.g. models/synth/ksdiff/model.pt"}),
+        ("--method", {"default": None, "help": "a name in the config's 'methods' or ksdiff|diffspeaker|regression"}))
+command("infer", "ksdiff.infer:predict_clip", "motion of one clip (coeffs schema) from a model or a baseline",
+        ("--results", P), ("--clip", P), ("--out", P),
+        ("--checkpoint", {"default": None, "help": "model file from `ksdiff train`"}),
+        ("--method", {"default": None, "help": "static | mismatched (no checkpoint), or the checkpoint's method"}),
+        ("--n-samples", {"type": int, "default": None}), ("--seed", {"type": int, "default": None}),
+        ("--steps", {"type": int, "default": None, "help": "DDIM steps (default: the model's)"}))
+command("generate", "ksdiff.generate:generate", "speech + a reference face -> talking-head mp4",
+        ("--audio", P), ("--ref", {"required": True, "help": "reference face image or video (first frame)"}),
+        ("--checkpoint", P), (("-o", "--out"), P),
+        ("--transcript", {"default": None, "help": "text file of what is said (aligned to the audio)"}),
+        ("--seed", {"type": int, "default": 0}), ("--steps", {"type": int, "default": None}))
 
 # --- evaluation (issue 4) ----------------------------------------------------------
-# (helpers add render / metrics / report here)
+command("syncnet-expert", "ksdiff.metrics.syncnet_expert:train_on_dataset",
+        "train a SyncNet expert on the training split (when no syncnet_v2.model is configured)",
+        ("--results", P), ("--out", P))
 command("render", "ksdiff.render.video:render_command", "render one clip's coefficients (GT or a prediction) as mp4 with its audio",
         ("--coeffs", P), ("--results", P), ("--clip", P), ("--out", P),
         ("--mode", {"default": "warp", "choices": ["warp", "mesh"]}), ("--sample", {"type": int, "default": 0}),
@@ -82,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (target, help, args) in COMMANDS.items():
         p = sub.add_parser(name, help=help, description=help)
         for flag, kwargs in args:
-            p.add_argument(flag, **kwargs)
+            p.add_argument(*(flag if isinstance(flag, tuple) else (flag,)), **kwargs)  # ("-o", "--out") aliases
         g = p.add_mutually_exclusive_group()
         g.add_argument("--config", help="config.yaml to read stage options from")
         g.add_argument("--opts", help="validated config as JSON (what the workflow passes)")

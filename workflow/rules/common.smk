@@ -1,12 +1,22 @@
 # Shared helpers: paths, the per-stage options passed to `ksdiff`, and the clip
 # lists that come from the manifest checkpoint. No stage logic lives here.
 import json
+import os
 import shlex
 import sys
 
 import pyarrow.parquet as pq
 
 DATASETS = {d["name"]: d for d in config["datasets"]}
+# Other systems' generated videos (eval.external: name -> folder) run through the
+# same extraction as a dataset of their own, "{dataset}-ext-{name}", whose
+# coefficients use the real dataset's expression basis.
+EXTERNAL_OF = {}
+for _ds in list(DATASETS):
+    for _name, _folder in config["eval"]["external"].items():
+        _pseudo = f"{_ds}-ext-{_name}"
+        DATASETS[_pseudo] = {"name": _pseudo, "root": _folder, "layout": "folder", "synthetic": False}
+        EXTERNAL_OF[_pseudo] = _ds
 RESULTS = config["results_dir"]
 MODELS = config["models_dir"]
 PREDICTIONS = config["predictions_dir"]
@@ -46,6 +56,15 @@ wildcard_constraints:
     clip="[A-Za-z0-9_.-]+",
 
 
+def known_text(wildcards):
+    """The clip's `{video}.txt` when it exists, so that editing it reruns alignment."""
+    path = checkpoints.manifest.get(dataset=wildcards.dataset).output[0]
+    t = pq.read_table(path, columns=["clip_id", "path"]).to_pydict()
+    video = dict(zip(t["clip_id"], t["path"])).get(wildcards.clip)
+    txt = os.path.splitext(video)[0] + ".txt" if video else None
+    return [txt] if txt and os.path.exists(txt) else []
+
+
 def dataset_root(wildcards):
     return DATASETS[wildcards.dataset]["root"]
 
@@ -71,8 +90,60 @@ def per_clip(*patterns):
     return inputs
 
 
+
+
+TRAINED = list(config["methods"])
+BASELINES = list(config["baselines"])
+EXTERNAL = dict(config["eval"]["external"])
+METHODS = TRAINED + BASELINES + list(EXTERNAL)
+
+
+def test_clips(dataset):
+    """Usable test-split clips, known once the QC checkpoint has run."""
+    qc = pq.read_table(checkpoints.qc.get(dataset=dataset).output[0], columns=["clip_id", "usable"])
+    usable = {c for c, u in zip(qc.column("clip_id").to_pylist(), qc.column("usable").to_pylist()) if u}
+    sp = pq.read_table(f"{RESULTS}/{dataset}/splits.parquet", columns=["clip_id", "split"])
+    return [c for c, s in zip(sp.column("clip_id").to_pylist(), sp.column("split").to_pylist()) if s == "test" and c in usable]
+
+
+def predictions_for(dataset, method):
+    return [f"{PREDICTIONS}/{dataset}/{method}/{c}.parquet" for c in test_clips(dataset)]
+
+
+def predictions_of(wildcards):
+    return predictions_for(wildcards.dataset, wildcards.method)
+
+
+def external_coeffs(wildcards):
+    """Coefficient tables extracted from an external method's videos."""
+    pseudo = f"{wildcards.dataset}-ext-{wildcards.method}"
+    return [f"{RESULTS}/{pseudo}/coeffs/{c}.parquet" for c in manifest_clips(pseudo)]
+
+
+def syncnet_weights(wildcards):
+    """The configured official weights, else the expert this workflow trains."""
+    return config["eval"]["syncnet"] or f"{MODELS}/{wildcards.dataset}/syncnet/expert.pt"
+
+
+def dataset_tables(wildcards):
+    d = f"{RESULTS}/{wildcards.dataset}"
+    return [f"{d}/qc.parquet", f"{d}/splits.parquet", f"{d}/stats.parquet", f"{d}/basis.npz"]
+
+
+def basis_of(wildcards):
+    """The expression basis a dataset's coefficients use (its own, or its parent's)."""
+    return f"{RESULTS}/{EXTERNAL_OF.get(wildcards.dataset, wildcards.dataset)}/basis.npz"
+
+
 def all_targets():
     targets = []
     for name in DATASETS:
-        targets += [f"{RESULTS}/{name}/qc.parquet", f"{RESULTS}/{name}/stats.parquet"]
+        if name in EXTERNAL_OF:
+            continue
+        targets += [
+            f"{RESULTS}/{name}/qc.parquet",
+            f"{RESULTS}/{name}/stats.parquet",
+            f"{REPORTS}/{name}/leaderboard.md",
+            f"{REPORTS}/{name}/leaderboard.html",
+        ]
     return targets

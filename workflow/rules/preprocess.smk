@@ -51,6 +51,7 @@ rule transcript:
         manifest=f"{RESULTS}/{{dataset}}/manifest.parquet",
         audio=f"{RESULTS}/{{dataset}}/audio/{{clip}}.parquet",
         wav=f"{RESULTS}/{{dataset}}/audio/{{clip}}.wav",
+        text=known_text,
     output:
         f"{RESULTS}/{{dataset}}/transcripts/{{clip}}.parquet",
     params:
@@ -110,7 +111,7 @@ rule pose:
 rule coeffs:
     input:
         pose=f"{RESULTS}/{{dataset}}/pose/{{clip}}.parquet",
-        basis=f"{RESULTS}/{{dataset}}/basis.npz",
+        basis=basis_of,
     output:
         f"{RESULTS}/{{dataset}}/coeffs/{{clip}}.parquet",
     params:

@@ -1,0 +1,70 @@
+"""The workflow's SyncNet expert: trained on a prepared dataset's training split.
+
+Used when no official ``syncnet_v2.model`` is configured (``eval.syncnet``), as
+Wav2Lip trained its own lip-sync expert. Training pairs come from the
+training split's usable clips, from their original video frames cropped with
+our own landmarks (the same crops LSE scoring uses), so the expert never sees
+a test clip. The report names these weights by their sha256 and says that the
+numbers are comparable within this benchmark only.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from ksdiff.io import parquet
+from ksdiff.io.audio import read_wav
+from ksdiff.io.video import read_frames
+from ksdiff.metrics.mouth_crops import face_crops
+from ksdiff.metrics.syncnet_train import ExpertConfig, train_expert
+
+log = logging.getLogger(__name__)
+
+
+def expert_config(opts: dict) -> ExpertConfig:
+    """ExpertConfig with the overrides in cfg['eval']['expert'] (unknown keys refused)."""
+    fields = {f.name for f in dataclasses.fields(ExpertConfig)}
+    unknown = set(opts) - fields
+    if unknown:
+        raise ValueError(f"eval.expert: unknown keys {sorted(unknown)}; known: {sorted(fields)}")
+    return dataclasses.replace(ExpertConfig(), **opts)
+
+
+def training_clips(results: Path, max_clips: int) -> list[str]:
+    """Usable training-split clips, in a stable order."""
+    sp = parquet.read_table(results / "splits.parquet", "splits").to_pandas()
+    qc = parquet.read_table(results / "qc.parquet", "qc").to_pandas()
+    usable = set(qc.loc[qc["usable"], "clip_id"])
+    clips = sorted(c for c in sp.loc[sp["split"] == "train", "clip_id"] if c in usable)
+    return clips[:max_clips]
+
+
+def clip_crops(results: Path, clip: str, fps: float) -> tuple[np.ndarray, np.ndarray]:
+    """(face crops (T, 224, 224, 3) RGB uint8, 16 kHz wav) of one clip."""
+    from ksdiff.data.manifest import clip_row
+
+    lm_t = parquet.read_table(results / "landmarks" / f"{clip}.parquet", "landmarks")
+    lm = lm_t.column("landmarks").reshape(len(lm_t.table), -1, 3).astype(np.float64)
+    lm[~lm_t.column("detected").astype(bool)] = np.nan
+    frames = read_frames(clip_row(results / "manifest.parquet", clip)["path"], fps, max_frames=len(lm))
+    wav, _ = read_wav(results / "audio" / f"{clip}.wav")
+    return face_crops(frames, lm[: len(frames)]), wav
+
+
+def train_on_dataset(cfg: dict, results: str, out: str) -> int:
+    results = Path(results)
+    ev = cfg["eval"]
+    ecfg = expert_config(ev.get("expert", {}))
+    clips = training_clips(results, ev.get("expert_max_clips", 200))
+    if not clips:
+        raise RuntimeError(f"{results}: no usable training clip to train a SyncNet expert on")
+    data = [clip_crops(results, c, cfg["fps"]) for c in tqdm(clips, desc="expert crops", unit="clip", disable=None)]
+    log.info("training the SyncNet expert on %d clips, %d steps", len(data), ecfg.steps)
+    _, info = train_expert(data, ecfg, out_path=out)
+    first, last = np.mean(info["losses"][:20]), np.mean(info["losses"][-20:])
+    log.info("expert loss %.4f -> %.4f; sha256 %s", first, last, info["sha256"])
+    return 0

@@ -1,0 +1,128 @@
+# Scoring and the leaderboard: every method, ground truth included, through the
+# same metric code with the protocol pinned in ksdiff/metrics/protocol.py.
+
+
+rule syncnet_expert:
+    input:
+        dataset_tables,
+    output:
+        f"{MODELS}/{{dataset}}/syncnet/expert.pt",
+    params:
+        ksdiff=KSDIFF,
+        results=lambda wc: f"{RESULTS}/{wc.dataset}",
+        opts=opts("eval"),
+    log:
+        f"{LOGS}/{{dataset}}/syncnet_expert.log",
+    threads: 2
+    resources:
+        mem_mb=6000,
+        runtime=240,
+    conda:
+        "../../envs/ksdiff.yaml"
+    shell:
+        "{params.ksdiff} syncnet-expert --results {params.results} --out {output} --opts {params.opts} > {log} 2>&1"
+
+
+rule evaluate:
+    input:
+        tables=dataset_tables,
+        predictions=predictions_of,
+        syncnet=syncnet_weights,
+    output:
+        report(f"{METRICS}/{{dataset}}/{{method}}.parquet", caption="../report/metrics.rst", category="Metrics"),
+    params:
+        ksdiff=KSDIFF,
+        results=lambda wc: f"{RESULTS}/{wc.dataset}",
+        predictions=lambda wc: f"{PREDICTIONS}/{wc.dataset}/{wc.method}",
+        opts=opts("eval"),
+    log:
+        f"{LOGS}/{{dataset}}/evaluate/{{method}}.log",
+    wildcard_constraints:
+        method="|".join(TRAINED + BASELINES),
+    threads: 1
+    resources:
+        mem_mb=4000,
+    conda:
+        "../../envs/ksdiff.yaml"
+    shell:
+        "{params.ksdiff} evaluate --results {params.results} --predictions {params.predictions}"
+        " --method {wildcards.method} --syncnet {input.syncnet} --out {output} --opts {params.opts} > {log} 2>&1"
+
+
+rule evaluate_ground_truth:
+    input:
+        tables=dataset_tables,
+        syncnet=syncnet_weights,
+    output:
+        report(f"{METRICS}/{{dataset}}/ground_truth.parquet", caption="../report/metrics.rst", category="Metrics"),
+    params:
+        ksdiff=KSDIFF,
+        results=lambda wc: f"{RESULTS}/{wc.dataset}",
+        opts=opts("eval"),
+    log:
+        f"{LOGS}/{{dataset}}/evaluate/ground_truth.log",
+    threads: 1
+    resources:
+        mem_mb=4000,
+    conda:
+        "../../envs/ksdiff.yaml"
+    shell:
+        "{params.ksdiff} evaluate --results {params.results} --method ground_truth"
+        " --syncnet {input.syncnet} --out {output} --opts {params.opts} > {log} 2>&1"
+
+
+rule evaluate_external:
+    input:
+        tables=dataset_tables,
+        coeffs=external_coeffs,
+        syncnet=syncnet_weights,
+    output:
+        report(f"{METRICS}/{{dataset}}/ext-{{method}}.parquet", caption="../report/metrics.rst", category="Metrics"),
+    params:
+        ksdiff=KSDIFF,
+        results=lambda wc: f"{RESULTS}/{wc.dataset}",
+        predictions=lambda wc: f"{RESULTS}/{wc.dataset}-ext-{wc.method}/coeffs",
+        opts=opts("eval"),
+    log:
+        f"{LOGS}/{{dataset}}/evaluate/ext-{{method}}.log",
+    threads: 1
+    resources:
+        mem_mb=4000,
+    conda:
+        "../../envs/ksdiff.yaml"
+    shell:
+        "{params.ksdiff} evaluate --results {params.results} --predictions {params.predictions} --external"
+        " --method {wildcards.method} --syncnet {input.syncnet} --out {output} --opts {params.opts} > {log} 2>&1"
+
+
+rule leaderboard:
+    input:
+        metrics=lambda wc: [f"{METRICS}/{wc.dataset}/{m}.parquet" for m in ["ground_truth"] + TRAINED + BASELINES]
+        + [f"{METRICS}/{wc.dataset}/ext-{m}.parquet" for m in EXTERNAL],
+        predictions=lambda wc: [p for m in TRAINED + BASELINES for p in predictions_for(wc.dataset, m)],
+    output:
+        md=f"{REPORTS}/{{dataset}}/leaderboard.md",
+        html=report(f"{REPORTS}/{{dataset}}/leaderboard.html", caption="../report/leaderboard.rst", category="Leaderboard"),
+        plots=report(
+            directory(f"{REPORTS}/{{dataset}}/plots"),
+            patterns=["{name}.png"],
+            caption="../report/plots.rst",
+            category="Leaderboard",
+        ),
+    params:
+        ksdiff=KSDIFF,
+        results=lambda wc: f"{RESULTS}/{wc.dataset}",
+        predictions=lambda wc: " ".join(f"{m}={PREDICTIONS}/{wc.dataset}/{m}" for m in TRAINED + BASELINES)
+        + "".join(f" {m}={RESULTS}/{wc.dataset}-ext-{m}/coeffs" for m in EXTERNAL),
+        opts=opts("eval"),
+    log:
+        f"{LOGS}/{{dataset}}/leaderboard.log",
+    threads: 1
+    resources:
+        mem_mb=4000,
+    conda:
+        "../../envs/ksdiff.yaml"
+    shell:
+        "{params.ksdiff} report --metrics {input.metrics} --out-md {output.md} --out-html {output.html}"
+        " --plots-dir {output.plots} --results {params.results} --predictions {params.predictions}"
+        " --opts {params.opts} > {log} 2>&1"

@@ -1,0 +1,73 @@
+# Training and sampling: one model per trained method, predictions for every
+# usable test clip in the coefficient schema (several samples per clip).
+
+
+rule train:
+    input:
+        dataset_tables,
+    output:
+        f"{MODELS}/{{dataset}}/{{method}}/model.pt",
+    params:
+        ksdiff=KSDIFF,
+        results=lambda wc: f"{RESULTS}/{wc.dataset}",
+        opts=opts("model", "methods", "train", "features"),
+    log:
+        f"{LOGS}/{{dataset}}/train/{{method}}.log",
+    wildcard_constraints:
+        method="|".join(TRAINED) or "^$",
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=720,
+    conda:
+        "../../envs/ksdiff.yaml"
+    shell:
+        "{params.ksdiff} train --results {params.results} --method {wildcards.method} --out {output}"
+        " --opts {params.opts} > {log} 2>&1"
+
+
+rule infer:
+    input:
+        tables=dataset_tables,
+        checkpoint=f"{MODELS}/{{dataset}}/{{method}}/model.pt",
+    output:
+        f"{PREDICTIONS}/{{dataset}}/{{method}}/{{clip}}.parquet",
+    params:
+        ksdiff=KSDIFF,
+        results=lambda wc: f"{RESULTS}/{wc.dataset}",
+        opts=opts("infer"),
+    log:
+        f"{LOGS}/{{dataset}}/infer/{{method}}/{{clip}}.log",
+    wildcard_constraints:
+        method="|".join(TRAINED) or "^$",
+    threads: 1
+    resources:
+        mem_mb=4000,
+    conda:
+        "../../envs/ksdiff.yaml"
+    shell:
+        "{params.ksdiff} infer --results {params.results} --clip {wildcards.clip} --checkpoint {input.checkpoint}"
+        " --out {output} --opts {params.opts} > {log} 2>&1"
+
+
+rule baseline:
+    input:
+        dataset_tables,
+    output:
+        f"{PREDICTIONS}/{{dataset}}/{{method}}/{{clip}}.parquet",
+    params:
+        ksdiff=KSDIFF,
+        results=lambda wc: f"{RESULTS}/{wc.dataset}",
+        opts=opts("infer"),
+    log:
+        f"{LOGS}/{{dataset}}/infer/{{method}}/{{clip}}.log",
+    wildcard_constraints:
+        method="static|mismatched",
+    threads: 1
+    resources:
+        mem_mb=1000,
+    conda:
+        "../../envs/ksdiff.yaml"
+    shell:
+        "{params.ksdiff} infer --results {params.results} --clip {wildcards.clip} --method {wildcards.method}"
+        " --out {output} --opts {params.opts} > {log} 2>&1"
