@@ -36,7 +36,7 @@ class KSDiffConfig:
     dropout: float = 0.1  # standard transformer dropout; the datasets are small
 
     # --- DPSE: adapter + MSDC trunk -------------------------------------------------
-    msdc_dilations: tuple[int, ...] = (1, 2, 4, 8)  # receptive field 1..8 feature frames per branch (up to ~0.3 s at k=3)
+    msdc_dilations: tuple[int, ...] = (1, 2, 4, 8)  # branch spans 3..17 feature frames at k=3 (up to 0.34 s)
     msdc_kernel: int = 3  # depthwise kernel; dilations supply the reach
     msdc_groups: int = 8  # GroupNorm groups inside each MSDC branch (divides 2*d_model)
 
@@ -44,8 +44,8 @@ class KSDiffConfig:
     pool_long: int = 50  # pose coarse window: 1 s at 50 Hz (head pose is low-frequency)
     pool_mid: int = 10  # pose fine window: 0.2 s (5 motion frames)
     pool_short: int = 2  # expression window: 0.04 s, i.e. one motion frame at 25 fps
-    dpse_attn_window_s: float | None = 2.0  # pooled queries see h_s within +-2 s of their centre (None = whole window); keeps alignment
-    resample_mode: str = "linear"  # pooled tokens -> T motion frames by linear interpolation in time (or "nearest"); paper is silent
+    dpse_attn_window_s: float | None = 2.0  # pooled queries see h_s within +-2 s (None = all); keeps alignment
+    resample_mode: str = "linear"  # pooled tokens -> T frames: interpolation in time ("nearest"); paper silent
 
     # --- transcript ------------------------------------------------------------------
     transcript_kernel: int = 5  # conv over per-frame word embeddings: +-2 frames of word context
@@ -55,10 +55,10 @@ class KSDiffConfig:
     keyframe_percentile_head: float = 80.0  # a keyframe's speed must exceed this percentile of its window
     keyframe_percentile_expr: float = 80.0  # same for expressions
     keyframe_min_spacing_head: int = 6  # frames between head keyframes (~0.24 s; pose moves slowly)
-    keyframe_min_spacing_expr: int = 3  # frames between expression keyframes (~syllable rate)
-    kel_sampling: str = "bernoulli"  # at sampling, a frame is a keyframe with its predicted probability ("threshold": p > kel_threshold)
+    keyframe_min_spacing_expr: int = 3  # 0.12 s: up to ~2 peaks per syllable (4-6 Hz)
+    kel_sampling: str = "bernoulli"  # Bernoulli(p) keeps the trained keyframe rate ("threshold": p > kel_threshold)
     kel_threshold: float = 0.5  # only used when kel_sampling == "threshold"
-    kel_enforce_spacing: bool = True  # at sampling, refuse keyframes closer than the min spacing (as the ground-truth rule does)
+    kel_enforce_spacing: bool = True  # sampled keyframes keep the min spacing, like the ground truth
 
     # --- dual-path denoisers ---------------------------------------------------------
     alibi_period: int = 25  # periodic self-attention bias period: 1 s at 25 fps (FaceFormer/DS use the frame rate)

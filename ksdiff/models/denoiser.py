@@ -91,7 +91,9 @@ class MotionTransformer(nn.Module):
         prev_tokens = self.prev_proj(prev) + self.type_embed[0]
         return {"keys": keys, "self_bias": self_bias, "cross_bias": cross_bias, "prev_tokens": prev_tokens}
 
-    def run(self, ctx: dict[str, torch.Tensor], x_t: torch.Tensor | None, t: torch.Tensor | None, n: int) -> torch.Tensor:
+    def run(
+        self, ctx: dict[str, torch.Tensor], x_t: torch.Tensor | None, t: torch.Tensor | None, n: int
+    ) -> torch.Tensor:
         """Predict x0 (B, n, Dm) from prepared context, noisy frames x_t (B, n, Dm) and steps t (B,)."""
         b = ctx["keys"].shape[0]
         if self.noisy_input:

@@ -50,8 +50,10 @@ def resample_to_frames(
     clamped to the sample's valid tokens so padding never leaks in.
     """
     b, n_tok, d = tokens.shape
-    t = torch.arange(n_frames, device=tokens.device, dtype=torch.float32)
-    u = ((t + 0.5) / fps * feat_rate_hz / window - 0.5)[None].expand(b, -1)  # (B, T) in token units
+    # float64 and one ratio so that aligned rates (e.g. 2 features per frame, window 2) map frames exactly
+    # (computed on the CPU: not every accelerator has float64)
+    t = torch.arange(n_frames, dtype=torch.float64)
+    u = ((t + 0.5) * (feat_rate_hz / (fps * window)) - 0.5).to(tokens.device)[None].expand(b, -1)  # token units
     last = (token_mask.sum(1).clamp(min=1) - 1).to(u.dtype)[:, None]
     u = torch.minimum(u.clamp(min=0.0), last)
     if mode == "nearest":

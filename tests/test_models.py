@@ -1,0 +1,337 @@
+"""KSDiff modules, masks, the model interface, ablations, baselines, and a single-clip overfit."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from ksdiff.models import KSDiffConfig, build_model, sample_long
+from ksdiff.models.attention import alignment_mask, periodic_bias
+from ksdiff.models.dpse import DPSE, masked_pool, resample_to_frames
+from ksdiff.models.kel import KEL
+from ksdiff.models.msdc import MSDC
+from ksdiff.models.prosody import ProsodyFiLM, prosody_features
+from ksdiff.models.transcript import TranscriptEncoder, frame_word_ids, hash_word
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models gain nothing from threads, and OpenMP spinning on a shared 2-core box costs 10x."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def tiny(**kw) -> KSDiffConfig:
+    base = dict(d_model=32, n_heads=4, n_layers=1, msdc_dilations=(1, 2), msdc_groups=4, vocab_size=64, expr_dim=5,
+                pool_long=10, pool_mid=4, n_train_steps=100, ddim_steps=5, window=24, n_prev=4)
+    base.update(kw)
+    return KSDiffConfig(**base)
+
+
+def make_batch(cfg: KSDiffConfig, b: int = 2, n: int = 24, p: int = 4, seed: int = 0) -> dict:
+    g = torch.Generator().manual_seed(seed)
+    nf = n * cfg.feat_per_frame
+    return {
+        "feat": torch.randn(b, nf, cfg.feat_dim, generator=g),
+        "feat_mask": torch.ones(b, nf, dtype=torch.bool),
+        "prosody": torch.randn(b, nf, 2, generator=g),
+        "words": torch.randint(0, cfg.vocab_size, (b, n), generator=g),
+        "head": torch.randn(b, n, cfg.head_dim, generator=g),
+        "expr": torch.randn(b, n, cfg.expr_dim, generator=g),
+        "mask": torch.ones(b, n, dtype=torch.bool),
+        "prev_head": torch.randn(b, p, cfg.head_dim, generator=g),
+        "prev_expr": torch.randn(b, p, cfg.expr_dim, generator=g),
+        "prev_mask": torch.ones(b, p, dtype=torch.bool),
+    }
+
+
+# --- config ------------------------------------------------------------------------------
+
+def test_config_round_trip_and_unknown_keys():
+    cfg = tiny(use_kel=False)
+    assert KSDiffConfig.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(ValueError, match="unknown KSDiffConfig keys.*d_modle"):
+        KSDiffConfig.from_dict({"d_modle": 64})
+    with pytest.raises(ValueError, match="unknown method"):
+        KSDiffConfig(method="sadtalker")
+    with pytest.raises(ValueError, match="integer"):
+        KSDiffConfig(feat_rate_hz=60.0)
+
+
+# --- masks -------------------------------------------------------------------------------
+
+def test_periodic_bias_is_constant_within_a_period_and_steps_by_the_slope():
+    period, n = 5, 23
+    bias = periodic_bias(4, n, period)
+    assert bias.shape == (4, n, n)
+    assert torch.equal(bias, bias.transpose(1, 2))
+    for h in range(4):
+        slope = -float(bias[h, 0, period])
+        assert slope > 0
+        for i in range(n):
+            for j in range(n):  # depends only on which period |i - j| falls in
+                assert float(bias[h, i, j]) == pytest.approx(-slope * (abs(i - j) // period))
+    assert torch.all(torch.diagonal(bias, dim1=1, dim2=2) == 0)
+    assert torch.all(bias[0] <= bias[-1])  # steeper heads look closer
+
+
+def test_alignment_mask_is_a_band_around_each_frame():
+    m = alignment_mask(10, 10, 2)
+    for t in range(10):
+        assert m[t, t]  # every frame sees its own aligned condition
+        assert np.flatnonzero(m[t].numpy()).tolist() == list(range(max(0, t - 2), min(10, t + 3)))
+
+
+def test_denoiser_cross_attention_mask():
+    cfg = tiny(align_radius=1)
+    net = build_model(cfg).paths["head"].denoiser
+    cond = torch.randn(2, 6, cfg.d_model)
+    mask = torch.ones(2, 6, dtype=torch.bool)
+    mask[1, 5] = False
+    ctx = net.prepare(cond, mask, torch.zeros(2, 3, cfg.head_dim), torch.ones(2, 3, dtype=torch.bool),
+                      torch.tensor([False, True]))
+    allowed = ctx["cross_bias"][:, 0] == 0  # (B, P + T, 1 + T); column 0 is the sink
+    assert allowed[:, :, 0].all()  # everyone may see the sink
+    assert not allowed[0, :3, 1:].any()  # previous frames have no aligned condition
+    assert np.flatnonzero(allowed[0, 3 + 2, 1:].numpy()).tolist() == [1, 2, 3]  # frame 2 sees 1..3
+    assert not allowed[1, 3 + 4, 1 + 5]  # padded condition frame blocked
+    assert not allowed[1, :, 1:].any()  # dropped condition: sink only (classifier-free guidance)
+    assert ctx["self_bias"].shape == (2, cfg.n_heads, 9, 9)
+
+
+# --- DPSE ----------------------------------------------------------------------------------
+
+def test_msdc_and_dpse_shapes():
+    cfg = tiny()
+    x = torch.randn(2, 48, cfg.d_model)
+    mask = torch.ones(2, 48, dtype=torch.bool)
+    assert MSDC(cfg.d_model, (1, 2, 4), 3, 4, 0.0)(x, mask).shape == x.shape
+    f_h, f_e = DPSE(cfg)(torch.randn(2, 48, cfg.feat_dim), mask, torch.randn(2, 48, 2), 24)
+    assert f_h.shape == f_e.shape == (2, 24, cfg.d_model)
+    assert not torch.equal(f_h, f_e)
+    f_h, f_e = DPSE(tiny(split_paths=False))(torch.randn(2, 48, cfg.feat_dim), mask, torch.randn(2, 48, 2), 24)
+    assert f_h is f_e
+
+
+def test_dpse_output_does_not_depend_on_padding():
+    """A clip encodes the same alone or padded with garbage in a batch (masked GroupNorm, pooling, attention)."""
+    cfg = tiny(dropout=0.0, dpse_attn_window_s=0.2)
+    dpse = DPSE(cfg).eval()
+    g = torch.Generator().manual_seed(1)
+    feat, pros = torch.randn(1, 40, cfg.feat_dim, generator=g), torch.randn(1, 40, 2, generator=g)
+    alone = dpse(feat, torch.ones(1, 40, dtype=torch.bool), pros, 20)
+    pad_feat = torch.cat([feat, 50 * torch.randn(1, 17, cfg.feat_dim, generator=g)], dim=1)
+    pad_pros = torch.cat([pros, 50 * torch.randn(1, 17, 2, generator=g)], dim=1)
+    pad_mask = torch.arange(57)[None] < 40
+    padded = dpse(pad_feat, pad_mask, pad_pros, 28)
+    for a, p in zip(alone, padded):
+        assert torch.allclose(a, p[:, :20], atol=1e-5)
+
+
+def test_pool_and_resample_keep_time_alignment():
+    x = torch.arange(12.0).view(1, 12, 1)
+    pooled, pmask = masked_pool(x, torch.ones(1, 12, dtype=torch.bool), 4)
+    assert pooled.flatten().tolist() == [1.5, 5.5, 9.5] and pmask.all()
+    # one feature pair per motion frame at 50 Hz / 25 fps: resampling is the identity
+    tok = torch.randn(1, 10, 3, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(resample_to_frames(tok, torch.ones(1, 10, dtype=torch.bool), 2, 50, 25, 10), tok)
+    # a linear ramp of pooled tokens stays a linear ramp in frame time
+    ramp = torch.arange(4.0).view(1, 4, 1) * 10  # token i centred at feature frame 10 i + 5
+    frames = resample_to_frames(ramp, torch.ones(1, 4, dtype=torch.bool), 10, 50, 25, 20).flatten()
+    expected = (((torch.arange(20) + 0.5) * 2 - 5) / 10 * 10).clamp(0, 30)
+    assert torch.allclose(frames, expected, atol=1e-5)
+    # padded tokens never leak in: frames past the valid tokens hold the last valid value
+    mask = torch.tensor([[True, True, False, False]])
+    assert resample_to_frames(ramp, mask, 10, 50, 25, 20).max() == 10.0
+
+
+def test_prosody_features_and_film():
+    f0 = np.array([0, 100, 200, 0, 150, 0], dtype=float)
+    voiced = f0 > 0
+    p = prosody_features(f0, voiced, np.array([-60, -20, -10, -50, -15, -70.0]))
+    assert p.shape == (6, 2) and p.dtype == np.float32
+    assert np.all(p[~voiced, 0] == 0) and abs(p[voiced, 0].mean()) < 1e-6 and p[2, 0] > p[4, 0] > p[1, 0]
+    assert abs(p[:, 1].mean()) < 1e-6 and p[:, 1].std() == pytest.approx(1, abs=1e-4)
+    film = ProsodyFiLM(8)
+    h = torch.randn(1, 6, 8)
+    assert torch.equal(film(h, torch.from_numpy(p)[None]), h)  # identity at initialisation
+
+
+def test_transcript_hashing_and_encoder():
+    assert hash_word("Hello,", 64) == hash_word("hello", 64) != 0
+    assert hash_word("...", 64) == 0
+    ids = frame_word_ids(["hi", "there"], np.array([0.0, 0.5]), np.array([0.2, 0.9]), 25, 25.0, 64)
+    assert ids[:5].tolist() == [hash_word("hi", 64)] * 5 and ids[5:12].tolist() == [0] * 7
+    assert ids[12:22].tolist() == [hash_word("there", 64)] * 10 and ids[22:].tolist() == [0] * 3
+    cfg = tiny()
+    enc = TranscriptEncoder(cfg)
+    assert enc(torch.from_numpy(ids)[None]).shape == (1, 25, cfg.d_model)
+    with pytest.raises(ValueError, match="word ids"):
+        enc(torch.tensor([[cfg.vocab_size]]))
+
+
+# --- KEL -------------------------------------------------------------------------------------
+
+def test_kel_is_causal_in_its_keyframe_inputs():
+    cfg = tiny()
+    kel = KEL(cfg, 3, min_spacing=2).eval()
+    f = torch.randn(1, 12, cfg.d_model)
+    ind = torch.zeros(1, 12, dtype=torch.bool)
+    motion = torch.randn(1, 12, 3)
+    logits, values = kel.teacher_forced(f, ind, motion)
+    assert logits.shape == (1, 12) and values.shape == (1, 12, 3)
+    ind2 = ind.clone()
+    ind2[0, 6] = True
+    logits2, _ = kel.teacher_forced(f, ind2, motion)
+    assert torch.equal(logits[:, :7], logits2[:, :7])  # frame 6 is only seen from frame 7 on
+    assert not torch.allclose(logits[:, 7:], logits2[:, 7:])
+
+
+def test_kel_sampling_respects_spacing_mask_and_seed():
+    cfg = tiny()
+    kel = KEL(cfg, 3, min_spacing=3).eval()
+    with torch.no_grad():
+        kel.out.bias[0] = 5.0  # make every frame want to be a keyframe
+    mask = torch.ones(2, 20, dtype=torch.bool)
+    mask[1, 10:] = False
+    f = torch.randn(2, 20, cfg.d_model)
+    tokens = kel.sample(f, mask, torch.Generator().manual_seed(0))
+    assert tokens.shape == (2, 20, 4)
+    ind = tokens[..., -1].bool()
+    for b in range(2):
+        assert np.all(np.diff(np.flatnonzero(ind[b].numpy())) >= 3)
+    assert not ind[1, 10:].any()
+    assert np.flatnonzero(ind[0].numpy()).tolist() == list(range(0, 20, 3))  # always-on -> every 3rd frame
+    again = kel.sample(f, mask, torch.Generator().manual_seed(0))
+    assert torch.equal(tokens, again)
+
+
+# --- the model interface -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("method", ["ksdiff", "diffspeaker", "regression"])
+def test_every_method_trains_a_step_and_samples(method):
+    cfg = tiny(method=method)
+    model = build_model(cfg)
+    assert model.cfg is cfg
+    batch = make_batch(cfg)
+    terms = model.loss(batch)
+    assert terms["loss"].dim() == 0 and torch.isfinite(terms["loss"])
+    before = [p.detach().clone() for p in model.parameters()]
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    terms["loss"].backward()
+    opt.step()
+    changed = sum(not torch.equal(a, p) for a, p in zip(before, model.parameters()))
+    assert changed >= 0.8 * len(before)  # nearly every parameter gets a gradient
+    out = model.sample(batch, generator=torch.Generator().manual_seed(0))
+    assert out["head"].shape == (2, 24, cfg.head_dim) and out["expr"].shape == (2, 24, cfg.expr_dim)
+    assert model.training  # sample() restores the training mode
+
+
+@pytest.mark.parametrize("switch", [{"split_paths": False}, {"use_kel": False}, {"use_transcript": False},
+                                    {"split_paths": False, "use_kel": False, "use_transcript": False}])
+def test_ablations_build_train_and_sample(switch):
+    cfg = tiny(**switch)
+    model = build_model(cfg)
+    terms = model.loss(make_batch(cfg))
+    terms["loss"].backward()
+    assert torch.isfinite(terms["loss"])
+    assert ("head_kel" in terms) == cfg.use_kel
+    assert (model.transcript is not None) == cfg.use_transcript
+    out = model.sample(make_batch(cfg, b=1), steps=3)
+    assert out["expr"].shape == (1, 24, cfg.expr_dim)
+    full = sum(p.numel() for p in build_model(tiny()).parameters())
+    assert sum(p.numel() for p in model.parameters()) < full
+
+
+@pytest.mark.parametrize("method", ["ksdiff", "diffspeaker"])
+def test_sample_is_reproducible_per_seed(method):
+    cfg = tiny(method=method)
+    model = build_model(cfg)
+    batch = make_batch(cfg, b=1)
+    a = model.sample(batch, generator=torch.Generator().manual_seed(7))
+    b = model.sample(batch, generator=torch.Generator().manual_seed(7))
+    c = model.sample(batch, generator=torch.Generator().manual_seed(8))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert all(not torch.allclose(a[k], c[k]) for k in a)
+    g = model.sample(batch, guidance=2.0, generator=torch.Generator().manual_seed(7))
+    assert not torch.allclose(a["head"], g["head"])  # guidance runs the unconditional pass and changes the result
+
+
+def test_sample_ignores_ground_truth_and_uses_prev_frames():
+    cfg = tiny(dropout=0.0)
+    model = build_model(cfg)
+    batch = make_batch(cfg, b=1)
+    ref = model.sample(batch, generator=torch.Generator().manual_seed(0))
+    other = dict(batch, head=torch.zeros_like(batch["head"]), expr=torch.zeros_like(batch["expr"]))
+    assert torch.equal(model.sample(other, generator=torch.Generator().manual_seed(0))["head"], ref["head"])
+    cold = dict(batch, prev_mask=torch.zeros_like(batch["prev_mask"]))
+    assert not torch.allclose(model.sample(cold, generator=torch.Generator().manual_seed(0))["head"], ref["head"])
+
+
+def test_sample_long_chains_windows_with_generated_prev_frames():
+    cfg = tiny()
+    model = build_model(cfg)
+    full = make_batch(cfg, b=1, n=50, p=0)
+    seen = []
+    inner = model.sample
+
+    def recording_sample(chunk, **kw):
+        seen.append({k: v.clone() for k, v in chunk.items()})
+        out = inner(chunk, **kw)
+        seen[-1]["out_head"] = out["head"]
+        return out
+
+    model.sample = recording_sample
+    out = sample_long(model, full, window=20, n_prev=4, generator=torch.Generator().manual_seed(0))
+    assert out["head"].shape == (1, 50, cfg.head_dim) and out["expr"].shape == (1, 50, cfg.expr_dim)
+    assert [c["mask"].shape[1] for c in seen] == [20, 20, 10]
+    assert [c["feat"].shape[1] for c in seen] == [40, 40, 20]
+    assert seen[0]["prev_head"].shape[1] == 0
+    for prev, cur in zip(seen, seen[1:]):
+        assert torch.equal(cur["prev_head"], prev["out_head"][:, -4:]) and cur["prev_mask"].all()
+    assert torch.equal(out["head"][:, 20:40], seen[1]["out_head"])
+
+
+# --- learning ----------------------------------------------------------------------------------
+
+def smooth_motion(n: int, dims: int, g: torch.Generator) -> torch.Tensor:
+    t = torch.arange(n)[:, None, None] / 25.0
+    freq = torch.rand(dims, 3, generator=g) * 2 + 0.3
+    phase = torch.rand(dims, 3, generator=g) * 2 * math.pi
+    m = torch.sin(2 * math.pi * freq * t + phase).sum(-1)
+    return ((m - m.mean(0)) / m.std(0))[None]
+
+
+def test_ksdiff_overfits_and_follows_the_audio():
+    """The full model learns two clips that share a transcript: the loss collapses, and each sample lands
+    on its own clip's motion, so the speech condition (not just memorisation) drives it."""
+    torch.manual_seed(0)
+    cfg = tiny(d_model=64, n_layers=2, expr_dim=8, dropout=0.0, p_uncond=0.0, p_drop_prev=0.0, n_train_steps=1000,
+               ddim_steps=10)
+    g = torch.Generator().manual_seed(0)
+    clips = make_batch(cfg, b=2, n=48, p=4)
+    clips.update(
+        head=torch.cat([smooth_motion(48, cfg.head_dim, g) for _ in range(2)]),
+        expr=torch.cat([smooth_motion(48, cfg.expr_dim, g) for _ in range(2)]),
+        words=clips["words"][:1].expand(2, -1).contiguous(),
+        prev_mask=torch.zeros(2, 4, dtype=torch.bool),
+    )
+    batch = {k: v.repeat(2, *([1] * (v.dim() - 1))) for k, v in clips.items()}  # 2 noise levels per clip per step
+    model = build_model(cfg)
+    opt = torch.optim.AdamW(model.parameters(), lr=2e-3)
+    losses = []
+    for _ in range(100):
+        terms = model.loss(batch)
+        opt.zero_grad()
+        terms["loss"].backward()
+        opt.step()
+        losses.append(terms["loss"].item())
+    assert np.mean(losses[-10:]) < 0.15 * np.mean(losses[:5])
+    out = model.sample(clips, generator=torch.Generator().manual_seed(1))
+    for k in ("head", "expr"):
+        err = ((out[k][:, None] - clips[k][None]) ** 2).mean(dim=(2, 3))  # (sample, clip)
+        zeros = float((clips[k] ** 2).mean())  # error of predicting the mean motion
+        assert float(err.diagonal().max()) < 0.1 * zeros, k
+        assert float(err.diagonal().max()) < 0.1 * float(err[0, 1].min(err[1, 0])), k
