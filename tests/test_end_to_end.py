@@ -102,11 +102,15 @@ def test_aligned_transcripts_reproduce_the_known_words(workdir):
 
 
 def test_rerun_after_interruption_redoes_only_what_is_missing(workdir):
+    # As if the run had been killed while extracting one clip's landmarks: that
+    # clip's landmarks and everything after them are missing.
     _, good = _good_clips(workdir)
-    victim = workdir / "results/tiny/landmarks" / f"{good[0]}.parquet"
-    untouched = workdir / "results/tiny/landmarks" / f"{good[1]}.parquet"
+    res = workdir / "results/tiny"
+    for p in [res / "landmarks" / f"{good[0]}.parquet", res / "pose" / f"{good[0]}.parquet",
+              res / "coeffs" / f"{good[0]}.parquet", res / "basis.npz", res / "qc.parquet", res / "stats.parquet"]:
+        p.unlink()
+    untouched = res / "landmarks" / f"{good[1]}.parquet"
     before = untouched.stat().st_mtime_ns
-    victim.unlink()
     r = subprocess.run(
         [SNAKEMAKE, "-s", str(REPO / "Snakefile"), "-d", str(workdir), "--cores", "2", "-n",
          "results/tiny/qc.parquet"],
@@ -116,5 +120,6 @@ def test_rerun_after_interruption_redoes_only_what_is_missing(workdir):
     plan = r.stdout + r.stderr
     blocks = [b for b in plan.split("\nrule ")[1:] if b.startswith("landmarks:")]
     outputs = [line for b in blocks for line in b.splitlines() if line.strip().startswith("output:")]
-    assert len(outputs) == 1 and f"landmarks/{good[0]}.parquet" in outputs[0]
+    assert len(outputs) == 1 and f"landmarks/{good[0]}.parquet" in outputs[0], plan[-3000:]
+    assert "rule audio:" not in plan and "rule transcript:" not in plan  # finished work is kept
     assert untouched.stat().st_mtime_ns == before
