@@ -1,0 +1,218 @@
+"""LSE-D / LSE-C with SyncNet (Chung & Zisserman 2016) on Wav2Lip's protocol.
+
+What is reused from syncnet_python, unchanged: the network class ``S``
+(SyncNetModel.py), its weights' format, the pairwise distance over offsets
+``calc_pdist`` (SyncNetInstance.py), and the exact arithmetic of
+SyncNetInstance.evaluate (MFCC via python_speech_features on int16 samples,
+windows of 5 frames x 20 MFCC steps, min_length = min(frames, samples/640),
+``min_length - 5`` windows, offset = vshift - argmin, conf = median - min).
+
+What differs: crops come from our landmarks (ksdiff.metrics.mouth_crops), not
+from S3FD + tracking + an XVID/JPEG re-encode, and frames stay in memory as
+uint8 (syncnet_python reads every crop from JPEG into one float64 array).
+Windows are batched, and each window's video embedding is computed once and
+reused for every offset, as syncnet_python does. The forward pass is S's own
+(a BatchNorm-folded 2-D rewrite was tried: no faster on CPU once the windows
+are batched, so S stays the single implementation).
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from ksdiff.metrics.protocol import PROTOCOL
+
+log = logging.getLogger(__name__)
+
+SAMPLES_PER_FRAME = PROTOCOL.sample_rate // int(PROTOCOL.fps)  # 640, syncnet_python's constant
+
+
+class SyncNetWeightsError(FileNotFoundError):
+    pass
+
+
+def _syncnet_classes():
+    # Imported lazily: importing syncnet_python pulls in its whole pipeline
+    # (cv2, ffmpeg-python, scenedetect), which the other metrics do not need.
+    from syncnet_python.SyncNetInstance import calc_pdist
+    from syncnet_python.SyncNetModel import S
+
+    return S, calc_pdist
+
+
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def build_syncnet(embed_dim: int = 1024) -> nn.Module:
+    """syncnet_python's ``S`` with random weights (``embed_dim`` = num_layers_in_fc_layers)."""
+    S, _ = _syncnet_classes()
+    return S(num_layers_in_fc_layers=embed_dim)
+
+
+def load_syncnet(path: str | Path | None, device: str = "cpu") -> nn.Module:
+    """Load a SyncNet state_dict (official ``syncnet_v2.model`` or our expert).
+
+    The file is never downloaded: users get syncnet_v2.model from the
+    syncnet_python authors and point the config at it. Keys may carry the
+    ``__S__.`` prefix of a saved SyncNetInstance. The returned model (eval
+    mode) has ``weights_path`` and ``weights_sha256`` attributes for reports.
+    """
+    if path is None or not Path(path).is_file():
+        raise SyncNetWeightsError(
+            f"SyncNet weights not found at {path!r}. LSE-D/LSE-C need syncnet_python's "
+            "official 'syncnet_v2.model' (obtain it from the syncnet_python authors, "
+            "see https://github.com/joonson/syncnet_python) or an expert trained with "
+            "ksdiff.metrics.syncnet_train; set its local path in the config. "
+            "Nothing is downloaded."
+        )
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    for prefix in ("__S__.", "module."):
+        if state and all(k.startswith(prefix) for k in state):
+            state = {k[len(prefix) :]: v for k, v in state.items()}
+    if "netfcaud.3.weight" not in state:
+        raise ValueError(f"{path} is not a SyncNet (syncnet_python S) state_dict: no 'netfcaud.3.weight'")
+    model = build_syncnet(embed_dim=int(state["netfcaud.3.weight"].shape[0]))
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise ValueError(f"{path}: state_dict does not match syncnet_python S (missing {missing[:5]}, unexpected {unexpected[:5]})")
+    model.eval().to(device)
+    model.weights_path = str(Path(path).resolve())
+    model.weights_sha256 = file_sha256(path)
+    log.info("SyncNet weights %s sha256 %s", model.weights_path, model.weights_sha256)
+    return model
+
+
+# --------------------------------------------------------------------------- audio
+
+
+def to_int16(wav: np.ndarray) -> np.ndarray:
+    """Float [-1, 1] samples as the int16 values ffmpeg's pcm_s16le writes."""
+    x = np.asarray(wav, dtype=np.float64) * PROTOCOL.audio_int16_scale
+    return np.clip(np.round(x), -32768, 32767).astype(np.int16)
+
+
+def syncnet_mfcc(wav16k: np.ndarray) -> np.ndarray:
+    """(13, n_steps) MFCC at 100 Hz exactly as SyncNetInstance.evaluate computes it."""
+    import python_speech_features
+
+    wav = np.asarray(wav16k)
+    if wav.ndim != 1:
+        raise ValueError(f"audio must be mono (n,), got shape {wav.shape}")
+    audio = wav if wav.dtype == np.int16 else to_int16(wav)
+    return np.asarray(python_speech_features.mfcc(audio, PROTOCOL.sample_rate)).T.astype(np.float32)
+
+
+# --------------------------------------------------------------------------- scoring
+
+
+def n_windows(n_frames: int, n_samples: int) -> int:
+    """syncnet_python's window count: min(frames, samples // 640) - 5."""
+    return min(n_frames, math.floor(n_samples / SAMPLES_PER_FRAME)) - PROTOCOL.syncnet_window_frames
+
+
+@torch.inference_mode()
+def embed_video(net, crops_bgr: np.ndarray, n_win: int, batch_size: int = 32, device: str = "cpu") -> torch.Tensor:
+    """(n_win, D) embeddings of the 5-frame windows starting at frames 0..n_win-1."""
+    k = PROTOCOL.syncnet_window_frames
+    frames = torch.from_numpy(np.ascontiguousarray(crops_bgr))  # (T, H, W, 3) uint8
+    out = []
+    for i in range(0, n_win, batch_size):
+        b = min(batch_size, n_win - i)
+        f = frames[i : i + b + k - 1].to(device).permute(0, 3, 1, 2).float()  # (b+4, 3, H, W)
+        win = torch.stack([f[j : j + b] for j in range(k)], dim=2)  # (b, 3, 5, H, W), as syncnet_python slices
+        out.append(net.forward_lip(win).cpu())
+    return torch.cat(out)
+
+
+@torch.inference_mode()
+def embed_audio(net, mfcc: np.ndarray, n_win: int, batch_size: int = 256, device: str = "cpu") -> torch.Tensor:
+    """(n_win, D) embeddings of the 20-step MFCC windows starting at 4 * frame."""
+    p = PROTOCOL
+    cc = torch.from_numpy(np.ascontiguousarray(mfcc, dtype=np.float32))
+    starts = np.arange(n_win) * p.syncnet_mfcc_per_frame
+    if n_win and starts[-1] + p.syncnet_mfcc_steps > cc.shape[1]:
+        raise ValueError("audio shorter than the video windows it must cover")
+    out = []
+    for i in range(0, n_win, batch_size):
+        s = starts[i : i + batch_size]
+        x = torch.stack([cc[:, j : j + p.syncnet_mfcc_steps] for j in s])[:, None]  # (b, 1, 13, 20)
+        out.append(net.forward_aud(x.to(device)).cpu())
+    return torch.cat(out)
+
+
+def lse_from_embeddings(video_emb: torch.Tensor, audio_emb: torch.Tensor, vshift: int = PROTOCOL.syncnet_vshift) -> dict:
+    """syncnet_python's offset/confidence arithmetic on precomputed embeddings."""
+    _, calc_pdist = _syncnet_classes()
+    dists = calc_pdist(video_emb, audio_emb, vshift=vshift)
+    mdist = torch.mean(torch.stack(dists, 1), 1)  # (2 vshift + 1,), index j <-> offset vshift - j
+    minval, minidx = torch.min(mdist, 0)
+    conf = torch.median(mdist) - minval
+    offsets = np.arange(-vshift, vshift + 1)
+    return {
+        "lse_d": float(minval),
+        "lse_c": float(conf),
+        "offset": int(vshift - minidx),
+        "offsets": offsets,  # ascending, -vshift..vshift
+        "dists": mdist.numpy()[::-1].copy(),  # mdist at each entry of ``offsets``
+        "n_windows": int(len(video_emb)),
+    }
+
+
+def lse(
+    model: nn.Module,
+    crops: np.ndarray,
+    wav16k: np.ndarray,
+    color: str = "rgb",
+    batch_size: int = 32,
+    device: str = "cpu",
+    vshift: int = PROTOCOL.syncnet_vshift,
+) -> dict:
+    """LSE-D, LSE-C and the AV offset of one clip.
+
+    crops: (T, 224, 224, 3) uint8 face crops at 25 fps (mouth_crops.face_crops);
+    ``color`` says their channel order ('rgb' from ksdiff's readers, or
+    'bgr'): SyncNet was trained on, and syncnet_python feeds, BGR.
+    wav16k: mono float32 [-1, 1] (or int16) at 16 kHz, aligned with frame 0.
+    Returns dict(lse_d, lse_c, offset, offsets (-15..15), dists (mdist per
+    offset), n_windows). The offset follows syncnet_python's sign: > 0 when
+    the audio leads the video.
+    """
+    crops = np.asarray(crops)
+    if crops.ndim != 4 or crops.shape[-1] != 3 or crops.dtype != np.uint8:
+        raise ValueError(f"crops must be (T, H, W, 3) uint8; got {crops.shape} {crops.dtype}")
+    if crops.shape[1:3] != (PROTOCOL.crop_size, PROTOCOL.crop_size):
+        raise ValueError(f"crops must be {PROTOCOL.crop_size}x{PROTOCOL.crop_size} (SyncNet's fixed input); got {crops.shape[1:3]}")
+    if color not in ("rgb", "bgr"):
+        raise ValueError(f"color must be 'rgb' or 'bgr', got {color!r}")
+    n_win = n_windows(len(crops), len(wav16k))
+    if n_win < 1:
+        raise ValueError(
+            f"clip too short for SyncNet: {len(crops)} frames, {len(wav16k) / PROTOCOL.sample_rate:.2f} s of audio "
+            f"(need at least {PROTOCOL.syncnet_window_frames + 1} frames of both)"
+        )
+    gap = len(wav16k) / PROTOCOL.sample_rate - len(crops) / PROTOCOL.fps
+    if abs(gap) > 0.1:  # syncnet_python warns too; the shorter stream sets the window count
+        log.warning("audio and video lengths differ by %.2f s; scoring the first %d windows", gap, n_win)
+    bgr = crops[..., ::-1] if color == "rgb" else crops
+    was_training = model.training
+    model.eval()
+    try:
+        net = model.to(device)
+        video_emb = embed_video(net, bgr, n_win, batch_size=batch_size, device=device)
+        audio_emb = embed_audio(net, syncnet_mfcc(wav16k), n_win, device=device)
+    finally:
+        model.train(was_training)
+    return lse_from_embeddings(video_emb, audio_emb, vshift=vshift)

@@ -1,0 +1,214 @@
+"""Train our own SyncNet expert, for users without the official syncnet_v2.model.
+
+As Wav2Lip trained its lip-sync expert: the SAME network (syncnet_python's
+``S``) learns from (5-frame face-crop window, 20-step MFCC window) pairs,
+positives in sync and negatives with the audio window shifted in time.
+
+Choices (all in ExpertConfig):
+- Architecture: ``S`` exactly. Its convolution widths are fixed in
+  syncnet_python's class; the only width it exposes is the embedding size
+  (``num_layers_in_fc_layers``), which ``embed_dim`` sets. Its input size is
+  fixed too: the video stream must end in a 1x1 map, which only inputs of
+  about 211..241 px give, so crops stay 224 x 224 (SyncNet's face framing,
+  mouth in the lower half). A CPU run is kept short by few steps, not by a
+  smaller network.
+- Loss: the contrastive loss of the original SyncNet (Chung & Zisserman 2016)
+  on the Euclidean distance, y d^2 + (1 - y) max(margin - d, 0)^2, because LSE
+  scores exactly that distance; ``loss='bce_cosine'`` gives Wav2Lip's BCE on
+  the cosine similarity (mapped to [0, 1]) instead.
+- Each sampled video window is paired with its in-sync audio AND one shifted
+  audio window, so a batch is balanced and every costly video forward pass
+  serves two pairs.
+Numbers from our expert are NOT comparable to published LSE values (which
+use syncnet_v2.model); they compare methods within one benchmark only. The
+weights' sha256 is saved beside them and must be printed in reports.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from ksdiff.metrics.mouth_crops import face_crops
+from ksdiff.metrics.protocol import PROTOCOL
+from ksdiff.metrics.syncnet import build_syncnet, file_sha256, n_windows, syncnet_mfcc
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ExpertConfig:
+    embed_dim: int = 1024  # S's num_layers_in_fc_layers (1024 in syncnet_v2.model)
+    steps: int = 3000  # a real corpus; the unit test uses ~100 on synthetic clips
+    batch_size: int = 16  # video windows per step (each gives one positive and one negative pair)
+    lr: float = 1e-4  # Wav2Lip's expert learning rate (Adam)
+    loss: str = "contrastive"  # 'contrastive' (SyncNet, Euclidean) | 'bce_cosine' (Wav2Lip)
+    margin: float = 10.0  # contrastive margin in embedding distance; off-sync pairs pushed beyond it
+    neg_min_shift: int = 3  # |shift| of a negative, frames: 1-2 frame shifts still overlap 3/5 of the window
+    neg_max_shift: int = 15  # the largest offset LSE searches
+    color: str = "rgb"  # channel order of the given frames/crops; S is fed BGR like syncnet_python
+    seed: int = 0
+    device: str = "cpu"
+    log_every: int = 10
+
+
+@dataclass
+class _Clip:
+    crops_bgr: np.ndarray  # (T, 224, 224, 3) uint8
+    mfcc: np.ndarray  # (13, n) float32
+    n_win: int
+
+
+def prepare_clips(clips: Sequence[tuple], color: str = "rgb") -> list[_Clip]:
+    """Clips as (crops, wav16k) or (frames, landmarks, wav16k) tuples -> training clips."""
+    out = []
+    for k, clip in enumerate(clips):
+        if len(clip) == 2:
+            crops, wav = clip
+        elif len(clip) == 3:
+            frames, landmarks, wav = clip
+            crops = face_crops(frames, landmarks)
+        else:
+            raise ValueError(f"clip {k}: expected (crops, wav) or (frames, landmarks, wav)")
+        crops = np.asarray(crops)
+        if crops.shape[1:] != (PROTOCOL.crop_size, PROTOCOL.crop_size, 3) or crops.dtype != np.uint8:
+            raise ValueError(f"clip {k}: crops must be (T, {PROTOCOL.crop_size}, {PROTOCOL.crop_size}, 3) uint8, got {crops.shape} {crops.dtype}")
+        n_win = n_windows(len(crops), len(wav))
+        if n_win < 1:
+            log.warning("clip %d skipped: too short for a SyncNet window", k)
+            continue
+        bgr = np.ascontiguousarray(crops[..., ::-1] if color == "rgb" else crops)
+        out.append(_Clip(bgr, syncnet_mfcc(np.asarray(wav)), n_win))
+    if not out:
+        raise ValueError("no usable clip for SyncNet training")
+    return out
+
+
+def _sample_batch(clips: list[_Clip], cfg: ExpertConfig, rng: np.random.Generator):
+    """(video (B, 3, 5, H, W), audio_pos (B, 1, 13, 20), audio_neg (B, 1, 13, 20))."""
+    p = PROTOCOL
+    vids, pos, neg = [], [], []
+    while len(vids) < cfg.batch_size:
+        c = clips[rng.integers(len(clips))]
+        i = int(rng.integers(c.n_win))
+        cand = [j for j in range(c.n_win) if cfg.neg_min_shift <= abs(j - i) <= cfg.neg_max_shift]
+        if not cand:
+            continue
+        j = int(rng.choice(cand))
+        vids.append(c.crops_bgr[i : i + p.syncnet_window_frames])
+        a = p.syncnet_mfcc_per_frame
+        pos.append(c.mfcc[:, a * i : a * i + p.syncnet_mfcc_steps])
+        neg.append(c.mfcc[:, a * j : a * j + p.syncnet_mfcc_steps])
+    v = torch.from_numpy(np.stack(vids)).permute(0, 4, 1, 2, 3).float()  # (B, 3, 5, H, W)
+    v = v.contiguous(memory_format=torch.channels_last_3d)
+    return v, torch.from_numpy(np.stack(pos))[:, None], torch.from_numpy(np.stack(neg))[:, None]
+
+
+def pair_loss(v: torch.Tensor, a: torch.Tensor, y: torch.Tensor, cfg: ExpertConfig) -> torch.Tensor:
+    if cfg.loss == "contrastive":
+        d = F.pairwise_distance(v, a)  # the distance calc_pdist (and so LSE) uses
+        return (y * d**2 + (1 - y) * F.relu(cfg.margin - d) ** 2).mean()
+    if cfg.loss == "bce_cosine":
+        p = ((F.cosine_similarity(v, a) + 1) / 2).clamp(1e-6, 1 - 1e-6)
+        return F.binary_cross_entropy(p, y)
+    raise ValueError(f"unknown loss {cfg.loss!r}")
+
+
+def train_expert(
+    clips: Sequence[tuple], cfg: ExpertConfig = ExpertConfig(), out_path: str | Path | None = None
+) -> tuple[torch.nn.Module, dict]:
+    """Train S on the clips; save its state_dict (loadable by load_syncnet) to out_path.
+
+    Returns (model in eval mode, info) with info = dict(losses, sha256, path, config).
+    A JSON sidecar ``<out_path>.json`` records the config, sha256 and losses.
+    """
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    data = prepare_clips(clips, cfg.color)
+    model = build_syncnet(cfg.embed_dim).to(cfg.device)
+    # channels_last_3d roughly halves the Conv3d cost on CPU.
+    for m in model.netcnnlip:
+        if isinstance(m, torch.nn.Conv3d):
+            m.to(memory_format=torch.channels_last_3d)
+    model.train()
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    ones = torch.ones(cfg.batch_size, device=cfg.device)
+    y = torch.cat([ones, torch.zeros_like(ones)])
+    losses = []
+    bar = tqdm(range(cfg.steps), desc="syncnet expert", disable=None)
+    for step in bar:
+        v, ap, an = (t.to(cfg.device) for t in _sample_batch(data, cfg, rng))
+        ve = model.forward_lip(v)
+        ae = model.forward_aud(torch.cat([ap, an]))
+        loss = pair_loss(torch.cat([ve, ve]), ae, y, cfg)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+        if step % cfg.log_every == 0:
+            bar.set_postfix(loss=f"{losses[-1]:.3f}")
+            log.debug("step %d loss %.4f", step, losses[-1])
+    model.eval()
+    info = {"losses": losses, "config": asdict(cfg), "path": None, "sha256": None}
+    if out_path is not None:
+        info.update(save_expert(model, out_path, info))
+    return model, info
+
+
+def save_expert(model: torch.nn.Module, path: str | Path, info: dict | None = None) -> dict:
+    """Atomically save S's state_dict (syncnet_python's format) and a JSON sidecar with its sha256."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.contiguous() for k, v in model.state_dict().items()}
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    os.close(fd)
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+    sha = file_sha256(path)
+    side = {"sha256": sha, "path": str(path.resolve()), **{k: v for k, v in (info or {}).items() if k not in ("sha256", "path")}}
+    path.with_name(path.name + ".json").write_text(json.dumps(side, indent=1))
+    log.info("saved SyncNet expert %s sha256 %s", path, sha)
+    return {"sha256": sha, "path": str(path.resolve())}
+
+
+def synthetic_sync_clips(n_clips: int = 8, n_frames: int = 75, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Tiny (crops RGB, wav16k) clips whose mouth brightness follows audio energy.
+
+    For tests and smoke runs of the expert: syllable-like bursts (2-6 frames)
+    of band-limited noise; each frame's mouth region brightness equals that
+    frame's audio envelope, so sync is learnable from the pixels and the MFCC
+    log-energy alone, and a shifted audio track has a known offset.
+    """
+    rng = np.random.default_rng(seed)
+    size, spf = PROTOCOL.crop_size, PROTOCOL.sample_rate // int(PROTOCOL.fps)
+    yy, xx = np.mgrid[0:size, 0:size]
+    mouth = ((yy - 165) / 28.0) ** 2 + ((xx - 112) / 50.0) ** 2 <= 1.0
+    clips = []
+    for _ in range(n_clips):
+        env = np.zeros(n_frames)
+        t = int(rng.integers(0, 3))
+        while t < n_frames:
+            n_on = int(rng.integers(2, 7))
+            env[t : t + n_on] = rng.uniform(0.5, 1.0)
+            t += n_on + int(rng.integers(1, 5))
+        face = rng.uniform(90, 170, 3)
+        base = np.empty((size, size, 3), np.float32)
+        base[:] = face + rng.normal(0, 6, (size, size, 3))
+        crops = np.empty((n_frames, size, size, 3), np.uint8)
+        for f in range(n_frames):
+            img = base.copy()
+            img[mouth] = 20 + 220 * env[f]
+            crops[f] = np.clip(img + rng.normal(0, 3, img.shape), 0, 255).astype(np.uint8)
+        noise = np.convolve(rng.standard_normal(n_frames * spf), np.ones(4) / 4, mode="same")
+        wav = (noise * (0.01 + 0.4 * np.repeat(env, spf))).astype(np.float32)
+        clips.append((crops, wav))
+    return clips

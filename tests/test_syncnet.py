@@ -1,0 +1,212 @@
+"""SyncNet LSE: fidelity to syncnet_python's arithmetic, crops, weights, our expert."""
+import hashlib
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from scipy import signal
+
+from ksdiff.metrics import syncnet as sn
+from ksdiff.metrics.mouth_crops import face_boxes, face_crops
+from ksdiff.metrics.protocol import PROTOCOL
+
+SR, SPF = 16000, 640
+
+
+def _random_bn(model, seed=0):
+    """Non-trivial BatchNorm statistics, so folding them is really tested."""
+    g = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d, torch.nn.BatchNorm3d)):
+            n = m.num_features
+            m.running_mean.copy_(torch.rand(n, generator=g) * 2 - 1)
+            m.running_var.copy_(torch.rand(n, generator=g) + 0.5)
+            m.weight.data.copy_(torch.rand(n, generator=g) + 0.5)
+            m.bias.data.copy_(torch.rand(n, generator=g) - 0.5)
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return _random_bn(sn.build_syncnet())
+
+
+def test_mfcc_matches_syncnet_python_reading_an_int16_wav(tmp_path):
+    import python_speech_features
+    from scipy.io import wavfile
+
+    wav = (0.3 * np.random.default_rng(0).standard_normal(SR)).astype(np.float32)
+    path = tmp_path / "audio.wav"
+    wavfile.write(path, SR, sn.to_int16(wav))
+    rate, audio = wavfile.read(path)  # syncnet_python's reader
+    ref = np.stack([np.array(i) for i in zip(*python_speech_features.mfcc(audio, rate))])
+    ours = sn.syncnet_mfcc(wav)
+    assert ours.shape == ref.shape and ours.shape[0] == 13
+    assert ours.shape[1] == 99  # 100 Hz over 1 s
+    np.testing.assert_array_equal(ours, ref.astype(np.float32))  # S sees float32 in both
+
+
+def test_int16_conversion_is_ffmpegs(tmp_path):
+    import shutil
+    import subprocess
+
+    import soundfile as sf
+    from scipy.io import wavfile
+
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("ffmpeg not on PATH")
+    wav = np.clip(0.4 * np.random.default_rng(3).standard_normal(4000), -1, 1).astype(np.float32)
+    sf.write(tmp_path / "f.wav", wav, SR, subtype="FLOAT")
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(tmp_path / "f.wav"), "-acodec", "pcm_s16le", str(tmp_path / "i.wav")], check=True)
+    _, ref = wavfile.read(tmp_path / "i.wav")
+    np.testing.assert_array_equal(sn.to_int16(wav), ref)
+
+
+def test_lse_shapes_offsets_and_definitions(model):
+    rng = np.random.default_rng(1)
+    T = 26
+    crops = rng.integers(0, 256, (T, 224, 224, 3), dtype=np.uint8)
+    wav = (0.2 * rng.standard_normal(T * SPF - 100)).astype(np.float32)  # audio a bit short
+    r = sn.lse(model, crops, wav)
+    np.testing.assert_array_equal(r["offsets"], np.arange(-15, 16))
+    assert r["dists"].shape == (31,)
+    assert r["n_windows"] == min(T, len(wav) // SPF) - 5
+    assert r["lse_d"] == pytest.approx(r["dists"].min(), rel=1e-6)
+    assert r["lse_c"] >= 0
+    assert r["lse_c"] == pytest.approx(np.median(r["dists"]) - r["dists"].min(), rel=1e-5, abs=1e-6)
+    assert r["offset"] == r["offsets"][np.argmin(r["dists"])]
+    # the reference arithmetic on the same embeddings: SyncNetInstance.evaluate's lines
+    from syncnet_python.SyncNetInstance import calc_pdist
+
+    with torch.inference_mode():
+        n = r["n_windows"]
+        bgr = torch.from_numpy(np.ascontiguousarray(crops[..., ::-1])).permute(3, 0, 1, 2)[None].float()
+        im = torch.cat([model.forward_lip(bgr[:, :, i : i + 5]) for i in range(n)])
+        cc = torch.from_numpy(sn.syncnet_mfcc(wav))[None, None]
+        au = torch.cat([model.forward_aud(cc[:, :, :, 4 * i : 4 * i + 20]) for i in range(n)])
+    mdist = torch.mean(torch.stack(calc_pdist(im, au, vshift=15), 1), 1).numpy()
+    np.testing.assert_allclose(r["dists"], mdist[::-1], rtol=1e-4)
+    # channel order matters (SyncNet is fed BGR): passing BGR crops as such is the same as RGB flipped
+    bgr = sn.lse(model, np.ascontiguousarray(crops[..., ::-1]), wav, color="bgr")
+    np.testing.assert_allclose(bgr["dists"], r["dists"], rtol=1e-5)
+    with pytest.raises(ValueError, match="too short"):
+        sn.lse(model, crops[:5], wav)
+
+
+@pytest.mark.parametrize("k", [-4, 0, 6])
+def test_offset_sign_convention(k):
+    """Audio delayed by k frames (audio window i+k matches video i) -> offset -k."""
+    g = torch.Generator().manual_seed(0)
+    n = 60
+    v = torch.randn(n + 20, 16, generator=g)
+    video = v[10 : 10 + n]
+    audio = v[10 - k : 10 - k + n]  # audio[i + k] == video[i]
+    r = sn.lse_from_embeddings(video, audio)
+    assert r["offset"] == -k
+    assert r["lse_d"] == pytest.approx(r["dists"][r["offsets"] == -k][0])
+
+
+def test_load_syncnet(tmp_path):
+    with pytest.raises(sn.SyncNetWeightsError, match="syncnet_v2.model"):
+        sn.load_syncnet(tmp_path / "syncnet_v2.model")
+    torch.manual_seed(1)
+    m = _random_bn(sn.build_syncnet(embed_dim=256), seed=2)
+    p = tmp_path / "w.model"
+    torch.save({"__S__." + k: v for k, v in m.state_dict().items()}, p)  # SyncNetInstance-style keys
+    loaded = sn.load_syncnet(p)
+    assert loaded.weights_sha256 == hashlib.sha256(p.read_bytes()).hexdigest()
+    assert not loaded.training
+    a = torch.randn(2, 1, 13, 20)
+    with torch.inference_mode():
+        torch.testing.assert_close(loaded.forward_aud(a), m.forward_aud(a))
+    bad = tmp_path / "bad.model"
+    torch.save({"foo": torch.zeros(1)}, bad)
+    with pytest.raises(ValueError, match="not a SyncNet"):
+        sn.load_syncnet(bad)
+
+
+def _reference_crop(img, s, x, y, cs=0.4):
+    """syncnet_python SyncNetPipeline._crop, one frame, verbatim arithmetic."""
+    bs = s
+    pad = int(bs * (1 + 2 * cs))
+    img_p = cv2.copyMakeBorder(img, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=(110, 110, 110))
+    my, mx = y + pad, x + pad
+    y1, y2 = int(my - bs), int(my + bs * (1 + 2 * cs))
+    x1, x2 = int(mx - bs * (1 + cs)), int(mx + bs * (1 + cs))
+    return cv2.resize(img_p[y1:y2, x1:x2], (224, 224))
+
+
+def test_face_crops_follow_syncnet_python_framing():
+    rng = np.random.default_rng(0)
+    T, H, W = 30, 240, 320
+    frames = rng.integers(0, 256, (T, H, W, 3), dtype=np.uint8)
+    template = rng.uniform(-1, 1, (478, 3))
+    t = np.arange(T)[:, None, None]
+    cx, cy, half = 160 + 3 * np.sin(t / 4), 110 + 2 * np.cos(t / 5), 55 + t * 0.5
+    lm = np.concatenate([cx + half * template[None, :, :1], cy + half * template[None, :, 1:2], template[None, :, 2:] * half], -1)
+    lm[7] = np.nan  # a frame without a face: box interpolated
+    crops = face_crops(frames, lm)
+    assert crops.shape == (T, 224, 224, 3) and crops.dtype == np.uint8
+    b = face_boxes(lm)
+    assert np.all(np.isfinite(b))
+    s, x, y = (signal.medfilt(b[:, i], 13) for i in (2, 0, 1))
+    for i in (0, 7, 15, T - 1):
+        np.testing.assert_array_equal(crops[i], _reference_crop(frames[i], s[i], x[i], y[i]))
+
+
+def test_face_crops_pad_outside_the_frame_with_gray():
+    frames = np.zeros((6, 100, 100, 3), np.uint8)
+    lm = np.zeros((6, 478, 3))
+    lm[:, :, 0] = np.linspace(0, 60, 478)  # face box touching the top-left corner
+    lm[:, :, 1] = np.linspace(0, 60, 478)
+    crops = face_crops(frames, lm)
+    assert np.all(crops[:, :5, :5] == PROTOCOL.crop_pad_value)
+    with pytest.raises(ValueError, match="no frame"):
+        face_crops(frames, np.full((6, 478, 3), np.nan))
+
+
+@pytest.mark.slow
+def test_trained_expert_recovers_a_known_audio_shift(tmp_path):
+    from ksdiff.metrics.syncnet_train import ExpertConfig, synthetic_sync_clips, train_expert
+
+    torch.set_num_threads(2)
+    clips = synthetic_sync_clips(n_clips=8, n_frames=75, seed=0)
+    cfg = ExpertConfig(steps=60, batch_size=8, embed_dim=256, lr=1e-4, seed=0)
+    model, info = train_expert(clips, cfg, out_path=tmp_path / "expert.model")
+    losses = np.array(info["losses"])
+    assert losses[-12:].mean() < 0.85 * losses[:12].mean()
+    loaded = sn.load_syncnet(tmp_path / "expert.model")
+    assert loaded.weights_sha256 == info["sha256"]
+    for crops, wav in synthetic_sync_clips(n_clips=2, n_frames=125, seed=123):
+        delayed = np.concatenate([np.zeros(5 * SPF, np.float32), wav])[: len(wav)]
+        assert abs(sn.lse(loaded, crops, wav)["offset"]) <= 1
+        assert abs(sn.lse(loaded, crops, delayed)["offset"] - (-5)) <= 1
+
+
+def test_expert_losses_and_clip_preparation():
+    from ksdiff.metrics.syncnet_train import ExpertConfig, pair_loss, prepare_clips
+
+    v = torch.tensor([[0.0, 0.0], [0.0, 0.0], [1.0, 1.0]])
+    a = torch.tensor([[3.0, 4.0], [3.0, 4.0], [1.0, 1.0]])
+    y = torch.tensor([1.0, 0.0, 1.0])
+    cfg = ExpertConfig(margin=10.0)
+    # positives: d^2 (25 and ~0); the negative at d = 5 < margin: (10 - 5)^2
+    assert pair_loss(v, a, y, cfg).item() == pytest.approx((25 + 25 + 0) / 3, rel=1e-4)
+    far = ExpertConfig(margin=4.0)  # the negative beyond the margin costs nothing
+    assert pair_loss(v[1:2], a[1:2], y[1:2], far).item() == 0.0
+    bce = ExpertConfig(loss="bce_cosine")
+    assert pair_loss(a[:1], a[:1], torch.ones(1), bce).item() < 1e-4  # same direction, in sync
+    assert pair_loss(a[:1], -a[:1], torch.zeros(1), bce).item() < 1e-4  # opposite, off sync
+
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 256, (12, 120, 160, 3), dtype=np.uint8)
+    lm = np.zeros((12, 478, 3))
+    lm[..., 0] = rng.uniform(50, 110, 478)
+    lm[..., 1] = rng.uniform(30, 90, 478)
+    wav = np.zeros(12 * SPF, np.float32)
+    clips = prepare_clips([(frames, lm, wav), (frames[:4], lm[:4], wav)])  # the second is too short
+    assert len(clips) == 1 and clips[0].crops_bgr.shape == (12, 224, 224, 3) and clips[0].n_win == 7
+    with pytest.raises(ValueError, match="no usable clip"):
+        prepare_clips([(frames[:4], lm[:4], wav)])
