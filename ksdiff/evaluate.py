@@ -207,10 +207,13 @@ def score_clip(
     fps: float,
     with_lve: bool,
     lse_fn=None,
+    lse_samples: int | None = None,
 ) -> None:
     """Append every metric of one clip (all samples of ``motion``) to ``rows``.
 
     lse_fn(sample, posed) -> syncnet result dict, or None when LSE is not scored.
+    lse_samples: score LSE on the first N samples only (SyncNet is the costly
+    metric on a CPU); None scores every sample.
     """
     from ksdiff.metrics.beat_align import audio_beats, beat_align_with_reason, motion_beats
     from ksdiff.metrics.diversity import sample_diversity, temporal_diversity
@@ -242,7 +245,7 @@ def score_clip(
         a_beats = audio_beats(ref.wav, PROTOCOL.sample_rate, fps, n_frames=len(head))
         score, why = beat_align_with_reason(motion_beats(head, fps), a_beats)
         rows.add(clip, s, "beat_align", score, why)
-        if lse_fn is not None:
+        if lse_fn is not None and (lse_samples is None or s < lse_samples):
             try:
                 r = lse_fn(s, posed)
             except ValueError as e:  # e.g. clip too short for SyncNet's windows
@@ -314,7 +317,8 @@ def evaluate_method(
     scored = []
     for clip in tqdm(clips, desc=f"evaluate {method}", unit="clip", disable=None):
         try:
-            why = _score_one(rows, clip, clip in test, results, pred_dir, ext_root, basis, fps, model, is_gt)
+            why = _score_one(rows, clip, clip in test, results, pred_dir, ext_root, basis, fps, model, is_gt,
+                             cfg["eval"].get("lse_samples"))
         except (RenderError, ValueError, OSError, KeyError) as e:  # one bad clip never stops the table
             log.exception("%s: %s", clip, e)
             why = f"{type(e).__name__}: {e}"
@@ -353,7 +357,7 @@ def evaluate_method(
     return pd.DataFrame(rows.table())
 
 
-def _score_one(rows, clip, in_test, results, pred_dir, ext_root, basis, fps, model, is_gt) -> str:
+def _score_one(rows, clip, in_test, results, pred_dir, ext_root, basis, fps, model, is_gt, lse_samples=None) -> str:
     """Score one clip; '' when scored, else why it was skipped."""
     from ksdiff.render.video import reference_frame, template_of
     from ksdiff.render.warp import FaceWarper
@@ -382,5 +386,6 @@ def _score_one(rows, clip, in_test, results, pred_dir, ext_root, basis, fps, mod
             ref_rgb, ref_lm, _ = reference_frame(results, clip, fps)
             warper = FaceWarper(ref_rgb, ref_lm)
             lse_fn = lambda s, posed: lse_rendered(model, warper, posed, ref.wav)  # noqa: E731
-    score_clip(rows, ref, motion, basis, fps, with_lve=(gt is not None and not is_gt), lse_fn=lse_fn)
+    score_clip(rows, ref, motion, basis, fps, with_lve=(gt is not None and not is_gt), lse_fn=lse_fn,
+               lse_samples=lse_samples)
     return ""
