@@ -59,7 +59,8 @@ class Anchor:
 
     @classmethod
     def from_dict(cls, d: dict) -> "Anchor":
-        return cls(np.asarray(d["trans"], dtype=np.float64), float(d["scale"]), float(d["size"]), int(d.get("frame", 0)))
+        return cls(np.asarray(d["trans"], dtype=np.float64), float(d["scale"]), float(d["size"]),
+                   int(d.get("frame", 0)))
 
 
 def template_size(template) -> float:
@@ -71,6 +72,7 @@ def template_size(template) -> float:
     if template is None:
         return 1.0
     t = np.asarray(template, dtype=np.float64).reshape(-1, 3)
+    t = t[np.isfinite(t).all(1)]  # points the fit lacks (irises without refinement) are NaN
     if len(t) == 0:
         return 1.0
     r = float(np.sqrt(((t - t.mean(0)) ** 2).sum(1).mean()))

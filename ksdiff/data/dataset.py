@@ -1,0 +1,396 @@
+"""Training windows and full clips as torch batches, normalised with the training statistics.
+
+A clip's per-step tables (results/{dataset}/coeffs, features, transcripts) become
+aligned arrays (``load_clip``): T motion frames, N = T * feat_per_frame speech-feature
+frames, prosody per feature frame, a hashed word id per motion frame. Windows of
+``window`` frames with ``n_prev`` frames before them (DiffPoseTalk's continuity
+context) are cut from them; ``collate`` pads a list of windows into the batch dict
+the models take (see ksdiff.models: feat, feat_mask, prosody, words, head, expr,
+mask, prev_head, prev_expr, prev_mask).
+
+Randomness lives in the sampler, not the dataset: ``StepBatchSampler`` derives the
+windows of training step k from (seed, k) alone, so a resumed run sees exactly the
+batches an uninterrupted one would, with no loader state to save but the step.
+Clips are held in memory (a few hundred MB for HDTF with log-mel features).
+"""
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Sampler
+
+from ksdiff.data import motion as motion_mod
+from ksdiff.io import parquet
+
+log = logging.getLogger(__name__)
+
+STATS_NAMES = ("head", "expr", "feat")
+
+
+class ClipError(ValueError):
+    """A clip cannot be used (a step failed or its tables disagree); the message says why."""
+
+
+# ---------------------------------------------------------------------------- statistics
+
+
+@dataclass
+class Stats:
+    """Per-dimension mean/std of head, expr and speech features over the training clips."""
+
+    mean: dict[str, np.ndarray]
+    std: dict[str, np.ndarray]
+    attrs: dict = field(default_factory=dict)
+
+    @classmethod
+    def read(cls, path: str | Path) -> "Stats":
+        t = parquet.read_table(path, "stats")
+        if not t.ok:
+            raise ClipError(f"{path}: stats not available ({t.status}: {t.reason})")
+        names = t.table.column("name").to_pylist()
+        means, stds = t.column("mean"), t.column("std")
+        missing = [n for n in STATS_NAMES if n not in names]
+        if missing:
+            raise ClipError(f"{path}: stats table lacks rows {missing}")
+        mean = {n: np.asarray(means[i], dtype=np.float32) for i, n in enumerate(names)}
+        std = {n: np.asarray(stds[i], dtype=np.float32) for i, n in enumerate(names)}
+        return cls(mean, std, dict(t.attrs))
+
+    def to_dict(self) -> dict:
+        """Plain lists, for storing inside a checkpoint."""
+        return {"mean": {k: v.tolist() for k, v in self.mean.items()},
+                "std": {k: v.tolist() for k, v in self.std.items()}, "attrs": self.attrs}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Stats":
+        return cls({k: np.asarray(v, dtype=np.float32) for k, v in d["mean"].items()},
+                   {k: np.asarray(v, dtype=np.float32) for k, v in d["std"].items()}, dict(d.get("attrs", {})))
+
+    def normalise(self, name: str, x: np.ndarray) -> np.ndarray:
+        return ((np.asarray(x, dtype=np.float32) - self.mean[name]) / self.std[name]).astype(np.float32)
+
+    def denormalise(self, name: str, x) -> np.ndarray:
+        if isinstance(x, torch.Tensor):
+            x = x.detach().float().cpu().numpy()
+        return (np.asarray(x, dtype=np.float32) * self.std[name] + self.mean[name]).astype(np.float32)
+
+
+# ---------------------------------------------------------------------------- one clip
+
+
+@dataclass
+class ClipArrays:
+    """One clip's aligned raw (not normalised) arrays."""
+
+    clip_id: str
+    head: np.ndarray  # (T, 6) see ksdiff.data.motion
+    expr: np.ndarray  # (T, K)
+    valid: np.ndarray  # (T,) bool, fit valid
+    feat: np.ndarray  # (N, D), N = T * feat_per_frame
+    feat_valid: np.ndarray  # (N,) bool, False where the features ran short of the motion
+    prosody: np.ndarray  # (N, 2) per-clip normalised log-F0 (0 unvoiced) and energy
+    words: np.ndarray  # (T,) int64 hashed word ids, 0 = none
+    anchor: motion_mod.Anchor
+    coeffs_attrs: dict
+    feat_attrs: dict
+
+    @property
+    def n_frames(self) -> int:
+        return len(self.head)
+
+
+def clip_path(results: str | Path, folder: str, clip: str) -> Path:
+    return Path(results) / folder / f"{clip}.parquet"
+
+
+def _read_ok(path: Path, name: str) -> parquet.Table:
+    if not path.exists():
+        raise ClipError(f"{name}: {path} missing")
+    t = parquet.read_table(path, name)
+    if not t.ok:
+        raise ClipError(f"{name}: {t.status}: {t.reason}")
+    return t
+
+
+def feature_arrays(ft: parquet.Table) -> tuple[np.ndarray, np.ndarray]:
+    """A features Table -> (feat (N, D) float32, prosody (N, 2) float32)."""
+    from ksdiff.models.prosody import prosody_features
+
+    feat = np.stack([np.asarray(v, dtype=np.float32) for v in ft.column("feat")]) if ft.table.num_rows else None
+    if feat is None or feat.ndim != 2:
+        raise ClipError("features: empty feature table")
+    pros = prosody_features(ft.column("f0_hz"), ft.column("voiced"), ft.column("energy_db"))
+    return feat, pros
+
+
+def align_features(feat: np.ndarray, prosody: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Crop or zero-pad (N', D) features to exactly n rows; the mask says which rows are real."""
+    have = min(len(feat), n)
+    f = np.zeros((n, feat.shape[1]), dtype=np.float32)
+    p = np.zeros((n, prosody.shape[1]), dtype=np.float32)
+    f[:have], p[:have] = feat[:have], prosody[:have]
+    m = np.zeros(n, dtype=bool)
+    m[:have] = True
+    return f, p, m
+
+
+def feat_per_frame(rate_hz: float, fps: float) -> int:
+    r = rate_hz / fps
+    if abs(r - round(r)) > 1e-6 or round(r) < 1:
+        raise ClipError(f"feature rate {rate_hz} Hz is not a whole multiple of the motion rate {fps} fps")
+    return int(round(r))
+
+
+def load_clip(results: str | Path, clip: str, fps: float, vocab_size: int, max_short_frac: float = 0.1) -> ClipArrays:
+    """Read and align one clip's coeffs, features and transcript; ClipError says why a clip is unusable.
+
+    The features may run a little short of the motion (the last audio frame's
+    window); up to ``max_short_frac`` of missing feature frames are padded and
+    masked, more means audio and video disagree and the clip is refused.
+    """
+    from ksdiff.models.transcript import frame_word_ids
+
+    ct = _read_ok(clip_path(results, "coeffs", clip), "coeffs")
+    ft = _read_ok(clip_path(results, "features", clip), "features")
+    tt = _read_ok(clip_path(results, "transcripts", clip), "transcript")
+    try:
+        head, expr, valid = motion_mod.motion_from_coeffs(ct)
+        anchor = motion_mod.anchor_from_coeffs(ct)
+    except ValueError as e:
+        raise ClipError(f"coeffs: {e}") from e
+    cfps = float(ct.attrs.get("fps", fps))
+    if abs(cfps - fps) > 1e-6:
+        raise ClipError(f"coeffs at {cfps} fps, config expects {fps}")
+    r = feat_per_frame(float(ft.attrs.get("rate_hz", 0.0)), fps)
+    feat, pros = feature_arrays(ft)
+    n = len(head) * r
+    if len(feat) < (1.0 - max_short_frac) * n:
+        raise ClipError(f"features cover {len(feat)} of {n} frames needed by {len(head)} motion frames")
+    feat, pros, fmask = align_features(feat, pros, n)
+    words = frame_word_ids(tt.table.column("word").to_pylist(), tt.column("start_s"), tt.column("end_s"),
+                           len(head), fps, vocab_size)
+    return ClipArrays(clip, head, expr, valid, feat, fmask, pros, words, anchor, dict(ct.attrs), dict(ft.attrs))
+
+
+def usable_clips(results: str | Path, split: str | None, qc: str | Path | None = None,
+                 splits: str | Path | None = None) -> list[str]:
+    """Sorted ids of QC-usable clips in ``split`` (all splits when None)."""
+    results = Path(results)
+    qc_t = parquet.read_table(qc or results / "qc.parquet", "qc").to_pandas()
+    sp_t = parquet.read_table(splits or results / "splits.parquet", "splits").to_pandas()
+    usable = set(qc_t.loc[qc_t["usable"].astype(bool), "clip_id"])
+    if split is not None:
+        sp_t = sp_t[sp_t["split"] == split]
+    return sorted(c for c in sp_t["clip_id"] if c in usable)
+
+
+def load_clips(results, clips: list[str], fps: float, vocab_size: int) -> list[ClipArrays]:
+    """Load the clips that can be used; the others are logged with their reason and left out."""
+    out = []
+    for c in clips:
+        try:
+            out.append(load_clip(results, c, fps, vocab_size))
+        except ClipError as e:
+            log.warning("clip %s left out: %s", c, e)
+    return out
+
+
+def check_consistent(clips: list[ClipArrays]) -> dict:
+    """The feature kind/dim/rate and expression count shared by the clips (error when they differ)."""
+    if not clips:
+        raise ClipError("no usable clips")
+    keys = {}
+    for c in clips:
+        ckpt = c.feat_attrs.get("checkpoint") or ""  # '' for log-mels; path + sha256 of a pretrained encoder
+        key = (c.feat_attrs.get("kind"), c.feat.shape[1], float(c.feat_attrs.get("rate_hz", 0)),
+               json.dumps(ckpt, sort_keys=True), c.expr.shape[1])
+        keys.setdefault(key, ckpt)
+    if len(keys) > 1:
+        raise ClipError(f"clips disagree in feature kind/dim/rate/checkpoint or n_expr: {sorted(keys, key=str)}")
+    (kind, dim, rate, _, n_expr), ckpt = next(iter(keys.items()))
+    return {"feature_kind": kind, "feat_dim": int(dim), "feat_rate_hz": rate, "feature_checkpoint": ckpt,
+            "expr_dim": int(n_expr)}
+
+
+# ---------------------------------------------------------------------------- windows
+
+
+@dataclass
+class NormClip:
+    """A clip's arrays normalised for the model (float32), ready to cut windows from."""
+
+    clip_id: str
+    head: np.ndarray
+    expr: np.ndarray
+    valid: np.ndarray
+    feat: np.ndarray
+    feat_valid: np.ndarray
+    prosody: np.ndarray
+    words: np.ndarray
+    r: int  # feature frames per motion frame
+
+    @property
+    def n_frames(self) -> int:
+        return len(self.head)
+
+
+def normalise_clip(c: ClipArrays, stats: Stats, r: int) -> NormClip:
+    return NormClip(c.clip_id, stats.normalise("head", c.head), stats.normalise("expr", c.expr), c.valid,
+                    stats.normalise("feat", c.feat) * c.feat_valid[:, None], c.feat_valid, c.prosody, c.words, r)
+
+
+def cut_window(c: NormClip, start: int, window: int, n_prev: int) -> dict:
+    """Frames [start, start+window) (cropped at the clip end) plus the n_prev frames before ``start``.
+
+    prev arrays are right-aligned (prev[-1] is frame start-1); frames before the
+    clip start are zero and masked.
+    """
+    end = min(start + window, c.n_frames)
+    if not 0 <= start < end:
+        raise IndexError(f"window start {start} outside clip {c.clip_id} of {c.n_frames} frames")
+    p0 = max(start - n_prev, 0)
+    n_have = start - p0
+    prev_head = np.zeros((n_prev, c.head.shape[1]), dtype=np.float32)
+    prev_expr = np.zeros((n_prev, c.expr.shape[1]), dtype=np.float32)
+    prev_mask = np.zeros(n_prev, dtype=bool)
+    if n_have:
+        prev_head[n_prev - n_have:] = c.head[p0:start]
+        prev_expr[n_prev - n_have:] = c.expr[p0:start]
+        prev_mask[n_prev - n_have:] = c.valid[p0:start]
+    return {
+        "feat": c.feat[start * c.r: end * c.r],
+        "feat_mask": c.feat_valid[start * c.r: end * c.r],
+        "prosody": c.prosody[start * c.r: end * c.r],
+        "words": c.words[start:end],
+        "head": c.head[start:end],
+        "expr": c.expr[start:end],
+        "mask": c.valid[start:end],
+        "prev_head": prev_head,
+        "prev_expr": prev_expr,
+        "prev_mask": prev_mask,
+        "clip_id": c.clip_id,
+        "start": start,
+    }
+
+
+_PAD_T = ("words", "head", "expr", "mask")
+_PAD_N = ("feat", "feat_mask", "prosody")
+
+
+def collate(items: list[dict]) -> dict:
+    """Pad windows to the longest one; masks are False on padding. Returns torch tensors."""
+    t_max = max(len(it["head"]) for it in items)
+    n_max = max(len(it["feat"]) for it in items)
+    out: dict = {}
+    for key in _PAD_T + _PAD_N + ("prev_head", "prev_expr", "prev_mask"):
+        length = t_max if key in _PAD_T else n_max if key in _PAD_N else None
+        arrs = []
+        for it in items:
+            a = np.asarray(it[key])
+            if length is not None and len(a) < length:
+                pad = np.zeros((length - len(a),) + a.shape[1:], dtype=a.dtype)
+                a = np.concatenate([a, pad])
+            arrs.append(a)
+        out[key] = torch.from_numpy(np.stack(arrs))
+    out["words"] = out["words"].long()
+    out["clip_id"] = [it["clip_id"] for it in items]
+    out["start"] = torch.tensor([it["start"] for it in items], dtype=torch.long)
+    return out
+
+
+class WindowDataset(Dataset):
+    """Windows of normalised clips, keyed by (clip index, start frame).
+
+    Keys come from a sampler: ``StepBatchSampler`` for training (random windows
+    derived from the step), ``fixed_windows`` for validation (every frame once).
+    """
+
+    def __init__(self, clips: list[NormClip], window: int, n_prev: int):
+        if not clips:
+            raise ClipError("no clips to cut windows from")
+        self.clips = clips
+        self.window = int(window)
+        self.n_prev = int(n_prev)
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    def __getitem__(self, key: tuple[int, int]) -> dict:
+        i, start = key
+        return cut_window(self.clips[i], int(start), self.window, self.n_prev)
+
+    def lengths(self) -> np.ndarray:
+        return np.array([c.n_frames for c in self.clips])
+
+
+def fixed_windows(lengths, window: int) -> list[tuple[int, int]]:
+    """Consecutive non-overlapping windows covering every frame of every clip once."""
+    return [(i, s) for i, n in enumerate(lengths) for s in range(0, int(n), window)]
+
+
+class StepBatchSampler(Sampler):
+    """Batches of (clip, start) keys; batch k depends only on (seed, k).
+
+    Clips are drawn with probability proportional to their length (every frame
+    equally likely to be seen), the window start uniformly among the starts that
+    fit (0 for clips shorter than the window). ``start_step`` resumes the stream
+    where a checkpoint left it.
+    """
+
+    def __init__(self, lengths, window: int, batch_size: int, seed: int, start_step: int = 0,
+                 n_steps: int | None = None):
+        self.lengths = np.asarray(lengths, dtype=np.int64)
+        self.p = self.lengths / self.lengths.sum()
+        self.window = int(window)
+        self.batch_size = int(batch_size)
+        self.seed = int(seed)
+        self.start_step = int(start_step)
+        self.n_steps = n_steps
+
+    def batch(self, step: int) -> list[tuple[int, int]]:
+        rng = np.random.default_rng([self.seed, step])
+        clips = rng.choice(len(self.lengths), size=self.batch_size, p=self.p)
+        last = np.maximum(self.lengths[clips] - self.window, 0)
+        starts = rng.integers(0, last + 1)
+        return [(int(c), int(s)) for c, s in zip(clips, starts)]
+
+    def __iter__(self):
+        step = self.start_step
+        while self.n_steps is None or step < self.n_steps:
+            yield self.batch(step)
+            step += 1
+
+    def __len__(self) -> int:
+        if self.n_steps is None:
+            raise TypeError("an endless sampler has no length")
+        return max(self.n_steps - self.start_step, 0)
+
+
+def inference_batch(feat: np.ndarray, feat_mask: np.ndarray, prosody: np.ndarray, words: np.ndarray,
+                    n_prev: int, head_dim: int, expr_dim: int, n_samples: int = 1) -> dict:
+    """A whole clip's speech (normalised features) as a batch of ``n_samples`` identical rows.
+
+    Every frame is to be generated (mask all True, whatever the ground-truth fit
+    said) and the clip starts cold (previous frames present but masked, as at a
+    clip start in training). Rows differ only by the sampling noise, so several
+    samples cost one batched pass.
+    """
+    n_frames = len(words)
+    if n_frames < 1:
+        raise ValueError("a clip needs at least one motion frame")
+    one = {
+        "feat": torch.from_numpy(np.ascontiguousarray(feat, dtype=np.float32)),
+        "feat_mask": torch.from_numpy(np.asarray(feat_mask, dtype=bool)),
+        "prosody": torch.from_numpy(np.ascontiguousarray(prosody, dtype=np.float32)),
+        "words": torch.from_numpy(np.asarray(words, dtype=np.int64)),
+        "mask": torch.ones(n_frames, dtype=torch.bool),
+        "prev_head": torch.zeros(n_prev, head_dim),
+        "prev_expr": torch.zeros(n_prev, expr_dim),
+        "prev_mask": torch.zeros(n_prev, dtype=torch.bool),
+    }
+    return {k: v[None].expand(n_samples, *v.shape).contiguous() for k, v in one.items()}

@@ -1,0 +1,281 @@
+"""`ksdiff infer`: predictions for one clip in the 'coeffs' schema, from a model or a non-learned baseline.
+
+Learned methods: the clip's speech features and transcript -> ``n_samples``
+samples of the whole clip (windows chained by ``sample_long``), de-normalised
+with the statistics stored in the checkpoint and placed at the clip's anchor
+(its first valid frame, see ksdiff.data.motion), so metrics compare like with
+like. The ``sample`` column numbers the samples; diversity metrics need several.
+Sampling is reproducible: the noise comes from a generator seeded with
+``seed + crc32(clip id)``, so each clip has its own stream and the same seed
+always gives the same motion (on any device: the noise is drawn on the CPU).
+
+Baselines (no checkpoint):
+  static      the mean face: the training mean head pose and zero expression
+              (the PCA mean shape), held still for the whole clip; one sample.
+  mismatched  the ground truth of another test clip (next in sorted order with a
+              different speaker when there is one), cropped or ping-pong looped to
+              this clip's length and placed at this clip's anchor: real motion with
+              the wrong speech, the floor for lip sync.
+
+A clip whose inputs are missing or failed gets a zero-row table with status
+``skipped`` and the reason, so a dataset run carries on.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ksdiff.data import dataset as ds
+from ksdiff.data import motion
+from ksdiff.io import parquet
+
+log = logging.getLogger(__name__)
+
+BASELINES = ("static", "mismatched")
+REQUIRED_KEYS = ("format", "version", "method", "model_cfg", "model", "stats", "features", "motion")
+
+
+class CheckpointError(ValueError):
+    """Not a usable ksdiff model file (wrong kind, wrong method, missing keys, unreadable)."""
+
+
+@dataclass
+class InferConfig:
+    """Sampling options; override through the config's ``infer:`` section."""
+
+    n_samples: int = 3  # samples per clip: diversity needs several, 3 keeps inference cheap
+    seed: int = 0  # base seed; each clip samples from seed + crc32(clip id)
+    steps: int | None = None  # DDIM steps; None = the model's ddim_steps
+    guidance: float | None = None  # classifier-free guidance scale; None = the model's default
+    device: str = "auto"  # auto (cuda if available) | cpu | cuda
+    num_threads: int = 1  # torch CPU threads (0: torch default); sampling is many small ops: threads add sync
+
+    def __post_init__(self):
+        if self.n_samples < 1:
+            raise ValueError("infer.n_samples must be >= 1")
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> "InferConfig":
+        d = dict(d or {})
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown infer config keys {unknown}; known keys: {sorted(known)}")
+        return cls(**d)
+
+
+def clip_seed(seed: int, clip: str) -> int:
+    """Per-clip seed: stable across processes (crc32, not Python's salted hash)."""
+    return (int(seed) + zlib.crc32(clip.encode("utf-8"))) % (2**31 - 1)
+
+
+# ---------------------------------------------------------------------------- checkpoints
+
+
+def load_checkpoint(path: str | Path, expect_method: str | None = None) -> dict:
+    """Read and check a model file written by `ksdiff train`; CheckpointError says what is wrong."""
+    from ksdiff.models import METHODS
+    from ksdiff.train import CHECKPOINT_FORMAT, CHECKPOINT_VERSION
+
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # pickle errors, zip errors, truncated files
+        raise CheckpointError(f"{path} is not a readable torch checkpoint: {type(e).__name__}: {e}") from e
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path} is not a ksdiff model checkpoint (no format={CHECKPOINT_FORMAT!r})")
+    if payload.get("version") != CHECKPOINT_VERSION:
+        raise CheckpointError(f"{path}: checkpoint version {payload.get('version')}, this ksdiff reads "
+                              f"{CHECKPOINT_VERSION}; retrain")
+    missing = [k for k in REQUIRED_KEYS if k not in payload]
+    if missing:
+        raise CheckpointError(f"{path}: checkpoint lacks {missing}")
+    if payload["method"] not in METHODS:
+        raise CheckpointError(f"{path}: unknown method {payload['method']!r}; expected one of {METHODS}")
+    if expect_method is not None and expect_method not in (payload["method"], payload.get("name")):
+        raise CheckpointError(f"{path} holds a {payload.get('name', payload['method'])!r} model "
+                              f"({payload['method']}), expected {expect_method!r}")
+    if payload["motion"].get("representation") != motion.REPRESENTATION:
+        raise CheckpointError(f"{path}: motion representation {payload['motion'].get('representation')!r}, "
+                              f"this ksdiff uses {motion.REPRESENTATION!r}; retrain")
+    return payload
+
+
+def build_from_checkpoint(payload: dict, device: torch.device):
+    from ksdiff.models import KSDiffConfig, build_model
+
+    mcfg = KSDiffConfig.from_dict(payload["model_cfg"])
+    model = build_model(mcfg)
+    try:
+        model.load_state_dict(payload["model"])
+    except RuntimeError as e:
+        raise CheckpointError(f"checkpoint weights do not fit the {mcfg.method} model: {e}") from e
+    return model.to(device).eval()
+
+
+def check_features(payload: dict, feat_attrs: dict, dim: int) -> None:
+    """Refuse features of another kind/extractor than the model was trained on."""
+    want = payload["features"]
+    got = {"kind": feat_attrs.get("kind"), "dim": dim, "rate_hz": float(feat_attrs.get("rate_hz", 0)),
+           "checkpoint": feat_attrs.get("checkpoint", "") or ""}
+    for k in ("kind", "dim", "rate_hz", "checkpoint"):
+        if (want.get(k) or "") != (got[k] or "") and not (k == "rate_hz" and abs(float(want[k]) - got[k]) < 1e-6):
+            raise CheckpointError(f"the model was trained on features {k}={want.get(k)!r}, these have {got[k]!r}: "
+                                  "extract features with the training configuration")
+
+
+def sample_motion(model, stats: ds.Stats, feat: np.ndarray, feat_valid: np.ndarray, prosody: np.ndarray,
+                  words: np.ndarray, n_samples: int, seed: int, steps: int | None = None,
+                  guidance: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Raw speech arrays -> de-normalised head (S, T, 6) and expr (S, T, K) for ``n_samples`` samples."""
+    from ksdiff.models import sample_long
+
+    c = model.cfg
+    device = next(model.parameters()).device
+    feat_n = stats.normalise("feat", feat) * np.asarray(feat_valid, dtype=np.float32)[:, None]
+    batch = ds.inference_batch(feat_n, feat_valid, prosody, words, c.n_prev, c.head_dim, c.expr_dim, n_samples)
+    batch = {k: v.to(device) for k, v in batch.items()}
+    gen = torch.Generator().manual_seed(int(seed))
+    out = sample_long(model, batch, steps=steps, guidance=guidance, generator=gen)
+    return stats.denormalise("head", out["head"]), stats.denormalise("expr", out["expr"])
+
+
+# ---------------------------------------------------------------------------- baselines
+
+
+def loop_to_length(x: np.ndarray, n: int) -> np.ndarray:
+    """Crop, or extend by ping-pong looping (forward, backward, ...) so the motion never jumps."""
+    if len(x) >= n:
+        return x[:n]
+    if len(x) == 1:
+        return np.repeat(x, n, axis=0)
+    period = 2 * (len(x) - 1)
+    i = np.arange(n) % period
+    i = np.where(i < len(x), i, period - i)
+    return x[i]
+
+
+def mismatched_partner(results: Path, clip: str) -> str:
+    """The test clip whose ground truth stands in for ``clip``: deterministic, another speaker if possible."""
+    sp = parquet.read_table(results / "splits.parquet", "splits").to_pandas()
+    speaker = dict(zip(sp["clip_id"], sp["speaker_id"]))
+    tests = [c for c in ds.usable_clips(results, "test") if c != clip]
+    if not tests:
+        raise ds.ClipError("mismatched: no other usable test clip to borrow motion from")
+    order = sorted(tests + [clip])
+    i = order.index(clip)
+    ring = order[i + 1:] + order[:i]
+    other = [c for c in ring if speaker.get(c) != speaker.get(clip)]
+    return (other or ring)[0]
+
+
+def baseline_motion(method: str, results: Path, clip: str, n_frames: int) -> tuple[np.ndarray, np.ndarray, dict]:
+    """head (1, T, 6), expr (1, T, K) of a non-learned baseline, plus attrs describing it."""
+    if method == "static":
+        stats = ds.Stats.read(results / "stats.parquet")
+        head = np.repeat(stats.mean["head"][None], n_frames, axis=0)
+        expr = np.zeros((n_frames, len(stats.mean["expr"])), dtype=np.float32)
+        return head[None], expr[None], {}
+    if method == "mismatched":
+        partner = mismatched_partner(results, clip)
+        t = parquet.read_table(results / "coeffs" / f"{partner}.parquet", "coeffs")
+        if not t.ok:
+            raise ds.ClipError(f"mismatched: partner {partner} has no coefficients ({t.reason})")
+        head, expr, _ = motion.motion_from_coeffs(t)
+        return loop_to_length(head, n_frames)[None], loop_to_length(expr, n_frames)[None], {"partner": partner}
+    raise ValueError(f"unknown baseline {method!r}; expected one of {BASELINES}")
+
+
+# ---------------------------------------------------------------------------- entry point
+
+
+def write_prediction(out, head: np.ndarray, expr: np.ndarray, anchor: motion.Anchor, fps: float, attrs: dict):
+    cols = motion.concat_columns([motion.coeffs_from_motion(head[s], expr[s], anchor, fps, sample=s)
+                                  for s in range(len(head))])
+    parquet.write_table(out, "coeffs", cols, attrs=attrs)
+
+
+def predict_clip(cfg: dict, results: str, clip: str, out: str, checkpoint: str | None = None,
+                 method: str | None = None, n_samples: int | None = None, seed: int | None = None,
+                 steps: int | None = None) -> int:
+    """`ksdiff infer`: write ``out`` (coeffs schema, one block of rows per sample) for one clip.
+
+    Give ``checkpoint`` for a trained model (``method``, if given, must match the
+    one it holds), or ``method`` 'static' / 'mismatched' for a baseline.
+    ``n_samples``/``seed``/``steps`` override cfg['infer'].
+    """
+    from ksdiff.train import pick_device, sha256_file
+
+    icfg = InferConfig.from_dict(cfg.get("infer"))
+    n_samples = icfg.n_samples if n_samples is None else int(n_samples)
+    seed = icfg.seed if seed is None else int(seed)
+    steps = icfg.steps if steps is None else int(steps)
+    results = Path(results)
+    fps = float(cfg["fps"])
+    if checkpoint is None and method not in BASELINES:
+        raise ValueError(f"give --checkpoint for a trained model or --method one of {BASELINES}")
+    if checkpoint is not None and method in BASELINES:
+        raise ValueError(f"--method {method} is a baseline and takes no checkpoint; give one or the other")
+    gt = parquet.read_table(results / "coeffs" / f"{clip}.parquet", "coeffs") \
+        if (results / "coeffs" / f"{clip}.parquet").exists() else None
+    if gt is None or not gt.ok:
+        reason = "coeffs: output missing" if gt is None else f"coeffs: {gt.reason}"
+        parquet.write_failure(out, "coeffs", reason, status=parquet.SKIPPED, attrs={"clip_id": clip})
+        log.warning("%s skipped: %s", clip, reason)
+        return 0
+    try:
+        anchor = motion.anchor_from_coeffs(gt)
+    except ValueError as e:
+        parquet.write_failure(out, "coeffs", f"coeffs: {e}", status=parquet.SKIPPED, attrs={"clip_id": clip})
+        return 0
+    n_frames = len(motion.motion_from_coeffs(gt)[0])
+    base_attrs = {k: gt.attrs[k] for k in ("backend", "n_expr", "template", "basis") if k in gt.attrs}
+    base_attrs.update(fps=fps, clip_id=clip, anchor=anchor.to_dict())
+
+    if checkpoint is None:
+        try:
+            head, expr, extra = baseline_motion(method, results, clip, n_frames)
+        except (ds.ClipError, FileNotFoundError) as e:
+            parquet.write_failure(out, "coeffs", str(e), status=parquet.SKIPPED,
+                                  attrs={"clip_id": clip, "method": method})
+            log.warning("%s skipped: %s", clip, e)
+            return 0
+        write_prediction(out, head, expr, anchor, fps, {**base_attrs, **extra, "method": method, "n_samples": 1})
+        return 0
+
+    payload = load_checkpoint(checkpoint, expect_method=method)
+    if icfg.num_threads > 0:
+        torch.set_num_threads(icfg.num_threads)
+    model = build_from_checkpoint(payload, pick_device(icfg.device))
+    try:
+        arrays = ds.load_clip(results, clip, fps, model.cfg.vocab_size)
+    except ds.ClipError as e:
+        parquet.write_failure(out, "coeffs", str(e), status=parquet.SKIPPED,
+                              attrs={"clip_id": clip, "method": payload.get("name", payload["method"])})
+        log.warning("%s skipped: %s", clip, e)
+        return 0
+    check_features(payload, arrays.feat_attrs, arrays.feat.shape[1])
+    if arrays.expr.shape[1] != model.cfg.expr_dim:
+        raise CheckpointError(f"the model predicts {model.cfg.expr_dim} expression coefficients, the clip has "
+                              f"{arrays.expr.shape[1]}: extract coefficients with the training configuration")
+    stats = ds.Stats.from_dict(payload["stats"])
+    s = clip_seed(seed, clip)
+    head, expr = sample_motion(model, stats, arrays.feat, arrays.feat_valid, arrays.prosody, arrays.words,
+                               n_samples, s, steps=steps, guidance=icfg.guidance)
+    write_prediction(out, head, expr, anchor, fps, {
+        **base_attrs, "method": payload.get("name", payload["method"]), "architecture": payload["method"],
+        "checkpoint": str(checkpoint),
+        "checkpoint_sha256": sha256_file(checkpoint), "seed": s, "base_seed": seed, "n_samples": n_samples,
+        "steps": steps or model.cfg.ddim_steps,
+        "guidance": model.cfg.guidance if icfg.guidance is None else icfg.guidance,
+        "train_step": int(payload.get("step", 0))})
+    log.info("%s: %d samples of %d frames -> %s", clip, n_samples, n_frames, out)
+    return 0

@@ -1,0 +1,151 @@
+"""Motion representation, statistics and training windows on a fabricated results folder."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from fabricate import fabricate_results
+from ksdiff import config
+from ksdiff.data import dataset as ds
+from ksdiff.data import motion
+from ksdiff.data.stats import build_stats
+from ksdiff.io.parquet import read_table, write_table
+
+FPS = 25.0
+
+
+@pytest.fixture(scope="module")
+def fake(tmp_path_factory):
+    root = tmp_path_factory.mktemp("results")
+    info = fabricate_results(root)
+    build_stats(config.defaults(), qc=str(root / "qc.parquet"), splits=str(root / "splits.parquet"),
+                results=str(root), out=str(root / "stats.parquet"))
+    return info
+
+
+def test_motion_round_trip_recovers_coeffs(fake):
+    t = read_table(fake["root"] / "coeffs" / "spk1_clip0.parquet", "coeffs")
+    head, expr, valid = motion.motion_from_coeffs(t)
+    anchor = motion.anchor_from_coeffs(t)
+    cols = motion.coeffs_from_motion(head, expr, anchor, FPS)
+    for k in ("yaw", "pitch", "roll", "scale"):
+        np.testing.assert_allclose(cols[k], t.column(k), rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(cols["trans"][:, :2], t.column("trans")[:, :2], atol=1e-3)
+    np.testing.assert_allclose(cols["rotvec"], t.column("rotvec"), atol=1e-5)
+    np.testing.assert_allclose(np.stack(cols["expr"]), np.stack(t.column("expr")), atol=1e-6)
+    # the written columns satisfy the coeffs schema
+    write_table(fake["root"] / "roundtrip.parquet", "coeffs", cols, attrs=t.attrs)
+
+
+def test_motion_is_resolution_independent(fake, tmp_path):
+    """Doubling the video size (translation and fit scale x2) leaves the representation unchanged."""
+    t = read_table(fake["root"] / "coeffs" / "spk1_clip0.parquet", "coeffs")
+    head, _, _ = motion.motion_from_coeffs(t)
+    cols = {f: t.column(f) for f in t.table.column_names}
+    cols["expr"] = list(cols["expr"])
+    cols["trans"] = cols["trans"] * 2
+    cols["scale"] = cols["scale"] * 2
+    write_table(tmp_path / "big.parquet", "coeffs", cols, attrs=t.attrs)
+    head2, _, _ = motion.motion_from_coeffs(read_table(tmp_path / "big.parquet", "coeffs"))
+    np.testing.assert_allclose(head2, head, atol=1e-5)
+    assert np.all(head[motion.anchor_from_coeffs(t).frame, 3:] == 0)  # the anchor frame is the origin
+
+
+def test_invalid_frames_are_interpolated_and_masked(fake):
+    t = read_table(fake["root"] / "coeffs" / "spk1_clip1.parquet", "coeffs")
+    head, expr, valid = motion.motion_from_coeffs(t)
+    assert not valid[10:14].any() and valid[:10].all() and valid[14:].all()
+    assert np.isfinite(head).all() and np.isfinite(expr).all()
+    # interpolated values lie between the neighbours
+    lo, hi = np.minimum(head[9], head[14]), np.maximum(head[9], head[14])
+    assert np.all(head[10:14] >= lo - 1e-5) and np.all(head[10:14] <= hi + 1e-5)
+
+
+def test_stats_use_only_usable_training_clips(fake):
+    st = ds.Stats.read(fake["root"] / "stats.parquet")
+    # spk0_clip1 is QC-unusable, spk0_clip2 has failed features: neither enters
+    assert st.attrs["clips"] == ["spk0_clip0", "spk1_clip0", "spk1_clip1", "spk1_clip2"]
+    assert st.mean["feat"].shape == (fake["feat_dim"],) and st.mean["expr"].shape == (fake["n_expr"],)
+    assert st.mean["head"].shape == (6,)
+    # features were fabricated as -30 + 10 z: the statistics find that
+    assert np.all(np.abs(st.mean["feat"] + 30.0) < 3.0) and np.all(np.abs(st.std["feat"] - 10.0) < 3.0)
+
+
+def test_normalisation_round_trip(fake):
+    st = ds.Stats.read(fake["root"] / "stats.parquet")
+    x = np.random.default_rng(0).normal(size=(50, fake["n_expr"])).astype(np.float32)
+    np.testing.assert_allclose(st.denormalise("expr", st.normalise("expr", x)), x, atol=1e-5)
+    back = ds.Stats.from_dict(st.to_dict())
+    np.testing.assert_array_equal(back.mean["feat"], st.mean["feat"])
+
+
+def test_training_windows_are_normalised(fake):
+    st = ds.Stats.read(fake["root"] / "stats.parquet")
+    clips = ds.load_clips(fake["root"], ds.usable_clips(fake["root"], "train"), FPS, 64)
+    norm = [ds.normalise_clip(c, st, 2) for c in clips]
+    allx = np.concatenate([c.expr[c.valid] for c in norm])
+    np.testing.assert_allclose(allx.mean(0), 0.0, atol=1e-4)
+    # expression components share one scale (the basis is orthonormal: keep their relative sizes)
+    np.testing.assert_allclose((allx.std(0) ** 2).mean(), 1.0, atol=1e-3)
+    raw = np.concatenate([c.expr[c.valid] for c in clips])
+    np.testing.assert_allclose(allx.std(0) / raw.std(0), allx.std(0)[0] / raw.std(0)[0], rtol=1e-4)
+    allh = np.concatenate([c.head[c.valid] for c in norm])
+    np.testing.assert_allclose(allh.std(0), 1.0, atol=1e-3)  # head dimensions have different units: each its own
+
+
+def test_windows_masks_and_previous_frames(fake):
+    st = ds.Stats.read(fake["root"] / "stats.parquet")
+    clips = ds.load_clips(fake["root"], ["spk1_clip1"], FPS, 64)
+    c = ds.normalise_clip(clips[0], st, 2)
+    window, n_prev = 30, 5
+    w0 = ds.cut_window(c, 0, window, n_prev)
+    assert not w0["prev_mask"].any()  # a clip start has no previous frames
+    w = ds.cut_window(c, 12, window, n_prev)
+    # prev frames are frames 7..11, right-aligned; 10 and 11 are invalid fits
+    np.testing.assert_array_equal(w["prev_head"], c.head[7:12])
+    np.testing.assert_array_equal(w["prev_mask"], [True, True, True, False, False])
+    assert not w["mask"][:2].any() and w["mask"][2:].all()  # frames 12, 13 invalid
+    assert len(w["feat"]) == 2 * window and len(w["words"]) == window
+    np.testing.assert_array_equal(w["feat"], c.feat[24:84])
+
+    # a window running past the clip end is cropped; collate pads and masks it
+    tail = ds.cut_window(c, c.n_frames - 10, window, n_prev)
+    b = ds.collate([w, tail])
+    assert b["head"].shape == (2, window, 6) and b["feat"].shape == (2, 2 * window, fake["feat_dim"])
+    assert b["mask"][1, :10].all() and not b["mask"][1, 10:].any()
+    assert not b["feat_mask"][1, 20:].any() and b["feat_mask"][1, :20].all()
+    assert b["words"].dtype == torch.int64 and b["mask"].dtype == torch.bool
+    assert b["prev_head"].shape == (2, n_prev, 6) and b["feat"].dtype == torch.float32
+
+
+def test_words_follow_transcript_timing(fake):
+    clips = ds.load_clips(fake["root"], ["spk1_clip0"], FPS, 64)
+    t = read_table(fake["root"] / "transcripts" / "spk1_clip0.parquet", "transcript")
+    start, end = t.column("start_s"), t.column("end_s")
+    words = clips[0].words
+    for k, frame_t in enumerate((np.arange(len(words)) + 0.5) / FPS):
+        inside = np.any((frame_t >= start) & (frame_t < end))
+        assert (words[k] > 0) == inside
+    assert words.max() < 64
+
+
+def test_step_sampler_is_a_function_of_the_step():
+    lengths = [120, 60, 200]
+    a = ds.StepBatchSampler(lengths, 50, 8, seed=3)
+    b = ds.StepBatchSampler(lengths, 50, 8, seed=3, start_step=5)
+    first = [next(iter(a)) for _ in range(1)]
+    assert first[0] == a.batch(0)
+    assert next(iter(b)) == a.batch(5)
+    assert a.batch(5) != a.batch(6)
+    for _ in range(20):
+        for clip, start in a.batch(_):
+            assert 0 <= start <= max(lengths[clip] - 50, 0)
+    assert ds.StepBatchSampler(lengths, 50, 8, seed=4).batch(0) != a.batch(0)
+
+
+def test_failed_tables_are_skipped_with_reason(fake, caplog):
+    with pytest.raises(ds.ClipError, match="features: failed: audio: no audio stream"):
+        ds.load_clip(fake["root"], "spk0_clip2", FPS, 64)
+    assert [c.clip_id for c in ds.load_clips(fake["root"], ["spk0_clip2", "spk1_clip0"], FPS, 64)] == ["spk1_clip0"]
+    assert "spk0_clip2 left out" in caplog.text

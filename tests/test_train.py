@@ -1,0 +1,129 @@
+"""Training: it learns, its checkpoints carry what inference needs, and a killed run resumes exactly."""
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+import torch
+
+import ksdiff.train as train_mod
+from fabricate import fabricate_results, tiny_model_cfg
+from ksdiff import cli, config
+from ksdiff.data.stats import build_stats
+from ksdiff.infer import load_checkpoint
+
+
+def make_cfg(**train):
+    t = dict(steps=12, batch_size=4, val_every=6, ckpt_every=6, log_every=3, warmup_steps=2, lr=1e-3, num_threads=1)
+    t.update(train)
+    return config.defaults(model=tiny_model_cfg(), train=t)
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    root = tmp_path_factory.mktemp("results")
+    fabricate_results(root)
+    build_stats(config.defaults(), qc=str(root / "qc.parquet"), splits=str(root / "splits.parquet"),
+                results=str(root), out=str(root / "stats.parquet"))
+    return root
+
+
+def val_curve(out_dir):
+    with open(out_dir / "train_log.csv", newline="") as f:
+        return {int(r["step"]): float(r["value"]) for r in csv.DictReader(f)
+                if r["phase"] == "val" and r["metric"] == "loss"}
+
+
+def test_training_lowers_validation_loss_and_writes_a_complete_model(results, tmp_path):
+    out = tmp_path / "m" / "model.pt"
+    train_mod.train(make_cfg(steps=120, val_every=40, ckpt_every=60), str(results), str(out))
+    curve = val_curve(out.parent)
+    assert sorted(curve) == [0, 40, 80, 120]
+    assert curve[120] < 0.8 * curve[0], curve  # the untrained loss is the reference
+    p = load_checkpoint(out, expect_method="ksdiff")
+    assert p["trained_steps"] == 120 and p["val_loss"] == curve
+    # select=best_val: the final weights are those of the lowest validation loss after training began
+    assert p["step"] == min((s for s in curve if s > 0), key=curve.get)
+    assert p["features"] == {"kind": "logmel", "dim": 8, "rate_hz": 50.0, "checkpoint": ""}
+    assert p["model_cfg"]["feat_dim"] == 8 and p["model_cfg"]["expr_dim"] == 4  # shapes come from the data
+    assert p["stats"]["attrs"]["clips"] == ["spk0_clip0", "spk1_clip0", "spk1_clip1", "spk1_clip2"]
+    assert tuple(p["basis"]["components"].shape) == (4, 478 * 3) and len(p["basis"]["sha256"]) == 64
+    assert "optimizer" not in p  # the final file is for inference only
+    # checkpoints: the last keep_checkpoints (2) are kept, each a full training state
+    ck = sorted((out.parent / "checkpoints").glob("step-*.pt"))
+    assert [c.name for c in ck] == ["step-00000060.pt", "step-00000120.pt"]
+    state = torch.load(ck[-1], weights_only=True)
+    assert {"optimizer", "scaler", "rng", "fingerprint", "sampler"} <= set(state)
+
+
+def test_resume_after_a_kill_matches_an_uninterrupted_run(results, tmp_path, monkeypatch):
+    cfg = make_cfg(steps=12, ckpt_every=6)
+    full = tmp_path / "full" / "model.pt"
+    train_mod.train(cfg, str(results), str(full))
+
+    # Same run, killed at step 9: everything in memory is lost, only the step-6 checkpoint survives.
+    part = tmp_path / "part" / "model.pt"
+    real_lr_at = train_mod.lr_at
+
+    def dying_lr_at(step, tcfg):
+        if step == 9:
+            raise KeyboardInterrupt("killed")
+        return real_lr_at(step, tcfg)
+
+    monkeypatch.setattr(train_mod, "lr_at", dying_lr_at)
+    with pytest.raises(KeyboardInterrupt):
+        train_mod.train(cfg, str(results), str(part))
+    assert not part.exists()
+    assert [p.name for p in (part.parent / "checkpoints").glob("step-*.pt")] == ["step-00000006.pt"]
+    monkeypatch.setattr(train_mod, "lr_at", real_lr_at)
+    torch.manual_seed(999)  # a fresh process would have another RNG state: the checkpoint must restore it
+    train_mod.train(cfg, str(results), str(part))
+
+    a = torch.load(full, weights_only=True)["model"]
+    b = torch.load(part, weights_only=True)["model"]
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(b[k], a[k], rtol=1e-5, atol=1e-6, msg=k)
+    ca, cb = val_curve(full.parent), val_curve(part.parent)
+    assert cb == pytest.approx(ca, rel=1e-5)
+    # the killed run's log rows after step 6 were dropped, not duplicated
+    with open(part.parent / "train_log.csv", newline="") as f:
+        rows = [(r["step"], r["phase"], r["metric"]) for r in csv.DictReader(f)]
+    assert len(rows) == len(set(rows))
+
+
+def test_select_last_keeps_the_final_weights(results, tmp_path):
+    out = tmp_path / "m" / "model.pt"
+    train_mod.train(make_cfg(steps=6, select="last"), str(results), str(out))
+    p = torch.load(out, weights_only=True)
+    ck = torch.load(out.parent / "checkpoints" / "step-00000006.pt", weights_only=True)
+    assert p["step"] == 6 and all(torch.equal(p["model"][k], ck["model"][k]) for k in p["model"])
+
+
+def test_a_changed_configuration_does_not_resume(results, tmp_path, caplog):
+    out = tmp_path / "m" / "model.pt"
+    train_mod.train(make_cfg(steps=6), str(results), str(out))
+    before = torch.load(out, weights_only=True)["model"]
+    train_mod.train(make_cfg(steps=6, lr=5e-4), str(results), str(out))
+    assert "belong to another configuration" in caplog.text
+    after = torch.load(out, weights_only=True)
+    assert after["train_cfg"]["lr"] == 5e-4 and after["step"] == 6
+    assert any(not torch.equal(before[k], after["model"][k]) for k in before)
+
+
+def test_unknown_settings_are_refused(results, tmp_path):
+    with pytest.raises(ValueError, match="unknown train config keys"):
+        train_mod.train(make_cfg(stepz=3), str(results), str(tmp_path / "m.pt"))
+    with pytest.raises(ValueError, match="unknown method 'nope'"):
+        train_mod.train(make_cfg(), str(results), str(tmp_path / "m.pt"), method="nope")
+
+
+def test_cli_trains_a_configured_method_variant(results, tmp_path):
+    cfg = make_cfg(steps=3, val_every=3, ckpt_every=3)
+    out = tmp_path / "nokel" / "model.pt"
+    rc = cli.main(["train", "--results", str(results), "--out", str(out), "--method", "ksdiff_nokel",
+                   "--opts", json.dumps(cfg)])
+    assert rc == 0
+    p = load_checkpoint(out, expect_method="ksdiff_nokel")
+    assert p["method"] == "ksdiff" and p["name"] == "ksdiff_nokel" and p["model_cfg"]["use_kel"] is False
