@@ -24,7 +24,6 @@ import json
 import logging
 import os
 import platform
-import re
 import subprocess
 import sys
 import time
@@ -39,6 +38,7 @@ from ksdiff.extract import asr_pocketsphinx as ps  # noqa: E402
 from ksdiff.extract import features as F  # noqa: E402
 from ksdiff.extract import prosody  # noqa: E402
 from ksdiff.io.audio import load_audio  # noqa: E402
+from readme import replace_section  # benchmarks/readme.py, beside this script
 
 log = logging.getLogger("bench_audio")
 SR = 16000
@@ -236,15 +236,6 @@ def bench_decode_and_features() -> dict:
         "step_x_realtime": dur / t_all, "pyin_first_call_s_for_1s_audio": cold,
     }
     return out
-
-
-def replace_section(text: str, title: str, body: str) -> str:
-    """Replace '## title' up to the next '## ' heading (or append it)."""
-    block = f"## {title}\n\n{body.strip()}\n"
-    pat = re.compile(rf"^## {re.escape(title)}\n.*?(?=^## |\Z)", re.S | re.M)
-    if pat.search(text):
-        return pat.sub(lambda _: block + "\n", text).rstrip() + "\n"
-    return (text.rstrip() + "\n\n" if text.strip() else "# Benchmarks\n\n") + block
 
 
 def write_readme(r: dict) -> None:

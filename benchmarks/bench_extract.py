@@ -32,11 +32,11 @@ import json
 import logging
 import os
 import platform
-import re
 import sys
 import tempfile
 import time
 from pathlib import Path
+from readme import replace_section  # benchmarks/readme.py, beside this script
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -231,15 +231,6 @@ def bench(n_frames: int, synthetic: bool = False) -> dict:
         "decode_landmarks_pose_coeffs_fps": n_frames / (t_lm + t_pose + t_coeffs),
     }
     return r
-
-
-def replace_section(text: str, title: str, body: str) -> str:
-    """Replace '## title' up to the next '## ' heading (or append it)."""
-    block = f"## {title}\n\n{body.strip()}\n"
-    pat = re.compile(rf"^## {re.escape(title)}\n.*?(?=^## |\Z)", re.S | re.M)
-    if pat.search(text):
-        return pat.sub(lambda _: block + "\n", text).rstrip() + "\n"
-    return (text.rstrip() + "\n\n" if text.strip() else "# Benchmarks\n\n") + block
 
 
 def write_readme(r: dict) -> None:

@@ -37,7 +37,6 @@ import json
 import logging
 import os
 import platform
-import re
 import resource
 import shutil
 import subprocess
@@ -57,6 +56,7 @@ from ksdiff.metrics.diversity import sample_diversity, temporal_diversity  # noq
 from ksdiff.metrics.lve import lve  # noqa: E402
 from ksdiff.metrics.mouth_crops import face_boxes, face_crops  # noqa: E402
 from ksdiff.metrics.protocol import PROTOCOL  # noqa: E402
+from readme import replace_section  # benchmarks/readme.py, beside this script
 
 log = logging.getLogger("bench_metrics")
 SR, FPS, N = 16000, 25, 1500
@@ -252,13 +252,8 @@ def bench_reference(video: Path, lm: np.ndarray, model, work: Path) -> tuple[dic
 
 
 def _section(readme: Path, title: str, body: str) -> None:
-    """Replace '## title' up to the next '## ' heading (or append it)."""
-    block = f"## {title}\n\n{body.strip()}\n"
-    text = readme.read_text() if readme.exists() else "# Benchmarks\n"
-    pat = re.compile(rf"^## {re.escape(title)}\n.*?(?=^## |\Z)", re.S | re.M)
-    text = pat.sub(lambda m: block + "\n", text) if pat.search(text) else text.rstrip() + "\n\n" + block
-    readme.write_text(text)
-
+    text = readme.read_text() if readme.exists() else ""
+    readme.write_text(replace_section(text, title, body))
 
 def markdown(res: dict) -> str:
     m = res["simple"]

@@ -27,7 +27,6 @@ import json
 import logging
 import os
 import platform
-import re
 import sys
 import time
 from pathlib import Path
@@ -39,6 +38,7 @@ import torch  # noqa: E402
 
 from ksdiff.models import KSDiffConfig, build_model, sample_long  # noqa: E402
 from ksdiff.train import TrainConfig  # noqa: E402
+from readme import replace_section  # benchmarks/readme.py, beside this script
 
 log = logging.getLogger("bench_model")
 AUDIO_S = 10.0
@@ -118,15 +118,6 @@ def bench_variant(overrides: dict, repeats: int, train_steps: int) -> dict:
     out["train_steps_per_s_wall"] = train_steps / wall
     out["demo_train_min"] = tcfg.steps / out["train_steps_per_s"] / 60
     return out
-
-
-def replace_section(text: str, title: str, body: str) -> str:
-    """Replace '## title' up to the next '## ' heading (or append it)."""
-    block = f"## {title}\n\n{body.strip()}\n"
-    pat = re.compile(rf"^## {re.escape(title)}\n.*?(?=^## |\Z)", re.S | re.M)
-    if pat.search(text):
-        return pat.sub(lambda _: block + "\n", text).rstrip() + "\n"
-    return (text.rstrip() + "\n\n" if text.strip() else "# Benchmarks\n\n") + block
 
 
 def write_readme(r: dict) -> None:
