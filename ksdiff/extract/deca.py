@@ -115,7 +115,8 @@ def fit_deca(cfg: dict, manifest, clip: str, landmarks, out) -> None:
     import cv2
     import torch
 
-    from ksdiff.extract.landmarks import _manifest_row, landmarks_array
+    from ksdiff.data.manifest import clip_row
+    from ksdiff.extract.landmarks import landmarks_array
     from ksdiff.geometry import matrix_to_euler, rotvec_to_matrix
     from ksdiff.io.video import VideoError, iter_frames
 
@@ -142,7 +143,7 @@ def fit_deca(cfg: dict, manifest, clip: str, landmarks, out) -> None:
         batch.clear()
         idx.clear()
 
-    row = _manifest_row(manifest, clip)
+    row = clip_row(manifest, clip)
     try:
         for k, _, _, rgb in iter_frames(row["path"], fps):
             if k >= T:

@@ -31,8 +31,9 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
+from ksdiff.data.manifest import clip_row
 from ksdiff.extract.face_detect import FaceDetector, choose_face, crop_square, square_box
-from ksdiff.io.parquet import read_table, write_failure, write_table
+from ksdiff.io.parquet import write_failure, write_table
 from ksdiff.io.schemas import N_LANDMARKS
 
 log = logging.getLogger(__name__)
@@ -264,15 +265,6 @@ def landmarks_array(table) -> np.ndarray:
     return table.column("landmarks").reshape(-1, N_LANDMARKS, 3).astype(np.float64)
 
 
-def _manifest_row(manifest, clip: str) -> dict:
-    t = read_table(manifest, "manifest").table
-    ids = t.column("clip_id").to_pylist()
-    if clip not in ids:
-        raise KeyError(f"clip {clip!r} is not in manifest {manifest}")
-    i = ids.index(clip)
-    return {name: t.column(name)[i].as_py() for name in t.column_names}
-
-
 def extract_landmarks(cfg: dict, manifest, clip: str, out, max_frames: int | None = None) -> None:
     """Write the 'landmarks' table of ``clip`` to ``out`` (a failure record if it cannot).
 
@@ -286,7 +278,7 @@ def extract_landmarks(cfg: dict, manifest, clip: str, out, max_frames: int | Non
 
     from ksdiff.io.video import VideoError, iter_frames
 
-    row = _manifest_row(manifest, clip)
+    row = clip_row(manifest, clip)
     fps = float(cfg["fps"])
     attrs = {"clip_id": clip, "fps": fps, "source_fps": row.get("fps") or 0.0}
     if row.get("probe_error"):

@@ -108,24 +108,51 @@ rule pose:
         "{params.ksdiff} pose --landmarks {input} --out {output} --opts {params.opts} > {log} 2>&1"
 
 
-rule coeffs:
-    input:
-        pose=f"{RESULTS}/{{dataset}}/pose/{{clip}}.parquet",
-        basis=basis_of,
-    output:
-        f"{RESULTS}/{{dataset}}/coeffs/{{clip}}.parquet",
-    params:
-        ksdiff=KSDIFF,
-        opts=opts("coeffs"),
-    log:
-        f"{LOGS}/{{dataset}}/coeffs/{{clip}}.log",
-    threads: 1
-    resources:
-        mem_mb=1000,
-    conda:
-        "../../envs/ksdiff.yaml"
-    shell:
-        "{params.ksdiff} coeffs --pose {input.pose} --basis {input.basis} --out {output} --opts {params.opts} > {log} 2>&1"
+if config["coeffs"]["backend"] == "landmarks":
+
+    rule coeffs:
+        input:
+            pose=f"{RESULTS}/{{dataset}}/pose/{{clip}}.parquet",
+            basis=basis_of,
+        output:
+            f"{RESULTS}/{{dataset}}/coeffs/{{clip}}.parquet",
+        params:
+            ksdiff=KSDIFF,
+            opts=opts("coeffs"),
+        log:
+            f"{LOGS}/{{dataset}}/coeffs/{{clip}}.log",
+        threads: 1
+        resources:
+            mem_mb=1000,
+        conda:
+            "../../envs/ksdiff.yaml"
+        shell:
+            "{params.ksdiff} coeffs --pose {input.pose} --basis {input.basis} --out {output} --opts {params.opts} > {log} 2>&1"
+
+else:
+
+    # FLAME coefficients from a local DECA checkout (coeffs.deca_dir), on crops
+    # from our landmarks. The landmark mesh (pose, basis) is still fitted: the
+    # renderer and LVE work on landmark meshes.
+    rule coeffs:
+        input:
+            manifest=f"{RESULTS}/{{dataset}}/manifest.parquet",
+            landmarks=f"{RESULTS}/{{dataset}}/landmarks/{{clip}}.parquet",
+        output:
+            f"{RESULTS}/{{dataset}}/coeffs/{{clip}}.parquet",
+        params:
+            ksdiff=KSDIFF,
+            opts=opts("coeffs"),
+        log:
+            f"{LOGS}/{{dataset}}/coeffs/{{clip}}.log",
+        threads: 1
+        resources:
+            mem_mb=4000,
+        conda:
+            "../../envs/ksdiff.yaml"
+        shell:
+            "{params.ksdiff} deca --manifest {input.manifest} --clip {wildcards.clip} --landmarks {input.landmarks}"
+            " --out {output} --opts {params.opts} > {log} 2>&1"
 
 
 rule features:
