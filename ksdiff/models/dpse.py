@@ -113,6 +113,9 @@ class DPSE(nn.Module):
             self.film = ProsodyFiLM(d)
             self.expr_short = PooledCrossAttention(cfg, cfg.pool_short)
             self.expr_out = nn.Linear(d, d)
+            if cfg.path_residual:
+                self.pose_skip = nn.Linear(d, d)
+                self.expr_skip = nn.Linear(d, d)
         else:
             self.shared_out = nn.Linear(d, d)
 
@@ -144,4 +147,7 @@ class DPSE(nn.Module):
         h_prime = self.film(h_s, prosody)
         expr_tok, expr_mask = self.expr_short(h_prime, feat_mask)
         f_e = self.expr_out(self._to_frames(expr_tok, expr_mask, self.expr_short.window, n_frames))
+        if self.cfg.path_residual:
+            f_h = f_h + self.pose_skip(self._to_frames(h_s, feat_mask, 1, n_frames))
+            f_e = f_e + self.expr_skip(self._to_frames(h_prime, feat_mask, 1, n_frames))
         return f_h, f_e
