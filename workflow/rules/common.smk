@@ -48,6 +48,10 @@ def opts(*sections):
     sub = {k: config[k] for k in _GLOBAL_KEYS}
     for s in sections:
         sub[s] = config[s]
+    if "eval" in sub:
+        # Scoring never reads the list of external methods (the rules do): adding
+        # one must not rerun the evaluation of every other method.
+        sub["eval"] = {k: v for k, v in sub["eval"].items() if k != "external"}
     return shlex.quote(json.dumps(sub, sort_keys=True))
 
 
@@ -114,10 +118,12 @@ def predictions_of(wildcards):
     return predictions_for(wildcards.dataset, wildcards.method)
 
 
-def external_coeffs(wildcards):
-    """Coefficient tables extracted from an external method's videos."""
+def external_tables(wildcards):
+    """Coefficients (and audio, for clips without ground truth) extracted from an
+    external method's videos."""
     pseudo = f"{wildcards.dataset}-ext-{wildcards.method}"
-    return [f"{RESULTS}/{pseudo}/coeffs/{c}.parquet" for c in manifest_clips(pseudo)]
+    clips = manifest_clips(pseudo)
+    return [f"{RESULTS}/{pseudo}/{step}/{c}.{ext}" for c in clips for step, ext in (("coeffs", "parquet"), ("audio", "wav"))]
 
 
 def syncnet_weights(wildcards):

@@ -74,7 +74,7 @@ rule evaluate_ground_truth:
 rule evaluate_external:
     input:
         tables=dataset_tables,
-        coeffs=external_coeffs,
+        external=external_tables,
         syncnet=syncnet_weights,
     output:
         report(f"{METRICS}/{{dataset}}/ext-{{method}}.parquet", caption="../report/metrics.rst", category="Metrics"),
