@@ -212,7 +212,8 @@ def predict_clip(cfg: dict, results: str, clip: str, out: str, checkpoint: str |
     one it holds), or ``method`` 'static' / 'mismatched' for a baseline.
     ``n_samples``/``seed``/``steps`` override cfg['infer'].
     """
-    from ksdiff.train import pick_device, sha256_file
+    from ksdiff.io.files import sha256_file
+    from ksdiff.train import pick_device
 
     icfg = InferConfig.from_dict(cfg.get("infer"))
     n_samples = icfg.n_samples if n_samples is None else int(n_samples)

@@ -12,6 +12,7 @@ from fabricate import fabricate_results, tiny_model_cfg
 from ksdiff import cli, config
 from ksdiff.data import dataset as ds
 from ksdiff.data import motion
+from ksdiff.io.files import sha256_file
 from ksdiff.data.stats import build_stats
 from ksdiff.extract.coeffs import decode_landmarks, load_basis
 from ksdiff.infer import CheckpointError, loop_to_length, mismatched_partner, predict_clip
@@ -52,7 +53,7 @@ def test_prediction_is_coeffs_with_n_samples(setup, tmp_path):
     np.testing.assert_array_equal(p.column("sample"), np.repeat([0, 1, 2], n))
     np.testing.assert_array_equal(p.column("frame"), np.tile(np.arange(n), 3))
     assert p.attrs["method"] == "ksdiff" and p.attrs["n_samples"] == 3 and p.attrs["base_seed"] == 7
-    assert p.attrs["checkpoint_sha256"] == train_mod.sha256_file(ck)
+    assert p.attrs["checkpoint_sha256"] == sha256_file(ck)
     assert p.attrs["template"] == gt.attrs["template"]  # decodable exactly like the ground truth
     assert np.isfinite(p.column("yaw")).all() and np.isfinite(np.stack(p.column("expr"))).all()
     # placed at the clip's anchor: the decoded posed landmarks sit where the real face is

@@ -16,7 +16,6 @@ saying why: the QC table reports it and every later step skips it.
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 import re
 from pathlib import Path
@@ -24,6 +23,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from ksdiff.io import parquet
+from ksdiff.io.files import sha256_file
 from ksdiff.io.video import VideoError, probe
 
 log = logging.getLogger(__name__)
@@ -90,14 +90,6 @@ def scan(root: str | Path, layout: str = "auto") -> list[dict]:
             r["clip_id"] = f"{r['clip_id']}-{n}"
         r["layout"] = layout
     return rows
-
-
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def build_manifest(cfg: dict, root: str, dataset: str, out: str, layout: str = "auto") -> int:

@@ -28,7 +28,8 @@ from pathlib import Path
 import numpy as np
 
 from ksdiff.geometry import face_frame, matrix_to_euler, matrix_to_rotvec, rotvec_to_matrix
-from ksdiff.io.parquet import SKIPPED, Table, atomic_write_bytes, read_table, write_failure, write_table
+from ksdiff.io.files import atomic_write_bytes
+from ksdiff.io.parquet import SKIPPED, Table, read_table, write_failure, write_table
 from ksdiff.io.schemas import N_LANDMARKS
 
 log = logging.getLogger(__name__)

@@ -24,7 +24,6 @@ exactly that grid.
 from __future__ import annotations
 
 import functools
-import hashlib
 import logging
 from pathlib import Path
 
@@ -32,6 +31,7 @@ import numpy as np
 
 from ksdiff.extract import prosody
 from ksdiff.io.audio import read_wav
+from ksdiff.io.files import sha256_file
 from ksdiff.io.parquet import OK, SKIPPED, read_status, write_failure, write_table
 
 log = logging.getLogger(__name__)
@@ -73,12 +73,6 @@ def logmel(x: np.ndarray, sr: int, n_mels: int, rate_hz: float) -> np.ndarray:
 # --- pretrained encoders ----------------------------------------------------------------
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def checkpoint_info(model_dir: str | Path) -> dict:
@@ -87,7 +81,7 @@ def checkpoint_info(model_dir: str | Path) -> dict:
     files = sorted({p for pat in WEIGHT_PATTERNS for p in d.glob(pat)})
     if not files:
         raise PretrainedUnavailable(f"no weight file ({', '.join(WEIGHT_PATTERNS)}) in {d}")
-    return {"path": str(d.resolve()), "sha256": {p.name: _sha256(p) for p in files}}
+    return {"path": str(d.resolve()), "sha256": {p.name: sha256_file(p) for p in files}}
 
 
 @functools.lru_cache(maxsize=2)

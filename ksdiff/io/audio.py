@@ -70,7 +70,7 @@ def write_wav(path: str | Path, samples: np.ndarray, sample_rate: int) -> None:
 
     import soundfile as sf
 
-    from ksdiff.io.parquet import atomic_write_bytes
+    from ksdiff.io.files import atomic_write_bytes
 
     buf = io.BytesIO()
     sf.write(buf, np.asarray(samples, dtype=np.float32), sample_rate, subtype="PCM_16", format="WAV")

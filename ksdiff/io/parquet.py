@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ksdiff.io import schemas
+from ksdiff.io.files import atomic_path
 
 OK, FAILED, SKIPPED = "ok", "failed", "skipped"
 
@@ -68,22 +68,6 @@ def column_to_numpy(col: pa.ChunkedArray):
     if pa.types.is_list(col.type) or pa.types.is_large_list(col.type):
         return [np.asarray(v) for v in col.to_pylist()]
     return col.to_numpy(zero_copy_only=False)
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write bytes to ``path`` via a temporary file in the same folder + rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; results are shared data
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def _metadata(name: str, status: str, reason: str, attrs: dict | None) -> dict[bytes, bytes]:
@@ -136,21 +120,11 @@ def write_table(
     except (pa.ArrowInvalid, pa.ArrowTypeError, ValueError) as e:
         raise SchemaError(f"{name}: {e}") from e
     table = table.replace_schema_metadata(_metadata(name, status, reason, attrs))
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        # Dictionary encoding only pays off for repeated strings; on float columns
-        # it costs write time and space (a 250-frame pose table: 4x faster without).
-        dict_cols = [f.name for f in schema if pa.types.is_string(f.type)]
+    # Dictionary encoding only pays off for repeated strings; on float columns
+    # it costs write time and space (a 250-frame pose table: 4x faster without).
+    dict_cols = [f.name for f in schema if pa.types.is_string(f.type)]
+    with atomic_path(path) as tmp:
         pq.write_table(table, tmp, compression="zstd", use_dictionary=dict_cols or False)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; results are shared data
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def write_failure(path, name: str, reason: str, *, status: str = FAILED, attrs: dict | None = None):

@@ -159,16 +159,11 @@ def write_video(
     ``audio``: float32 in [-1, 1], shape (n,) or (n, channels). Written to a
     temporary name and renamed, so a reader never sees half a file.
     """
-    import os
-    import tempfile
-
     import av
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".mp4", dir=path.parent)
-    os.close(fd)
-    try:
+    from ksdiff.io.files import atomic_path
+
+    with atomic_path(path, suffix=".mp4") as tmp:
         with av.open(tmp, mode="w") as c:
             vs = c.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
             vs.pix_fmt = "yuv420p"
@@ -209,8 +204,3 @@ def write_video(
                         c.mux(pkt)
                 for pkt in ast.encode():
                     c.mux(pkt)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise

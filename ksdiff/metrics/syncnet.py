@@ -17,7 +17,6 @@ are batched, so S stays the single implementation).
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 from pathlib import Path
@@ -26,6 +25,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from ksdiff.io.files import sha256_file
 from ksdiff.metrics.protocol import PROTOCOL
 
 log = logging.getLogger(__name__)
@@ -46,12 +46,7 @@ def _syncnet_classes():
     return S, calc_pdist
 
 
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+file_sha256 = sha256_file  # the weights' identity, printed in every report
 
 
 def build_syncnet(embed_dim: int = 1024) -> nn.Module:

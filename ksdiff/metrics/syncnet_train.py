@@ -27,8 +27,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
@@ -38,6 +36,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from ksdiff.io.files import atomic_path
 from ksdiff.metrics.mouth_crops import face_crops
 from ksdiff.metrics.protocol import PROTOCOL
 from ksdiff.metrics.syncnet import build_syncnet, file_sha256, n_windows, syncnet_mfcc
@@ -167,12 +166,9 @@ def train_expert(
 def save_expert(model: torch.nn.Module, path: str | Path, info: dict | None = None) -> dict:
     """Atomically save S's state_dict (syncnet_python's format) and a JSON sidecar with its sha256."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.contiguous() for k, v in model.state_dict().items()}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    os.close(fd)
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
     sha = file_sha256(path)
     side = {"sha256": sha, "path": str(path.resolve()), **{k: v for k, v in (info or {}).items() if k not in ("sha256", "path")}}
     path.with_name(path.name + ".json").write_text(json.dumps(side, indent=1))

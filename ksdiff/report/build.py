@@ -8,7 +8,6 @@ them it still has the table, bars, protocol and provenance.
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from pathlib import Path
@@ -18,6 +17,7 @@ import pandas as pd
 
 from ksdiff.evaluate import GROUND_TRUTH, METRIC_INFO
 from ksdiff.io import parquet
+from ksdiff.io.files import atomic_write_bytes, sha256_file
 from ksdiff.metrics.protocol import PROTOCOL
 from ksdiff.report import plots
 from ksdiff.report.html import metric_definitions, render_html, software_versions, syncnet_statement
@@ -39,7 +39,7 @@ def read_metrics(paths: list[str]) -> tuple[pd.DataFrame, list[dict], list[dict]
             "path": str(p), "method": method, "status": t.status, "reason": t.reason,
             "n_clips": len(a.get("clips", [])), "n_skipped": len(a.get("skipped", [])),
             "n_undefined": len(a.get("undefined", [])),
-            "sha256": hashlib.sha256(Path(p).read_bytes()).hexdigest(),
+            "sha256": sha256_file(p),
         })
         if t.ok:
             frames.append(t.to_pandas())
@@ -172,7 +172,7 @@ def build_report(
 
     md = _markdown(title, board, notes, lse_note, figures, figure_notes, versions, weight_rows, sources, skipped, undefined,
                    appendix, Path(out_md), level, n_boot, seed)
-    parquet.atomic_write_bytes(out_md, md.encode())
+    atomic_write_bytes(out_md, md.encode())
     html = render_html({
         "title": title,
         "protocol_version": PROTOCOL.version,
@@ -193,7 +193,7 @@ def build_report(
         "n_clip_rows": len(appendix),
         "per_clip_html": _html_table(appendix),
     })
-    parquet.atomic_write_bytes(out_html, html.encode())
+    atomic_write_bytes(out_html, html.encode())
     log.info("leaderboard: %d methods, %d metrics -> %s, %s", len(board), len(present), out_md, out_html)
     return 0
 

@@ -28,7 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ksdiff.io.parquet import atomic_write_bytes, write_failure, write_table
+from ksdiff.io.files import atomic_write_bytes
+from ksdiff.io.parquet import write_failure, write_table
 
 from . import faces, motion, speech
 from .warp import FaceRig, WarpConfig
