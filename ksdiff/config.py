@@ -65,3 +65,19 @@ def defaults(**overrides) -> dict:
     cfg = {"datasets": [{"name": "synth", "root": "data/synth", "synthetic": True}]}
     cfg.update(overrides)
     return validate(cfg)
+
+
+def dataclass_from_dict(cls, d: dict | None, what: str):
+    """``cls(**d)`` for a config dataclass, refusing keys it does not have.
+
+    The free-form config sections (model, train, infer, eval.expert) are
+    checked here, so a typo never silently falls back to a default.
+    """
+    import dataclasses
+
+    d = dict(d or {})
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(d) - known)
+    if unknown:
+        raise ValueError(f"unknown {what} keys {unknown}; known keys: {sorted(known)}")
+    return cls(**d)

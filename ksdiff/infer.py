@@ -22,7 +22,6 @@ A clip whose inputs are missing or failed gets a zero-row table with status
 """
 from __future__ import annotations
 
-import dataclasses
 import logging
 import zlib
 from dataclasses import dataclass
@@ -62,12 +61,9 @@ class InferConfig:
 
     @classmethod
     def from_dict(cls, d: dict | None) -> "InferConfig":
-        d = dict(d or {})
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown infer config keys {unknown}; known keys: {sorted(known)}")
-        return cls(**d)
+        from ksdiff.config import dataclass_from_dict
+
+        return dataclass_from_dict(cls, d, "infer config")
 
 
 def clip_seed(seed: int, clip: str) -> int:

@@ -87,12 +87,9 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict | None) -> "TrainConfig":
-        d = dict(d or {})
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown train config keys {unknown}; known keys: {sorted(known)}")
-        return cls(**d)
+        from ksdiff.config import dataclass_from_dict
+
+        return dataclass_from_dict(cls, d, "train config")
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)

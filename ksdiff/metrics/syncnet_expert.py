@@ -9,13 +9,13 @@ numbers are comparable within this benchmark only.
 """
 from __future__ import annotations
 
-import dataclasses
 import logging
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
+from ksdiff.config import dataclass_from_dict
 from ksdiff.io import parquet
 from ksdiff.io.audio import read_wav
 from ksdiff.io.video import read_frames
@@ -27,11 +27,7 @@ log = logging.getLogger(__name__)
 
 def expert_config(opts: dict) -> ExpertConfig:
     """ExpertConfig with the overrides in cfg['eval']['expert'] (unknown keys refused)."""
-    fields = {f.name for f in dataclasses.fields(ExpertConfig)}
-    unknown = set(opts) - fields
-    if unknown:
-        raise ValueError(f"eval.expert: unknown keys {sorted(unknown)}; known: {sorted(fields)}")
-    return dataclasses.replace(ExpertConfig(), **opts)
+    return dataclass_from_dict(ExpertConfig, opts, "eval.expert")
 
 
 def training_clips(results: Path, max_clips: int) -> list[str]:

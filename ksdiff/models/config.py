@@ -133,12 +133,9 @@ class KSDiffConfig:
 
     @classmethod
     def from_dict(cls, d: dict | None) -> "KSDiffConfig":
-        d = dict(d or {})
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown KSDiffConfig keys {unknown}; known keys: {sorted(known)}")
-        return cls(**d)
+        from ksdiff.config import dataclass_from_dict
+
+        return dataclass_from_dict(cls, d, "KSDiffConfig")
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
