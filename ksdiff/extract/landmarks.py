@@ -26,6 +26,7 @@ followed face.
 """
 from __future__ import annotations
 
+import itertools
 import logging
 from dataclasses import dataclass, fields
 
@@ -106,6 +107,7 @@ class FaceTracker:
         self.since_detect = 0
         self.score = 0.0
         self.n_faces = 0
+        self.prefer_box: np.ndarray | None = None  # detector box of the face to follow first (speaking_face)
 
     def _new_mesh(self):
         return self._mp.solutions.face_mesh.FaceMesh(
@@ -136,7 +138,7 @@ class FaceTracker:
         dets = self.detector(rgb)
         self.n_faces = len(dets)
         self.since_detect = 0
-        i = choose_face(dets, rgb.shape[:2], self.crop_box)
+        i = choose_face(dets, rgb.shape[:2], self.crop_box if self.crop_box is not None else self.prefer_box)
         if i is None:
             self.crop_box = None
             return "no face detected"
@@ -213,6 +215,48 @@ def _inside(p: np.ndarray, box: np.ndarray) -> bool:
     return bool(box[0] <= cx <= box[2] and box[1] <= cy <= box[3])
 
 
+SPEAKER_PROBE_FRAMES = 50  # 2 s at 25 fps: enough syllables to tell a talking mouth from a still one
+SPEAKER_PROBE_STEP = 2  # mesh every 2nd probe frame: mouth opening changes over several frames
+
+
+def speaking_face(frames_rgb: list[np.ndarray], opts: LandmarkOptions) -> np.ndarray | None:
+    """Detector box of the face whose mouth opening varies most over ``frames_rgb``.
+
+    Only when the first frame shows several faces (else None): each face's
+    fixed crop is meshed on every SPEAKER_PROBE_STEP-th frame and the standard
+    deviation of its inner-lip gap (landmarks 13-14, in crop units so face size
+    does not matter) ranks the faces. The tracker then starts on that face and
+    keeps it by box overlap.
+    """
+    if not frames_rgb:
+        return None
+    detector = FaceDetector(opts.detector_model, opts.min_detection_score)
+    try:
+        dets = detector(frames_rgb[0])
+    finally:
+        detector.close()
+    if len(dets) < 2:
+        return None
+    import mediapipe as mp
+
+    motion = []
+    with mp.solutions.face_mesh.FaceMesh(static_image_mode=True, max_num_faces=1,
+                                         refine_landmarks=False) as mesh:
+        for d in dets:
+            box = square_box(d.box, opts.crop_margin)
+            gaps = []
+            for rgb in frames_rgb[::SPEAKER_PROBE_STEP]:
+                crop, _, _ = crop_square(rgb, box, opts.crop_size)
+                res = mesh.process(crop)
+                if res.multi_face_landmarks:
+                    lm = res.multi_face_landmarks[0].landmark
+                    gaps.append(np.hypot(lm[13].x - lm[14].x, lm[13].y - lm[14].y))
+            motion.append(float(np.std(gaps)) if len(gaps) >= 3 else -1.0)
+    best = int(np.argmax(motion))
+    log.info("%d faces; mouth motion %s: following face %d", len(dets), np.round(motion, 4).tolist(), best)
+    return dets[best].box
+
+
 def track_frames(frames, opts: LandmarkOptions | None = None, *, progress: bool = False) -> tuple[dict, dict]:
     """Landmarks of a frame sequence.
 
@@ -227,7 +271,12 @@ def track_frames(frames, opts: LandmarkOptions | None = None, *, progress: bool 
     opts = opts or LandmarkOptions()
     n_pts = N_LANDMARKS if opts.refine_landmarks else 468
     rows: list[tuple] = []
+    # Several faces: find the speaking one on the first frames, then track it.
+    frames = iter(frames)
+    head = list(itertools.islice(frames, SPEAKER_PROBE_FRAMES))
+    frames = itertools.chain(head, frames)
     tracker = FaceTracker(opts)
+    tracker.prefer_box = speaking_face([h[3] for h in head], opts)
     info = {"width": 0, "height": 0, "detector": tracker.description}
     last_src, last = None, None
     try:
