@@ -135,3 +135,14 @@ def tiny_model_cfg(**over) -> dict:
              pool_long=10, pool_mid=4)
     d.update(over)
     return d
+
+
+def fabricate_with_stats(root: Path, **kw) -> Path:
+    """fabricate_results plus the normalisation statistics the trainer needs."""
+    from ksdiff import config
+    from ksdiff.data.stats import build_stats
+
+    fabricate_results(root, **kw)
+    build_stats(config.defaults(), qc=str(root / "qc.parquet"), splits=str(root / "splits.parquet"),
+                results=str(root), out=str(root / "stats.parquet"))
+    return root

@@ -10,9 +10,8 @@ import pytest
 import torch
 
 import ksdiff.train as train_mod
-from fabricate import fabricate_results, tiny_model_cfg
+from fabricate import fabricate_with_stats, tiny_model_cfg
 from ksdiff import cli, config
-from ksdiff.data.stats import build_stats
 from ksdiff.generate import GenerateError, generate
 from ksdiff.infer import CheckpointError
 from ksdiff.io.audio import write_wav
@@ -34,9 +33,7 @@ def face_photo() -> Path:
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("results")
-    fabricate_results(root)
-    build_stats(config.defaults(), qc=str(root / "qc.parquet"), splits=str(root / "splits.parquet"),
-                results=str(root), out=str(root / "stats.parquet"))
+    fabricate_with_stats(root)
     cfg = config.defaults(model=tiny_model_cfg(), infer={"num_threads": 1},
                           train=dict(steps=4, batch_size=4, num_threads=1, val_every=4, ckpt_every=4))
     ck = root.parent / "model" / "model.pt"

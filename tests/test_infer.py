@@ -8,12 +8,11 @@ import pytest
 import torch
 
 import ksdiff.train as train_mod
-from fabricate import fabricate_results, tiny_model_cfg
+from fabricate import fabricate_with_stats, tiny_model_cfg
 from ksdiff import cli, config
 from ksdiff.data import dataset as ds
 from ksdiff.data import motion
 from ksdiff.io.files import sha256_file
-from ksdiff.data.stats import build_stats
 from ksdiff.extract.coeffs import decode_landmarks, load_basis
 from ksdiff.infer import CheckpointError, loop_to_length, mismatched_partner, predict_clip
 from ksdiff.io.parquet import read_table, write_failure
@@ -29,9 +28,7 @@ def make_cfg(**train):
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("results")
-    fabricate_results(root)
-    build_stats(config.defaults(), qc=str(root / "qc.parquet"), splits=str(root / "splits.parquet"),
-                results=str(root), out=str(root / "stats.parquet"))
+    fabricate_with_stats(root)
     ck = root.parent / "model" / "model.pt"
     cfg = make_cfg()
     train_mod.train(cfg, str(root), str(ck))

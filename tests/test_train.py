@@ -8,9 +8,8 @@ import pytest
 import torch
 
 import ksdiff.train as train_mod
-from fabricate import fabricate_results, tiny_model_cfg
+from fabricate import fabricate_with_stats, tiny_model_cfg
 from ksdiff import cli, config
-from ksdiff.data.stats import build_stats
 from ksdiff.infer import load_checkpoint
 
 
@@ -23,9 +22,7 @@ def make_cfg(**train):
 @pytest.fixture(scope="module")
 def results(tmp_path_factory):
     root = tmp_path_factory.mktemp("results")
-    fabricate_results(root)
-    build_stats(config.defaults(), qc=str(root / "qc.parquet"), splits=str(root / "splits.parquet"),
-                results=str(root), out=str(root / "stats.parquet"))
+    fabricate_with_stats(root)
     return root
 
 
