@@ -37,6 +37,7 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 from ksdiff.models import KSDiffConfig, build_model, sample_long  # noqa: E402
+from ksdiff.models.transcript import n_tokens  # noqa: E402
 from ksdiff.train import TrainConfig  # noqa: E402
 from readme import replace_section  # benchmarks/readme.py, beside this script
 
@@ -60,7 +61,7 @@ def speech_batch(cfg: KSDiffConfig, n: int, seconds: float) -> dict:
         "feat": torch.randn(n, m, cfg.feat_dim, generator=g),
         "feat_mask": torch.ones(n, m, dtype=torch.bool),
         "prosody": torch.randn(n, m, 2, generator=g),
-        "words": torch.randint(0, cfg.vocab_size, (n, t), generator=g),
+        "words": torch.randint(0, n_tokens(cfg), (n, t), generator=g),
         "mask": torch.ones(n, t, dtype=torch.bool),
         "prev_head": torch.zeros(n, cfg.n_prev, cfg.head_dim),
         "prev_expr": torch.zeros(n, cfg.n_prev, cfg.expr_dim),

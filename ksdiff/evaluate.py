@@ -336,6 +336,7 @@ def evaluate_method(
         "lve_metric": LVE,
         "lse": (
             {"scored": True, "weights": model.weights_path, "sha256": model.weights_sha256,
+             "check": getattr(model, "sync_check", None),
              "frames": "original video frames + extracted landmarks" if external else
              "ksdiff.render.warp of the clip's reference frame (first frame with a face)"}
             if model is not None else {"scored": False, "note": NO_SYNCNET}

@@ -147,7 +147,7 @@ def generate(cfg: dict, audio: str, ref: str, checkpoint: str, out: str, transcr
     from ksdiff.infer import InferConfig, build_from_checkpoint, load_checkpoint, sample_motion
     from ksdiff.io.audio import AudioError, load_audio
     from ksdiff.io.video import write_video
-    from ksdiff.models.transcript import frame_word_ids
+    from ksdiff.models.transcript import frame_tokens
     from ksdiff.render.warp import render_frames
     from ksdiff.extract.coeffs import decode_landmarks
     from ksdiff.train import pick_device
@@ -173,8 +173,8 @@ def generate(cfg: dict, audio: str, ref: str, checkpoint: str, out: str, transcr
     feat, pros, fmask = ds.align_features(feat, pros, n_frames * r)
     if model.cfg.use_transcript and payload["method"] == "ksdiff":
         rows = transcript_words(x, sr, cfg, transcript)
-        words = frame_word_ids([w[0] for w in rows], np.array([w[1] for w in rows], float),
-                               np.array([w[2] for w in rows], float), n_frames, fps, model.cfg.vocab_size)
+        words = frame_tokens(model.cfg, [w[0] for w in rows], np.array([w[1] for w in rows], float),
+                             np.array([w[2] for w in rows], float), n_frames, fps)
         log.info("transcript: %s", " ".join(w[0] for w in rows) or "(no words)")
     else:
         words = np.zeros(n_frames, dtype=np.int64)  # the model takes no transcript

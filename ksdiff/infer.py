@@ -209,6 +209,7 @@ def predict_clip(cfg: dict, results: str, clip: str, out: str, checkpoint: str |
     ``n_samples``/``seed``/``steps`` override cfg['infer'].
     """
     from ksdiff.io.files import sha256_file
+    from ksdiff.models.transcript import tokenizer
     from ksdiff.train import pick_device
 
     icfg = InferConfig.from_dict(cfg.get("infer"))
@@ -253,7 +254,7 @@ def predict_clip(cfg: dict, results: str, clip: str, out: str, checkpoint: str |
         torch.set_num_threads(icfg.num_threads)
     model = build_from_checkpoint(payload, pick_device(icfg.device))
     try:
-        arrays = ds.load_clip(results, clip, fps, model.cfg.vocab_size)
+        arrays = ds.load_clip(results, clip, fps, tokenizer(model.cfg))
     except ds.ClipError as e:
         parquet.write_failure(out, "coeffs", str(e), status=parquet.SKIPPED,
                               attrs={"clip_id": clip, "method": payload.get("name", payload["method"])})

@@ -69,16 +69,21 @@ class TrainConfig:
     log_every: int = 25  # steps between training-loss log rows
     ckpt_every: int = 100  # steps between checkpoints (resume points)
     keep_checkpoints: int = 2  # most recent checkpoints kept on disk
-    select: str = "best_val"  # final weights: best_val (lowest validation loss; small data overfits) | last
+    # final weights: best_val (lowest validation loss; small data overfits) | best_val_lve (lowest sampled
+    # validation lip error, see validation_lve) | last
+    select: str = "best_val"
+    val_lve_samples: int = 1  # samples per validation clip for the logged validation lip error (0: not computed)
 
     # Fields that do not change the training trajectory (so they may differ on resume).
     _RESUME_FREE = ("device", "num_threads", "num_workers", "val_every", "log_every", "ckpt_every",
-                    "keep_checkpoints", "steps")
+                    "keep_checkpoints", "steps", "val_lve_samples")
 
     def __post_init__(self):
         self.adam_betas = tuple(float(b) for b in self.adam_betas)
-        if self.select not in ("best_val", "last"):
-            raise ValueError(f"train.select must be best_val or last, got {self.select!r}")
+        if self.select not in ("best_val", "best_val_lve", "last"):
+            raise ValueError(f"train.select must be best_val, best_val_lve or last, got {self.select!r}")
+        if self.select == "best_val_lve" and self.val_lve_samples < 1:
+            raise ValueError("train.select=best_val_lve needs train.val_lve_samples >= 1")
         if self.amp not in ("bf16", "fp16", "off"):
             raise ValueError(f"train.amp must be bf16, fp16 or off, got {self.amp!r}")
         for name in ("steps", "batch_size", "val_every", "log_every", "ckpt_every", "keep_checkpoints"):
@@ -187,16 +192,18 @@ class TrainData:
     stats: ds.Stats
     info: dict  # feature kind/dim/rate/checkpoint, expr_dim (see dataset.check_consistent)
     basis: dict
+    val_expr: list[np.ndarray]  # raw (not normalised) expression of each val clip, for the validation lip error
 
 
-def prepare_data(cfg: dict, results: Path, window: int, n_prev: int, vocab_size: int) -> TrainData:
-    """Load the usable train/val clips, check them against the stats, normalise them."""
+def prepare_data(cfg: dict, results: Path, window: int, n_prev: int, tokenize) -> TrainData:
+    """Load the usable train/val clips (transcripts as ``tokenize`` makes them), check them against the
+    stats, normalise them."""
     fps = float(cfg["fps"])
     stats_path = results / "stats.parquet"
     if not stats_path.exists():
         raise FileNotFoundError(f"{stats_path} missing: run `ksdiff stats` first")
     stats = ds.Stats.read(stats_path)
-    train_clips = ds.load_clips(results, ds.usable_clips(results, "train"), fps, vocab_size)
+    train_clips = ds.load_clips(results, ds.usable_clips(results, "train"), fps, tokenize)
     info = ds.check_consistent(train_clips)
     for key in ("feature_kind", "feat_dim", "expr_dim", "feature_checkpoint"):
         if key in stats.attrs and stats.attrs[key] != info[key]:
@@ -206,7 +213,7 @@ def prepare_data(cfg: dict, results: Path, window: int, n_prev: int, vocab_size:
         raise ds.ClipError("stats use another motion representation: rerun `ksdiff stats`")
     r = ds.feat_per_frame(info["feat_rate_hz"], fps)
     norm = [ds.normalise_clip(c, stats, r) for c in train_clips]
-    val_clips = ds.load_clips(results, ds.usable_clips(results, "val"), fps, vocab_size)
+    val_clips = ds.load_clips(results, ds.usable_clips(results, "val"), fps, tokenize)
     if val_clips:
         vinfo = ds.check_consistent(val_clips)
         if {k: vinfo[k] for k in info} != info:
@@ -214,7 +221,8 @@ def prepare_data(cfg: dict, results: Path, window: int, n_prev: int, vocab_size:
     else:
         log.warning("no usable validation clips: validation loss will not be computed")
     val = ds.WindowDataset([ds.normalise_clip(c, stats, r) for c in val_clips], window, n_prev) if val_clips else None
-    return TrainData(ds.WindowDataset(norm, window, n_prev), val, stats, info, read_basis(results))
+    return TrainData(ds.WindowDataset(norm, window, n_prev), val, stats, info, read_basis(results),
+                     [c.expr for c in val_clips])
 
 
 # ---------------------------------------------------------------------------- checkpoints
@@ -304,6 +312,13 @@ def _tensorboard(folder: Path):
 # ---------------------------------------------------------------------------- loop
 
 
+def rng_devices(device: torch.device) -> list[int]:
+    """The CUDA devices whose RNG ``torch.random.fork_rng`` must save for work on ``device``."""
+    if device.type != "cuda":
+        return []
+    return [device.index if device.index is not None else torch.cuda.current_device()]
+
+
 @torch.no_grad()
 def validation_loss(model, val: ds.WindowDataset, batch_size: int, device, dtype, seed: int) -> dict[str, float]:
     """Mean loss terms over every validation frame once, with fixed noise; the training RNG is untouched."""
@@ -312,10 +327,7 @@ def validation_loss(model, val: ds.WindowDataset, batch_size: int, device, dtype
     keys = ds.fixed_windows(val.lengths(), val.window)
     sums: dict[str, float] = {}
     weight = 0.0
-    devices = []
-    if device.type == "cuda":
-        devices = [device.index if device.index is not None else torch.cuda.current_device()]
-    with torch.random.fork_rng(devices=devices):
+    with torch.random.fork_rng(devices=rng_devices(device)):
         torch.manual_seed(seed)
         for i in range(0, len(keys), batch_size):
             batch = to_device(ds.collate([val[k] for k in keys[i: i + batch_size]]), device)
@@ -327,6 +339,50 @@ def validation_loss(model, val: ds.WindowDataset, batch_size: int, device, dtype
             weight += w
     model.train(was)
     return {k: v / max(weight, 1.0) for k, v in sums.items()}
+
+
+class LipError:
+    """Validation lip error as the leaderboard measures it, from samples of the model.
+
+    Each validation clip is sampled whole (``sample_long``, fixed seed, the
+    model's default sampler), de-normalised, and compared with its ground truth
+    through the expression basis' lip rows: the pinned protocol's LVE (lip set,
+    variant) in template units, which are inter-ocular units (coeffs.TEMPLATE_IOD
+    = 1). The validation loss averages denoising errors over random noise levels;
+    this is the number a researcher reads off the leaderboard, per checkpoint.
+    """
+
+    def __init__(self, val: ds.WindowDataset, raw_expr: list[np.ndarray], stats: ds.Stats, basis: dict, n_samples: int):
+        from ksdiff.metrics.protocol import PROTOCOL
+
+        comps = np.asarray(basis["components"], dtype=np.float64)
+        self.lips = comps.reshape(len(comps), -1, 3)[:, list(PROTOCOL.lve_lip_indices)]  # (K, n_lip, 3)
+        self.val, self.raw_expr, self.stats, self.n_samples = val, raw_expr, stats, n_samples
+        self.variant = PROTOCOL.lve_variant
+
+    @classmethod
+    def build(cls, data: "TrainData", n_samples: int) -> "LipError | None":
+        if n_samples < 1 or data.val is None or "components" not in data.basis:
+            return None
+        if len(data.basis["components"]) < data.info["expr_dim"]:
+            return None
+        return cls(data.val, data.val_expr, data.stats, data.basis, n_samples)
+
+    @torch.no_grad()
+    def __call__(self, model, device, seed: int) -> float:
+        from ksdiff.metrics.lve import lve
+        from ksdiff.models import sample_long
+
+        c, errors = model.cfg, []
+        for k, (clip, gt) in enumerate(zip(self.val.clips, self.raw_expr)):
+            batch = ds.inference_batch(clip.feat, clip.feat_valid, clip.prosody, clip.words, c.n_prev, c.head_dim,
+                                       c.expr_dim, self.n_samples)
+            gen = torch.Generator().manual_seed(seed + k)
+            expr = self.stats.denormalise("expr", sample_long(model, to_device(batch, device), generator=gen)["expr"])
+            for e in expr:
+                d = np.einsum("tk,kvc->tvc", (e - gt)[clip.valid].astype(np.float64), self.lips[: e.shape[1]])
+                errors.append(lve(d, np.zeros_like(d), variant=self.variant, scale=1.0, lip_idx=range(d.shape[1])))
+        return float(np.mean(errors))
 
 
 def lr_at(step: int, tcfg: TrainConfig) -> float:
@@ -370,12 +426,13 @@ def model_config(cfg: dict, overrides: dict, info: dict):
 def train(cfg: dict, results: str, out: str, method: str | None = None) -> int:
     """`ksdiff train`: train ``method`` (a name in cfg['methods'] or an architecture) and write ``out``."""
     from ksdiff.models import KSDiffConfig, build_model
+    from ksdiff.models.transcript import tokenizer
 
     results, out = Path(results), Path(out)
     tcfg = TrainConfig.from_dict(cfg.get("train"))
     name, overrides = resolve_method(cfg, method)
     pre = KSDiffConfig.from_dict(overrides)
-    data = prepare_data(cfg, results, pre.window, pre.n_prev, pre.vocab_size)
+    data = prepare_data(cfg, results, pre.window, pre.n_prev, tokenizer(pre))
     mcfg = model_config(cfg, overrides, data.info)
     device = pick_device(tcfg.device)
     dtype = amp_dtype(tcfg, device)
@@ -419,8 +476,19 @@ def train(cfg: dict, results: str, out: str, method: str | None = None) -> int:
     loader = torch.utils.data.DataLoader(data.train, batch_sampler=sampler, collate_fn=ds.collate,
                                          num_workers=tcfg.num_workers, generator=torch.Generator().manual_seed(0),
                                          pin_memory=device.type == "cuda")
+    lip_error = LipError.build(data, tcfg.val_lve_samples)
+    if tcfg.select == "best_val_lve" and lip_error is None:
+        raise ValueError("train.select=best_val_lve needs validation clips and a landmark expression basis")
+
+    def validate() -> dict[str, float]:
+        val = validation_loss(model, data.val, tcfg.batch_size, device, dtype, tcfg.val_seed)
+        if lip_error is not None:
+            with torch.random.fork_rng(devices=rng_devices(device)):  # the training RNG stays untouched
+                val["lve"] = lip_error(model, device, tcfg.val_seed)
+        return val
+
     if step == 0 and data.val is not None:  # the untrained model's loss: the reference for "it learned"
-        csv_log.write(0, "val", validation_loss(model, data.val, tcfg.batch_size, device, dtype, tcfg.val_seed))
+        csv_log.write(0, "val", validate())
     model.train()
     t0, run_sums, run_n = time.time(), {}, 0
     bar = tqdm(total=tcfg.steps, initial=step, desc=f"train {mcfg.method}", unit="step", disable=None)
@@ -456,15 +524,17 @@ def train(cfg: dict, results: str, out: str, method: str | None = None) -> int:
             bar.set_postfix(loss=f"{row['loss']:.4f}")
             t0, run_sums, run_n = time.time(), {}, 0
         if data.val is not None and (step % tcfg.val_every == 0 or step == tcfg.steps):
-            val = validation_loss(model, data.val, tcfg.batch_size, device, dtype, tcfg.val_seed)
+            val = validate()
             csv_log.write(step, "val", val)
-            if tcfg.select == "best_val" and (best is None or val["loss"] < best["val_loss"]):
-                best = {"step": step, "val_loss": val["loss"],
+            key = {"best_val": "loss", "best_val_lve": "lve"}.get(tcfg.select)
+            if key is not None and (best is None or val[key] < best["val_" + key]):
+                best = {"step": step, "val_" + key: val[key],
                         "model": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}}
             if tb:
                 for k, v in val.items():
                     tb.add_scalar(f"val/{k}", v, step)
-            log.info("step %d: val loss %.4f", step, val["loss"])
+            log.info("step %d: val loss %.4f%s", step, val["loss"],
+                     f", val lip error {val['lve']:.4f}" if "lve" in val else "")
         if step % tcfg.ckpt_every == 0 or step == tcfg.steps:
             state = model_payload(model, mcfg, tcfg, data, step, name)
             state.update(optimizer=opt.state_dict(), scaler=scaler.state_dict(), rng=rng_state(), best=best,
@@ -479,7 +549,9 @@ def train(cfg: dict, results: str, out: str, method: str | None = None) -> int:
     final["trained_steps"] = step
     if best is not None:
         final["model"], final["step"] = best["model"], best["step"]
-        log.info("keeping the weights of step %d (lowest validation loss %.4f)", best["step"], best["val_loss"])
+        what = "loss" if "val_loss" in best else "lve"
+        log.info("keeping the weights of step %d (lowest validation %s %.4f)", best["step"],
+                 "loss" if what == "loss" else "lip error", best["val_" + what])
     atomic_torch_save(final, out)
     log.info("wrote %s (step %d)", out, step)
     return 0

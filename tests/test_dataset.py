@@ -82,7 +82,7 @@ def test_normalisation_round_trip(fake):
 
 def test_training_windows_are_normalised(fake):
     st = ds.Stats.read(fake["root"] / "stats.parquet")
-    clips = ds.load_clips(fake["root"], ds.usable_clips(fake["root"], "train"), FPS, 64)
+    clips = ds.load_clips(fake["root"], ds.usable_clips(fake["root"], "train"), FPS)
     norm = [ds.normalise_clip(c, st, 2) for c in clips]
     allx = np.concatenate([c.expr[c.valid] for c in norm])
     np.testing.assert_allclose(allx.mean(0), 0.0, atol=1e-4)
@@ -96,7 +96,7 @@ def test_training_windows_are_normalised(fake):
 
 def test_windows_masks_and_previous_frames(fake):
     st = ds.Stats.read(fake["root"] / "stats.parquet")
-    clips = ds.load_clips(fake["root"], ["spk1_clip1"], FPS, 64)
+    clips = ds.load_clips(fake["root"], ["spk1_clip1"], FPS)
     c = ds.normalise_clip(clips[0], st, 2)
     window, n_prev = 30, 5
     w0 = ds.cut_window(c, 0, window, n_prev)
@@ -119,15 +119,20 @@ def test_windows_masks_and_previous_frames(fake):
     assert b["prev_head"].shape == (2, n_prev, 6) and b["feat"].dtype == torch.float32
 
 
-def test_words_follow_transcript_timing(fake):
-    clips = ds.load_clips(fake["root"], ["spk1_clip0"], FPS, 64)
+def test_transcript_tokens_follow_transcript_timing(fake):
+    from ksdiff.models import KSDiffConfig
+    from ksdiff.models.transcript import N_PHONE_TOKENS, tokenizer
+
     t = read_table(fake["root"] / "transcripts" / "spk1_clip0.parquet", "transcript")
     start, end = t.column("start_s"), t.column("end_s")
-    words = clips[0].words
-    for k, frame_t in enumerate((np.arange(len(words)) + 0.5) / FPS):
-        inside = np.any((frame_t >= start) & (frame_t < end))
-        assert (words[k] > 0) == inside
-    assert words.max() < 64
+    for kind, n_ids in (("phones", N_PHONE_TOKENS), ("words", 64)):
+        cfg = KSDiffConfig(transcript_tokens=kind, vocab_size=64)
+        words = ds.load_clips(fake["root"], ["spk1_clip0"], FPS, tokenizer(cfg))[0].words
+        for k, frame_t in enumerate((np.arange(len(words)) + 0.5) / FPS):
+            inside = np.any((frame_t >= start) & (frame_t < end))
+            assert (words[k] > 0) == inside
+        assert words.max() < n_ids
+    assert not ds.load_clips(fake["root"], ["spk1_clip0"], FPS)[0].words.any()  # no tokenizer: no transcript
 
 
 def test_step_sampler_is_a_function_of_the_step():
@@ -146,6 +151,6 @@ def test_step_sampler_is_a_function_of_the_step():
 
 def test_failed_tables_are_skipped_with_reason(fake, caplog):
     with pytest.raises(ds.ClipError, match="features: failed: audio: no audio stream"):
-        ds.load_clip(fake["root"], "spk0_clip2", FPS, 64)
-    assert [c.clip_id for c in ds.load_clips(fake["root"], ["spk0_clip2", "spk1_clip0"], FPS, 64)] == ["spk1_clip0"]
+        ds.load_clip(fake["root"], "spk0_clip2", FPS)
+    assert [c.clip_id for c in ds.load_clips(fake["root"], ["spk0_clip2", "spk1_clip0"], FPS)] == ["spk1_clip0"]
     assert "spk0_clip2 left out" in caplog.text

@@ -11,7 +11,8 @@ from ksdiff.models.dpse import DPSE, masked_pool, resample_to_frames
 from ksdiff.models.kel import KEL
 from ksdiff.models.msdc import MSDC
 from ksdiff.models.prosody import ProsodyFiLM, prosody_features
-from ksdiff.models.transcript import TranscriptEncoder, frame_word_ids, hash_word
+from ksdiff.models.transcript import (PHONE_ID, SILENCE, UNKNOWN, TranscriptEncoder, frame_phone_ids,
+                                     frame_word_ids, hash_word, n_tokens)
 
 
 @pytest.fixture(autouse=True)
@@ -37,7 +38,7 @@ def make_batch(cfg: KSDiffConfig, b: int = 2, n: int = 24, p: int = 4, seed: int
         "feat": torch.randn(b, nf, cfg.feat_dim, generator=g),
         "feat_mask": torch.ones(b, nf, dtype=torch.bool),
         "prosody": torch.randn(b, nf, 2, generator=g),
-        "words": torch.randint(0, cfg.vocab_size, (b, n), generator=g),
+        "words": torch.randint(0, n_tokens(cfg), (b, n), generator=g),
         "head": torch.randn(b, n, cfg.head_dim, generator=g),
         "expr": torch.randn(b, n, cfg.expr_dim, generator=g),
         "mask": torch.ones(b, n, dtype=torch.bool),
@@ -165,11 +166,24 @@ def test_transcript_hashing_and_encoder():
     ids = frame_word_ids(["hi", "there"], np.array([0.0, 0.5]), np.array([0.2, 0.9]), 25, 25.0, 64)
     assert ids[:5].tolist() == [hash_word("hi", 64)] * 5 and ids[5:12].tolist() == [0] * 7
     assert ids[12:22].tolist() == [hash_word("there", 64)] * 10 and ids[22:].tolist() == [0] * 3
-    cfg = tiny()
+    cfg = tiny(transcript_tokens="words")
     enc = TranscriptEncoder(cfg)
     assert enc(torch.from_numpy(ids)[None]).shape == (1, 25, cfg.d_model)
-    with pytest.raises(ValueError, match="word ids"):
+    with pytest.raises(ValueError, match="token ids"):
         enc(torch.tensor([[cfg.vocab_size]]))
+
+
+def test_phone_tokens_follow_cmudict_over_each_word_span():
+    # "map" = M AE P: the vowel gets VOWEL_WEIGHT (1.6) shares, so over 0.0-0.396 s
+    # M covers 0-0.11 s, AE 0.11-0.286 s, P 0.286-0.396 s (frame centres at 0.02, 0.06, ... s).
+    ids = frame_phone_ids(["Map,", "zzxqj", "..."], np.array([0.0, 0.4, 0.6]), np.array([0.396, 0.6, 0.8]), 25, 25.0)
+    want = ["M"] * 3 + ["AE"] * 4 + ["P"] * 3  # frames 0..9
+    assert ids[:10].tolist() == [PHONE_ID[p] for p in want]
+    assert ids[10:15].tolist() == [UNKNOWN] * 5  # not in the dictionary: unknown, not silence
+    assert ids[15:].tolist() == [SILENCE] * 10  # punctuation only, then nothing said
+    cfg = tiny()
+    assert cfg.transcript_tokens == "phones" and n_tokens(cfg) == len(PHONE_ID) + 2
+    assert TranscriptEncoder(cfg)(torch.from_numpy(ids)[None]).shape == (1, 25, cfg.d_model)
 
 
 # --- KEL -------------------------------------------------------------------------------------

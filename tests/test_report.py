@@ -145,3 +145,19 @@ def test_report_cli(tmp_path):
     md, html = tmp_path / "cli.md", tmp_path / "cli.html"
     rc = main(["report", "--metrics", *paths, "--out-md", str(md), "--out-html", str(html), "--plots-dir", str(tmp_path / "p")])
     assert rc == 0 and md.exists() and html.exists()
+
+
+def test_report_states_what_the_syncnet_check_found():
+    from ksdiff.report.html import syncnet_statement
+
+    check = {"n_clips": 4, "shift_frames": 6, "sync_offset_within_1": 0.25, "shift_recovered_within_1": 0.0,
+             "lse_c_sync_beats_mismatched": 0.5, "lse_c_sync_median": 0.12, "lse_c_mismatched_median": 0.13,
+             "detects_sync": False}
+    lse = {"scored": True, "weights": "/m/expert.pt", "sha256": "ab" * 32, "check": check}
+    note, rows = syncnet_statement([{"lse": lse}, {"lse": lse}])
+    assert "does NOT reliably detect lip sync" in note and "4 held-out clips" in note
+    assert {"name": "SyncNet check", "value": rows[-1]["value"]} in rows and "0.12 vs mismatched audio 0.13" in rows[-1]["value"]
+    note, _ = syncnet_statement([{"lse": {**lse, "check": {**check, "detects_sync": True}}}])
+    assert "detects lip sync on 4" in note and "NOT" not in note
+    note, rows = syncnet_statement([{"lse": {**lse, "check": None}}])  # official weights: no check stored
+    assert "check" not in note and len(rows) == 1

@@ -169,7 +169,7 @@ def test_face_crops_pad_outside_the_frame_with_gray():
 
 @pytest.mark.slow
 def test_trained_expert_recovers_a_known_audio_shift(tmp_path):
-    from ksdiff.metrics.syncnet_train import ExpertConfig, synthetic_sync_clips, train_expert
+    from ksdiff.metrics.syncnet_train import ExpertConfig, check_sync, synthetic_sync_clips, train_expert
 
     torch.set_num_threads(2)
     clips = synthetic_sync_clips(n_clips=8, n_frames=75, seed=0)
@@ -179,10 +179,27 @@ def test_trained_expert_recovers_a_known_audio_shift(tmp_path):
     assert losses[-12:].mean() < 0.85 * losses[:12].mean()
     loaded = sn.load_syncnet(tmp_path / "expert.model")
     assert loaded.weights_sha256 == info["sha256"]
-    for crops, wav in synthetic_sync_clips(n_clips=2, n_frames=125, seed=123):
+    held_out = synthetic_sync_clips(n_clips=3, n_frames=125, seed=123)
+    for crops, wav in held_out[:2]:
         delayed = np.concatenate([np.zeros(5 * SPF, np.float32), wav])[: len(wav)]
         assert abs(sn.lse(loaded, crops, wav)["offset"]) <= 1
         assert abs(sn.lse(loaded, crops, delayed)["offset"] - (-5)) <= 1
+    # the held-out check the workflow stores beside an expert and prints in reports
+    check = check_sync(loaded, held_out)
+    assert check["detects_sync"] and check["n_clips"] == 3
+    assert check["lse_c_sync_median"] > check["lse_c_mismatched_median"]
+    # the same check on untrained weights says they do not detect sync
+    torch.manual_seed(1)
+    assert not check_sync(_random_bn(sn.build_syncnet(embed_dim=256)), held_out)["detects_sync"]
+    # stored beside the weights it describes, read back by load_syncnet, ignored for other weights
+    side = tmp_path / "expert.model.json"
+    import json
+
+    meta = json.loads(side.read_text())
+    side.write_text(json.dumps({**meta, "check": check}))
+    assert sn.load_syncnet(tmp_path / "expert.model").sync_check["detects_sync"]
+    side.write_text(json.dumps({**meta, "sha256": "0" * 64, "check": check}))
+    assert sn.load_syncnet(tmp_path / "expert.model").sync_check is None
 
 
 def test_expert_losses_and_clip_preparation():

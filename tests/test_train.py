@@ -124,3 +124,47 @@ def test_cli_trains_a_configured_method_variant(results, tmp_path):
     assert rc == 0
     p = load_checkpoint(out, expect_method="ksdiff_nokel")
     assert p["method"] == "ksdiff" and p["name"] == "ksdiff_nokel" and p["model_cfg"]["use_kel"] is False
+
+
+def lve_curve(out_dir):
+    with open(out_dir / "train_log.csv", newline="") as f:
+        return {int(r["step"]): float(r["value"]) for r in csv.DictReader(f)
+                if r["phase"] == "val" and r["metric"] == "lve"}
+
+
+def test_validation_lip_error_is_the_leaderboards_lve_and_can_select_the_weights(results, tmp_path):
+    import numpy as np
+
+    from ksdiff.data import dataset as ds
+    from ksdiff.extract.coeffs import decode_landmarks, load_basis
+    from ksdiff.infer import build_from_checkpoint, sample_motion
+    from ksdiff.metrics.lve import lve
+    from ksdiff.metrics.protocol import PROTOCOL
+    from ksdiff.models.transcript import tokenizer
+
+    out = tmp_path / "m" / "model.pt"
+    train_mod.train(make_cfg(steps=120, val_every=40, ckpt_every=60, select="best_val_lve"), str(results), str(out))
+    curve = lve_curve(out.parent)
+    assert sorted(curve) == [0, 40, 80, 120]
+    best = min((s for s in curve if s > 0), key=curve.get)
+    assert curve[best] < 0.7 * curve[0], curve  # it learned to move the lips with the speech
+    p = load_checkpoint(out)
+    assert p["step"] == best
+    # the logged number is the pinned LVE on decoded landmarks of the same samples
+    model = build_from_checkpoint(p, torch.device("cpu"))
+    stats = ds.Stats.from_dict(p["stats"])
+    basis = load_basis(results / "basis.npz")
+
+    def landmarks(e):  # aligned landmarks of expression coefficients, identity template at the origin
+        n = len(e)
+        pose = {"expr": e, "rotvec": np.zeros((n, 3)), "trans": np.zeros((n, 3)), "scale": np.ones(n)}
+        return decode_landmarks(pose, np.zeros((478, 3)), basis)[0]
+
+    errors = []
+    for k, clip in enumerate(ds.usable_clips(results, "val")):
+        a = ds.load_clip(results, clip, 25.0, tokenizer(model.cfg))
+        _, expr = sample_motion(model, stats, a.feat, a.feat_valid, a.prosody, a.words, 1,
+                                train_mod.TrainConfig().val_seed + k)
+        errors.append(lve(landmarks(expr[0])[a.valid], landmarks(a.expr)[a.valid], PROTOCOL.lve_lip_indices,
+                          PROTOCOL.lve_variant, scale=1.0))
+    assert curve[best] == pytest.approx(float(np.mean(errors)), rel=1e-4)

@@ -146,15 +146,16 @@ def feat_per_frame(rate_hz: float, fps: float) -> int:
     return int(round(r))
 
 
-def load_clip(results: str | Path, clip: str, fps: float, vocab_size: int, max_short_frac: float = 0.1) -> ClipArrays:
+def load_clip(results: str | Path, clip: str, fps: float, tokenize=None, max_short_frac: float = 0.1) -> ClipArrays:
     """Read and align one clip's coeffs, features and transcript; ClipError says why a clip is unusable.
 
     The features may run a little short of the motion (the last audio frame's
     window); up to ``max_short_frac`` of missing feature frames are padded and
     masked, more means audio and video disagree and the clip is refused.
+    ``tokenize(words, start_s, end_s, n_frames, fps)`` turns the transcript into
+    per-frame token ids (ksdiff.models.transcript.tokenizer(model_cfg)); None
+    when the caller needs no transcript (then ``words`` is all 0).
     """
-    from ksdiff.models.transcript import frame_word_ids
-
     ct = _read_ok(clip_path(results, "coeffs", clip), "coeffs")
     ft = _read_ok(clip_path(results, "features", clip), "features")
     tt = _read_ok(clip_path(results, "transcripts", clip), "transcript")
@@ -172,8 +173,8 @@ def load_clip(results: str | Path, clip: str, fps: float, vocab_size: int, max_s
     if len(feat) < (1.0 - max_short_frac) * n:
         raise ClipError(f"features cover {len(feat)} of {n} frames needed by {len(head)} motion frames")
     feat, pros, fmask = align_features(feat, pros, n)
-    words = frame_word_ids(tt.table.column("word").to_pylist(), tt.column("start_s"), tt.column("end_s"),
-                           len(head), fps, vocab_size)
+    words = (np.zeros(len(head), dtype=np.int64) if tokenize is None else
+             tokenize(tt.table.column("word").to_pylist(), tt.column("start_s"), tt.column("end_s"), len(head), fps))
     return ClipArrays(clip, head, expr, valid, feat, fmask, pros, words, anchor, dict(ct.attrs), dict(ft.attrs))
 
 
@@ -189,12 +190,12 @@ def usable_clips(results: str | Path, split: str | None, qc: str | Path | None =
     return sorted(c for c in sp_t["clip_id"] if c in usable)
 
 
-def load_clips(results, clips: list[str], fps: float, vocab_size: int) -> list[ClipArrays]:
+def load_clips(results, clips: list[str], fps: float, tokenize=None) -> list[ClipArrays]:
     """Load the clips that can be used; the others are logged with their reason and left out."""
     out = []
     for c in clips:
         try:
-            out.append(load_clip(results, c, fps, vocab_size))
+            out.append(load_clip(results, c, fps, tokenize))
         except ClipError as e:
             log.warning("clip %s left out: %s", c, e)
     return out

@@ -99,16 +99,13 @@ def write_stats(path, stats: dataset.Stats) -> None:
 
 def build_stats(cfg: dict, qc: str, splits: str, results: str, out: str) -> int:
     """`ksdiff stats`: mean/std of head, expr and speech features over usable training clips."""
-    from ksdiff.models.config import KSDiffConfig
-
-    vocab = KSDiffConfig.from_dict(cfg.get("model")).vocab_size
     ids = dataset.usable_clips(results, "train", qc=qc, splits=splits)
     if not ids:
         raise dataset.ClipError("no usable training clips: see the QC table for the reasons")
     clips = []
     for c in tqdm(ids, desc="stats", unit="clip", disable=None):
         try:
-            clips.append(dataset.load_clip(results, c, float(cfg["fps"]), vocab))
+            clips.append(dataset.load_clip(results, c, float(cfg["fps"])))
         except dataset.ClipError as e:
             log.warning("clip %s left out of the statistics: %s", c, e)
     stats = compute_stats(clips)

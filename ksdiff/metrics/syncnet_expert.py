@@ -6,6 +6,12 @@ training split's usable clips, from their original video frames cropped with
 our own landmarks (the same crops LSE scoring uses), so the expert never sees
 a test clip. The report names these weights by their sha256 and says that the
 numbers are comparable within this benchmark only.
+
+After training, the expert is checked on the validation split (``check_sync``:
+does it find offset 0, a known delay, and score in-sync audio above another
+clip's audio?). The result is stored beside the weights and printed in every
+report, so a leaderboard never shows LSE from an expert that did not learn sync
+without saying so.
 """
 from __future__ import annotations
 
@@ -20,7 +26,7 @@ from ksdiff.io import parquet
 from ksdiff.io.audio import read_wav
 from ksdiff.io.video import read_frames
 from ksdiff.metrics.mouth_crops import face_crops
-from ksdiff.metrics.syncnet_train import ExpertConfig, train_expert
+from ksdiff.metrics.syncnet_train import ExpertConfig, check_sync, describe_check, save_expert, train_expert
 
 log = logging.getLogger(__name__)
 
@@ -30,12 +36,12 @@ def expert_config(opts: dict) -> ExpertConfig:
     return dataclass_from_dict(ExpertConfig, opts, "eval.expert")
 
 
-def training_clips(results: Path, max_clips: int) -> list[str]:
-    """Usable training-split clips, in a stable order."""
+def split_clips(results: Path, split: str, max_clips: int) -> list[str]:
+    """Usable clips of one split, in a stable order."""
     sp = parquet.read_table(results / "splits.parquet", "splits").to_pandas()
     qc = parquet.read_table(results / "qc.parquet", "qc").to_pandas()
     usable = set(qc.loc[qc["usable"], "clip_id"])
-    clips = sorted(c for c in sp.loc[sp["split"] == "train", "clip_id"] if c in usable)
+    clips = sorted(c for c in sp.loc[sp["split"] == split, "clip_id"] if c in usable)
     return clips[:max_clips]
 
 
@@ -55,12 +61,22 @@ def train_on_dataset(cfg: dict, results: str, out: str) -> int:
     results = Path(results)
     ev = cfg["eval"]
     ecfg = expert_config(ev.get("expert", {}))
-    clips = training_clips(results, ev.get("expert_max_clips", 200))
+    clips = split_clips(results, "train", ev.get("expert_max_clips", 200))
     if not clips:
         raise RuntimeError(f"{results}: no usable training clip to train a SyncNet expert on")
     data = [clip_crops(results, c, cfg["fps"]) for c in tqdm(clips, desc="expert crops", unit="clip", disable=None)]
     log.info("training the SyncNet expert on %d clips, %d steps", len(data), ecfg.steps)
-    _, info = train_expert(data, ecfg, out_path=out)
+    model, info = train_expert(data, ecfg)
     first, last = np.mean(info["losses"][:20]), np.mean(info["losses"][-20:])
-    log.info("expert loss %.4f -> %.4f; sha256 %s", first, last, info["sha256"])
+    log.info("expert loss %.4f -> %.4f", first, last)
+    held_out = split_clips(results, "val", ev.get("expert_check_clips", 8))
+    try:
+        info["check"] = check_sync(model, [clip_crops(results, c, cfg["fps"]) for c in held_out], color=ecfg.color)
+        info["check"]["split"], info["check"]["clip_ids"] = "val", held_out
+    except ValueError as e:  # fewer than two usable validation clips, or all too short
+        info["check"] = None
+        log.warning("the expert could not be checked on the validation split: %s", e)
+    log.info("SyncNet expert %s", describe_check(info["check"]))
+    saved = save_expert(model, out, info)
+    log.info("saved %s sha256 %s", out, saved["sha256"])
     return 0

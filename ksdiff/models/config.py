@@ -26,7 +26,7 @@ class KSDiffConfig:
     fps: float = 25.0  # motion frame rate of HDTF/VoxCeleb and of both predecessors
     head_dim: int = 6  # yaw, pitch, roll, tx, ty, tz (normalized)
     expr_dim: int = 50  # FLAME/DECA expression count used by the paper and DPT
-    vocab_size: int = 4096  # hashed word ids (0 = no word); collisions are rare for one speaker's vocabulary
+    vocab_size: int = 4096  # hashed word ids when transcript_tokens="words" (0 = no word)
 
     # --- shared transformer sizes ----------------------------------------------------
     d_model: int = 128  # DS uses 512-1024 and DPT 512; 128 keeps CPU inference real-time
@@ -53,7 +53,10 @@ class KSDiffConfig:
     path_residual: bool = True
 
     # --- transcript ------------------------------------------------------------------
-    transcript_kernel: int = 5  # conv over per-frame word embeddings: +-2 frames of word context
+    # phones (CMUdict, a closed set every run sees; they are the visemes) | words (hashed into vocab_size;
+    # unseen test words get untrained rows: hurt held-out lip error on the demo corpus). See models/transcript.py.
+    transcript_tokens: str = "phones"
+    transcript_kernel: int = 5  # conv over per-frame token embeddings: +-2 frames of context
 
     # --- KEL: keyframes --------------------------------------------------------------
     keyframe_signal: str = "speed"  # ground-truth keyframes peak in motion speed ("speed") or acceleration ("accel")
@@ -64,6 +67,9 @@ class KSDiffConfig:
     kel_sampling: str = "bernoulli"  # Bernoulli(p) keeps the trained keyframe rate ("threshold": p > kel_threshold)
     kel_threshold: float = 0.5  # only used when kel_sampling == "threshold"
     kel_enforce_spacing: bool = True  # sampled keyframes keep the min spacing, like the ground truth
+    # The keyframes the denoiser is conditioned on in training: "sampled" = KEL's own picks from its
+    # teacher-forced probabilities (what it gets at sampling) | "ground_truth" positions. See models/kel.py.
+    kel_condition: str = "sampled"
 
     # --- dual-path denoisers ---------------------------------------------------------
     alibi_period: int = 25  # periodic self-attention bias period: 1 s at 25 fps (FaceFormer/DS use the frame rate)
@@ -114,8 +120,12 @@ class KSDiffConfig:
             raise ValueError("only predict='x0' is implemented (both DiffSpeaker and DiffPoseTalk predict x0)")
         if self.resample_mode not in ("linear", "nearest"):
             raise ValueError(f"unknown resample_mode {self.resample_mode!r}")
+        if self.transcript_tokens not in ("phones", "words"):
+            raise ValueError(f"unknown transcript_tokens {self.transcript_tokens!r}; expected 'phones' or 'words'")
         if self.keyframe_signal not in ("speed", "accel"):
             raise ValueError(f"unknown keyframe_signal {self.keyframe_signal!r}")
+        if self.kel_condition not in ("sampled", "ground_truth"):
+            raise ValueError(f"unknown kel_condition {self.kel_condition!r}; expected 'sampled' or 'ground_truth'")
         if self.kel_sampling not in ("bernoulli", "threshold"):
             raise ValueError(f"unknown kel_sampling {self.kel_sampling!r}")
         if self.msdc_kernel % 2 == 0:

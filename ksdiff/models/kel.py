@@ -10,6 +10,14 @@ real-time.
 Training uses teacher forcing with the ground-truth keyframes (``keyframes.py``);
 sampling feeds back its own decisions. Its output token sequence (B, T, motion_dim
 + 1) conditions the path's denoiser.
+
+What the denoiser sees in training (``cfg.kel_condition``): by default the
+keyframes KEL itself picks from its teacher-forced probabilities, with the same
+decision rule as at sampling ("sampled"), so the denoiser learns how far to trust
+KEL's positions. Conditioning it on the ground-truth positions instead
+("ground_truth") teaches it that a keyframe token marks a real speed peak; at
+sampling KEL's positions are far less exact and the denoiser is misled (on the
+synthetic demo corpus this made held-out lip error worse than no KEL at all).
 """
 from __future__ import annotations
 
@@ -52,9 +60,9 @@ class KEL(nn.Module):
         """-> ({bce, value}, denoiser condition tokens).
 
         BCE on the indicator over valid frames; L1 on the values at ground-truth
-        keyframes. The denoiser is conditioned on the *predicted* values (detached)
-        at the ground-truth keyframe frames: with ground-truth values it would learn
-        to copy them and then meet KEL's far less exact values at sampling.
+        keyframes. The denoiser is conditioned on the *predicted* values (detached):
+        with ground-truth values it would learn to copy them and then meet KEL's far
+        less exact values at sampling. Which frames carry them: ``cfg.kel_condition``.
         """
         logits, values = self.teacher_forced(f, indicator, motion)
         m = mask.to(logits.dtype)
@@ -62,7 +70,31 @@ class KEL(nn.Module):
         bce = bce / m.sum().clamp(min=1.0)
         k = (indicator & mask).to(values.dtype)[..., None]
         value = ((values - motion).abs() * k).sum() / (k.sum() * self.motion_dim).clamp(min=1.0)
-        return {"bce": bce, "value": value}, keyframe_tokens(indicator & mask, values.detach())
+        if self.cfg.kel_condition == "sampled":
+            with torch.no_grad():
+                p = torch.sigmoid(logits)
+                draws = torch.rand(p.shape, device=p.device) if self.cfg.kel_sampling == "bernoulli" else None
+                cond = self.space(self.decide(p, draws) & mask)
+        else:
+            cond = indicator & mask
+        return {"bce": bce, "value": value}, keyframe_tokens(cond, values.detach())
+
+    def decide(self, p: torch.Tensor, draw: torch.Tensor | None) -> torch.Tensor:
+        """Keyframe or not from probabilities ``p`` (any shape): Bernoulli(p) given uniform ``draw``s
+        of the same shape, or p > kel_threshold."""
+        return draw < p if self.cfg.kel_sampling == "bernoulli" else p > self.cfg.kel_threshold
+
+    def space(self, ind: torch.Tensor) -> torch.Tensor:
+        """Drop keyframes closer than min_spacing to the previous kept one (left to right), as sampling does."""
+        if not self.cfg.kel_enforce_spacing or self.min_spacing <= 1:
+            return ind
+        out = torch.zeros_like(ind)
+        since = torch.full(ind.shape[:1], self.min_spacing, device=ind.device)
+        for t in range(ind.shape[1]):
+            keep = ind[:, t] & (since >= self.min_spacing)
+            out[:, t] = keep
+            since = torch.where(keep, torch.ones_like(since), since + 1)
+        return out
 
     @torch.no_grad()
     def sample(self, f: torch.Tensor, mask: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -76,10 +108,8 @@ class KEL(nn.Module):
             h, state = self.gru(feat[:, t : t + 1] + self.prev_in(token), state)
             out = self.out(h[:, 0])
             p, value = torch.sigmoid(out[:, 0]), out[:, 1:]
-            if self.cfg.kel_sampling == "bernoulli":
-                ind = torch.rand(b, generator=generator).to(f.device) < p
-            else:
-                ind = p > self.cfg.kel_threshold
+            draw = torch.rand(b, generator=generator).to(f.device) if self.cfg.kel_sampling == "bernoulli" else None
+            ind = self.decide(p, draw)
             if self.cfg.kel_enforce_spacing:
                 ind = ind & (since >= self.min_spacing)
             ind = ind & mask[:, t]

@@ -49,17 +49,24 @@ def metric_definitions() -> dict[str, str]:
 
 def syncnet_statement(attrs_list: list[dict]) -> tuple[str, list[dict]]:
     """(sentence for the report, [{name, value}] rows for the weights table) from metrics attrs."""
-    scored = {}
+    from ksdiff.metrics.syncnet_train import describe_check
+
+    scored, checks = {}, {}
     for a in attrs_list:
         lse = a.get("lse") or {}
         if lse.get("scored"):
             scored[lse.get("sha256", "")] = lse.get("weights", "")
+            checks[lse.get("sha256", "")] = lse.get("check")
     if not scored:
         return NO_SYNCNET + ".", [{"name": "SyncNet weights", "value": NO_SYNCNET}]
     rows = [{"name": "SyncNet weights", "value": f"{path} (sha256 {sha})"} for sha, path in scored.items()]
     note = "scored with the SyncNet weights listed under Software and weights"
     if len(scored) > 1:
         note += "; WARNING: methods were scored with different weights, LSE values are not comparable"
+    for sha, check in checks.items():
+        if check:  # our own expert: what its held-out check found (official weights carry none)
+            note += f"; these weights {describe_check(check)}"
+            rows.append({"name": "SyncNet check", "value": describe_check(check)})
     return note + ".", rows
 
 
