@@ -368,9 +368,19 @@ class LipError:
             return None
         return cls(data.val, data.val_expr, data.stats, data.basis, n_samples)
 
+    def _lve(self, pred: np.ndarray, gt: np.ndarray, valid: np.ndarray) -> float:
+        from ksdiff.metrics.lve import lve
+
+        d = np.einsum("tk,kvc->tvc", (pred - gt)[valid].astype(np.float64), self.lips[: pred.shape[1]])
+        return lve(d, np.zeros_like(d), variant=self.variant, scale=1.0, lip_idx=range(d.shape[1]))
+
+    def static(self) -> float:
+        """The same number for the static baseline (the mean face: zero expression), the bar to clear."""
+        return float(np.mean([self._lve(np.zeros_like(gt), gt, clip.valid)
+                              for clip, gt in zip(self.val.clips, self.raw_expr)]))
+
     @torch.no_grad()
     def __call__(self, model, device, seed: int) -> float:
-        from ksdiff.metrics.lve import lve
         from ksdiff.models import sample_long
 
         c, errors = model.cfg, []
@@ -379,9 +389,7 @@ class LipError:
                                        c.expr_dim, self.n_samples)
             gen = torch.Generator().manual_seed(seed + k)
             expr = self.stats.denormalise("expr", sample_long(model, to_device(batch, device), generator=gen)["expr"])
-            for e in expr:
-                d = np.einsum("tk,kvc->tvc", (e - gt)[clip.valid].astype(np.float64), self.lips[: e.shape[1]])
-                errors.append(lve(d, np.zeros_like(d), variant=self.variant, scale=1.0, lip_idx=range(d.shape[1])))
+            errors += [self._lve(e, gt, clip.valid) for e in expr]
         return float(np.mean(errors))
 
 
@@ -488,7 +496,7 @@ def train(cfg: dict, results: str, out: str, method: str | None = None) -> int:
         return val
 
     if step == 0 and data.val is not None:  # the untrained model's loss: the reference for "it learned"
-        csv_log.write(0, "val", validate())
+        csv_log.write(0, "val", {**validate(), **({"lve_static": lip_error.static()} if lip_error else {})})
     model.train()
     t0, run_sums, run_n = time.time(), {}, 0
     bar = tqdm(total=tcfg.steps, initial=step, desc=f"train {mcfg.method}", unit="step", disable=None)

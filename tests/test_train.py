@@ -148,6 +148,9 @@ def test_validation_lip_error_is_the_leaderboards_lve_and_can_select_the_weights
     assert sorted(curve) == [0, 40, 80, 120]
     best = min((s for s in curve if s > 0), key=curve.get)
     assert curve[best] < 0.7 * curve[0], curve  # it learned to move the lips with the speech
+    with open(out.parent / "train_log.csv", newline="") as f:
+        static = [float(r["value"]) for r in csv.DictReader(f) if r["metric"] == "lve_static"]
+    assert len(static) == 1 and curve[best] < 0.8 * static[0]  # and beats the mean face, logged for comparison
     p = load_checkpoint(out)
     assert p["step"] == best
     # the logged number is the pinned LVE on decoded landmarks of the same samples
