@@ -108,7 +108,8 @@ def load_checkpoint(path: str | Path, expect_method: str | None = None) -> dict:
 def build_from_checkpoint(payload: dict, device: torch.device):
     from ksdiff.models import KSDiffConfig, build_model
 
-    mcfg = KSDiffConfig.from_dict(payload["model_cfg"])
+    # Checkpoints from before transcript_tokens existed were trained on hashed words.
+    mcfg = KSDiffConfig.from_dict({"transcript_tokens": "words", **payload["model_cfg"]})
     model = build_model(mcfg)
     try:
         model.load_state_dict(payload["model"])

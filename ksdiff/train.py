@@ -70,7 +70,7 @@ class TrainConfig:
     ckpt_every: int = 100  # steps between checkpoints (resume points)
     keep_checkpoints: int = 2  # most recent checkpoints kept on disk
     # final weights: best_val (lowest validation loss; small data overfits) | best_val_lve (lowest sampled
-    # validation lip error, see validation_lve) | last
+    # validation lip error, see LipError) | last
     select: str = "best_val"
     val_lve_samples: int = 1  # samples per validation clip for the logged validation lip error (0: not computed)
 
@@ -362,7 +362,11 @@ class LipError:
 
     @classmethod
     def build(cls, data: "TrainData", n_samples: int) -> "LipError | None":
+        """None when it cannot be computed: no validation clips, or coefficients that are not the landmark
+        basis' (the DECA backend's FLAME expressions need the FLAME model to become vertices)."""
         if n_samples < 1 or data.val is None or "components" not in data.basis:
+            return None
+        if data.stats.attrs.get("coeffs_backend", "landmarks") != "landmarks":
             return None
         if len(data.basis["components"]) < data.info["expr_dim"]:
             return None

@@ -97,6 +97,9 @@ def per_clip(*patterns):
 
 
 TRAINED = list(config["methods"])
+# Cores a training job uses: train.num_threads (TrainConfig's default is 1; 0 = torch's
+# default, all cores). Declared so that --cores 2 runs two one-thread trainings at once.
+TRAIN_THREADS = config["train"].get("num_threads", 1) or workflow.cores
 BASELINES = list(config["baselines"])
 EXTERNAL = dict(config["eval"]["external"])
 METHODS = TRAINED + BASELINES + list(EXTERNAL)

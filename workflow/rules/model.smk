@@ -15,7 +15,7 @@ rule train:
         f"{LOGS}/{{dataset}}/train/{{method}}.log",
     wildcard_constraints:
         method="|".join(TRAINED) or "^$",
-    threads: 2
+    threads: TRAIN_THREADS
     resources:
         mem_mb=8000,
         runtime=720,
