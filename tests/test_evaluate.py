@@ -225,6 +225,10 @@ def test_lse_scored_for_methods_and_ground_truth_with_weights_hash(world, tmp_pa
         assert len(lse) == n_samples * len(attrs["clips"]) and np.isfinite(lse.value).all()
         off = df[df.metric == "lse_offset"].value
         assert (off.abs() <= PROTOCOL.syncnet_vshift).all()
+        # ground truth is also scored on its own video (one value per clip), methods never are
+        video = df[df.metric.isin(["lse_d_video", "lse_c_video"])]
+        assert len(video) == (2 * len(attrs["clips"]) if method == GROUND_TRUTH else 0)
+        assert np.isfinite(video.value).all()
 
 
 @pytest.mark.slow
