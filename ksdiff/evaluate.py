@@ -143,10 +143,13 @@ def _to_buffer(frames, n: int, tmp: Path) -> np.ndarray:
     return buf[: k + 1] if k + 1 < n else buf
 
 
-def lse_rendered(model, warper, posed: np.ndarray, wav: np.ndarray) -> dict:
+def lse_rendered(model, warper, posed: np.ndarray | None, wav: np.ndarray) -> dict:
     """LSE of a motion rendered over the clip's reference frame (methods and GT alike)."""
     from ksdiff.metrics.mouth_crops import face_crops
     from ksdiff.metrics.syncnet import lse
+
+    if posed is None:
+        raise ValueError("nothing to render: the coefficients did not decode to landmarks")
 
     with tempfile.TemporaryDirectory(prefix="ksdiff-lse-") as tmp:
         frames = _to_buffer((warper.render(p) for p in posed), len(posed), Path(tmp))
@@ -221,11 +224,13 @@ def score_clip(
     from ksdiff.metrics.beat_align import audio_beats, beat_align_with_reason, motion_beats
     from ksdiff.metrics.diversity import sample_diversity, temporal_diversity
     from ksdiff.metrics.lve import inter_ocular_distance, lve
-    from ksdiff.render.video import decode_sample, samples_of, select_sample
+    from ksdiff.render.video import decodable, decode_sample, samples_of, select_sample
 
     clip = ref.clip_id
+    # Coefficients that do not decode to landmarks (DECA's FLAME) still get the head-pose metrics.
+    undecodable = decodable(motion) or (decodable(ref.gt) if ref.gt is not None else "")
     gt_aligned = gt_valid = None
-    if with_lve:
+    if with_lve and not undecodable:
         gt_aligned, _ = decode_sample(ref.gt, ref.template, basis, 0)
         gt_valid = np.isfinite(gt_aligned).all((1, 2))
         scale = inter_ocular_distance(ref.template)
@@ -234,8 +239,10 @@ def score_clip(
         sel = select_sample(motion, s)
         head = head_pose(sel)
         heads.append(head)
-        aligned, posed = decode_sample(motion, ref.template, basis, s)
-        if with_lve:
+        aligned, posed = (None, None) if undecodable else decode_sample(motion, ref.template, basis, s)
+        if with_lve and undecodable:
+            rows.add(clip, s, LVE, float("nan"), f"LVE: {undecodable}")
+        elif with_lve:
             n = min(len(aligned), len(gt_aligned))
             if len(aligned) != len(gt_aligned):
                 log.warning("%s sample %d: %d frames vs %d in ground truth; LVE on the first %d", clip, s, len(aligned), len(gt_aligned), n)

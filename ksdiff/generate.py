@@ -83,6 +83,10 @@ def basis_from_payload(payload: dict):
     """The expression basis stored in the checkpoint, as ksdiff.extract.coeffs.Basis."""
     from ksdiff.extract.coeffs import Basis
 
+    backend = payload["motion"].get("coeffs_backend") or "landmarks"
+    if backend != "landmarks":
+        raise GenerateError(f"the model was trained on {backend!r} coefficients, which the renderer cannot draw: "
+                            "it animates through the landmark expression basis (FLAME decoding is not wired)")
     b = payload.get("basis") or {}
     if "components" not in b or "mean" not in b:
         raise GenerateError("the checkpoint carries no expression basis (train it with results/{dataset}/basis.npz "

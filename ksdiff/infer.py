@@ -195,7 +195,8 @@ def baseline_motion(method: str, results: Path, clip: str, n_frames: int) -> tup
 
 
 def write_prediction(out, head: np.ndarray, expr: np.ndarray, anchor: motion.Anchor, fps: float, attrs: dict):
-    cols = motion.concat_columns([motion.coeffs_from_motion(head[s], expr[s], anchor, fps, sample=s)
+    cols = motion.concat_columns([motion.coeffs_from_motion(head[s], expr[s], anchor, fps, sample=s,
+                                                            backend=attrs.get("backend"))
                                   for s in range(len(head))])
     parquet.write_table(out, "coeffs", cols, attrs=attrs)
 

@@ -154,3 +154,29 @@ def test_failed_tables_are_skipped_with_reason(fake, caplog):
         ds.load_clip(fake["root"], "spk0_clip2", FPS)
     assert [c.clip_id for c in ds.load_clips(fake["root"], ["spk0_clip2", "spk1_clip0"], FPS)] == ["spk1_clip0"]
     assert "spk0_clip2 left out" in caplog.text
+
+
+def test_deca_jaw_pose_is_part_of_the_expression_stream(tmp_path):
+    """FLAME opens the mouth with the jaw joint: for DECA tables the models see [50 expression, 3 jaw]
+    and predictions write the jaw back into its column; landmark tables keep their expression only."""
+    rng = np.random.default_rng(0)
+    n = 20
+    jaw = np.zeros((n, 3))
+    jaw[:, 0] = 0.2 * np.abs(np.sin(np.arange(n) / 3))  # mouth opening about x, radians
+    cols = {"sample": np.zeros(n, np.int16), "frame": np.arange(n, dtype=np.int32), "time_s": np.arange(n) / FPS,
+            "valid": np.ones(n, bool), "rotvec": np.zeros((n, 3)), "yaw": np.zeros(n), "pitch": np.zeros(n),
+            "roll": np.zeros(n), "trans": np.zeros((n, 3)), "scale": np.full(n, 8.0), "jaw": jaw,
+            "expr": list(rng.normal(size=(n, 50)).astype(np.float32)), "residual": np.zeros(n)}
+    write_table(tmp_path / "deca.parquet", "coeffs", cols, attrs={"backend": "deca", "fps": FPS, "n_expr": 50})
+    t = read_table(tmp_path / "deca.parquet", "coeffs")
+    head, expr, valid = motion.motion_from_coeffs(t)
+    assert expr.shape == (n, 53) and valid.all()
+    np.testing.assert_allclose(expr[:, 50:], jaw, atol=1e-6)
+    back = motion.coeffs_from_motion(head, expr, motion.anchor_from_coeffs(t), FPS, backend="deca")
+    np.testing.assert_allclose(back["jaw"], jaw, atol=1e-6)
+    np.testing.assert_allclose(np.stack(back["expr"]), np.stack(t.column("expr")), atol=1e-6)
+    write_table(tmp_path / "pred.parquet", "coeffs", back, attrs={"backend": "deca"})
+    landmarks = motion.coeffs_from_motion(head, expr[:, :50], motion.anchor_from_coeffs(t), FPS)
+    assert not landmarks["jaw"].any() and np.stack(landmarks["expr"]).shape == (n, 50)
+    with pytest.raises(ValueError, match="jaw values"):
+        motion.coeffs_from_motion(head, expr[:, :2], motion.anchor_from_coeffs(t), FPS, backend="deca")

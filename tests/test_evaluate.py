@@ -258,3 +258,21 @@ def test_cli_evaluate_and_render(world, tmp_path):
                  "--clip", "spkA_0", "--out", str(mp4), "--sample", "1", "--mode", "mesh"]) == 0
     info = probe(mp4)
     assert info.n_frames == T and info.has_audio and (info.width, info.height) == (SIZE, SIZE)
+
+
+def test_flame_predictions_get_head_metrics_and_reasons_for_the_lip_metrics(world, tmp_path):
+    """DECA/FLAME coefficients do not decode through the landmark basis: no made-up LVE or LSE, a reason
+    for each, and the head-pose metrics still computed."""
+    deca = tmp_path / "deca"
+    for clip in ("spkA_0", "spkA_1"):
+        t = parquet.read_table(world["pred"] / "offset" / f"{clip}.parquet", "coeffs")
+        parquet.write_table(deca / f"{clip}.parquet", "coeffs", {k: t.table.column(k).to_pylist() if k == "expr"
+                            else t.column(k) for k in t.table.column_names}, attrs={**t.attrs, "backend": "deca"})
+    weights = _random_syncnet(tmp_path / "syncnet_random.model")
+    out = tmp_path / "deca.parquet"
+    df = evaluate_method(_cfg(), str(world["res"]), str(deca), "deca", str(out), syncnet=str(weights))
+    assert {LVE, "lse_c", "lse_d"}.isdisjoint(df.metric) and {"temporal_diversity", "beat_align"} <= set(df.metric)
+    undefined = parquet.read_table(out, "metrics").attrs["undefined"]
+    lve_why = [u["reason"] for u in undefined if u["metric"] == LVE]
+    assert len(lve_why) == 4 and all("'deca' backend" in w for w in lve_why)
+    assert any(u["metric"] == "lse_c" and "did not decode" in u["reason"] for u in undefined)

@@ -108,6 +108,11 @@ def test_wrong_checkpoints_are_clear_errors(setup, tmp_path):
     torch.save(payload, tmp_path / "nobasis.pt")
     with pytest.raises(GenerateError, match="carries no expression basis"):
         generate(cfg, audio=str(audio), ref=ref, checkpoint=str(tmp_path / "nobasis.pt"), out=str(tmp_path / "x.mp4"))
+    payload = torch.load(ck, weights_only=True)
+    payload["motion"]["coeffs_backend"] = "deca"
+    torch.save(payload, tmp_path / "flame.pt")
+    with pytest.raises(GenerateError, match="trained on 'deca' coefficients"):
+        generate(cfg, audio=str(audio), ref=ref, checkpoint=str(tmp_path / "flame.pt"), out=str(tmp_path / "x.mp4"))
     with pytest.raises(GenerateError, match="transcript file not found"):
         generate(cfg, audio=str(audio), ref=ref, checkpoint=str(ck), out=str(tmp_path / "x.mp4"),
                  transcript=str(tmp_path / "missing.txt"))

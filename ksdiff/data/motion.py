@@ -8,7 +8,11 @@ Per motion frame the models see ``head`` (6 values) and ``expr`` (n_expr values)
   head[3:5]  x, y translation of the face since the clip's *anchor frame*, divided
              by the anchor's face size: (trans - trans_anchor) / face_size_anchor.
   head[5]    log(scale / scale_anchor): how much larger the face is than at the anchor.
-  expr       the expression coefficients as extracted (already in the shared basis).
+  expr       the expression coefficients as extracted (already in the shared basis),
+             followed, for coefficient backends with a jaw pose (``JAW_BACKENDS``:
+             DECA's FLAME), by the 3 jaw axis-angle values: FLAME opens the mouth with
+             the jaw joint, not with expression blendshapes, so a model that left the
+             jaw out could not open the mouth (DiffPoseTalk models the same 50 + 3).
 
 Why relative to an anchor, and why this anchor. Where the face sits in the frame
 is camera framing, not motion, and it cannot be predicted from speech; a method
@@ -36,6 +40,13 @@ from ksdiff import geometry
 
 HEAD_NAMES = ("yaw", "pitch", "roll", "tx", "ty", "log_scale")
 HEAD_DIM = len(HEAD_NAMES)
+JAW_BACKENDS = ("deca",)  # coefficient backends whose tables carry a jaw pose the models must learn
+JAW_DIM = 3
+
+
+def has_jaw(backend: str | None) -> bool:
+    """Whether the expression stream of this coefficient backend ends with the 3 jaw-pose values."""
+    return backend in JAW_BACKENDS
 REPRESENTATION = "head6-anchor-v1"  # recorded in stats and checkpoints so a change cannot pass silently
 
 
@@ -98,6 +109,8 @@ def _columns(table):
     scale = table.column("scale")[idx].astype(np.float64)
     expr_list = table.column("expr")
     expr = np.stack([np.asarray(expr_list[i], dtype=np.float64) for i in idx]) if len(idx) else np.zeros((0, 0))
+    if has_jaw(table.attrs.get("backend")):
+        expr = np.concatenate([expr, table.column("jaw")[idx].astype(np.float64).reshape(len(idx), JAW_DIM)], axis=1)
     valid = table.column("valid")[idx].astype(bool)
     valid &= np.isfinite(yaw) & np.isfinite(pitch) & np.isfinite(roll) & np.isfinite(scale) & (scale > 0)
     valid &= np.isfinite(trans).all(1) & np.isfinite(expr).all(1)
@@ -160,13 +173,15 @@ def coeffs_from_motion(
     fps: float,
     sample: int = 0,
     valid: np.ndarray | None = None,
+    backend: str | None = None,
 ) -> dict:
     """head (T, 6) + expr (T, K) placed at ``anchor`` -> columns of the 'coeffs' schema.
 
     The exact inverse of motion_from_coeffs for yaw/pitch/roll, x/y translation,
-    scale and expression; rotvec is recomputed from the angles, z translation is
-    the anchor's, jaw is zero (the landmark representation has none) and
-    ``residual`` is NaN because a prediction is not a fit.
+    scale, expression and (for a ``backend`` with a jaw, see JAW_BACKENDS) the jaw
+    pose, taken from expr's last 3 values; rotvec is recomputed from the angles, z
+    translation is the anchor's, jaw is zero for the landmark representation (it
+    has none) and ``residual`` is NaN because a prediction is not a fit.
     """
     head = np.asarray(head, dtype=np.float64)
     expr = np.asarray(expr, dtype=np.float64)
@@ -175,6 +190,11 @@ def coeffs_from_motion(
     if expr.ndim != 2 or len(expr) != len(head):
         raise ValueError(f"expr must be (T, K) with T = {len(head)}, got {expr.shape}")
     n = len(head)
+    jaw = np.zeros((n, JAW_DIM))
+    if has_jaw(backend):
+        if expr.shape[1] <= JAW_DIM:
+            raise ValueError(f"backend {backend!r} expects expression + {JAW_DIM} jaw values, got {expr.shape[1]} values")
+        expr, jaw = expr[:, :-JAW_DIM], expr[:, -JAW_DIM:]
     yaw, pitch, roll = head[:, 0], head[:, 1], head[:, 2]
     rotvec = geometry.matrix_to_rotvec(geometry.euler_to_matrix(yaw, pitch, roll)) if n else np.zeros((0, 3))
     trans = np.empty((n, 3))
@@ -193,7 +213,7 @@ def coeffs_from_motion(
         "roll": roll.astype(np.float32),
         "trans": trans.astype(np.float32),
         "scale": (anchor.scale * np.exp(head[:, 5])).astype(np.float32),
-        "jaw": np.zeros((n, 3), dtype=np.float32),
+        "jaw": jaw.astype(np.float32),
         "expr": [row.astype(np.float32) for row in expr],
         "residual": np.full(n, np.nan, dtype=np.float32),
     }

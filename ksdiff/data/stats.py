@@ -73,13 +73,15 @@ def compute_stats(clips: list[dataset.ClipArrays]) -> dataset.Stats:
         if m.n == 0:
             raise dataset.ClipError(f"no valid {n} frames in the training clips")
         mean[n], std[n] = m.result()
-    if POOL_EXPR_SCALE:
-        std["expr"] = np.full_like(std["expr"], np.sqrt(np.mean(std["expr"].astype(np.float64) ** 2)))
     first = clips[0]
+    # Pooling rests on the landmark basis being orthonormal; FLAME's expression (and jaw) values are not.
+    pool = POOL_EXPR_SCALE and first.coeffs_attrs.get("backend", "landmarks") == "landmarks"
+    if pool:
+        std["expr"] = np.full_like(std["expr"], np.sqrt(np.mean(std["expr"].astype(np.float64) ** 2)))
     attrs = dict(info)
     attrs.update(
         representation=motion.REPRESENTATION,
-        expr_scale="pooled" if POOL_EXPR_SCALE else "per_component",
+        expr_scale="pooled" if pool else "per_component",
         head_names=list(motion.HEAD_NAMES),
         clips=[c.clip_id for c in clips],
         n_clips=len(clips),

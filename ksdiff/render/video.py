@@ -60,10 +60,22 @@ def select_sample(table: parquet.Table, sample: int = 0):
     return rows.sort_by("frame")
 
 
+def decodable(table: parquet.Table) -> str:
+    """'' when the table's coefficients decode to landmarks through the expression basis, else why not."""
+    backend = table.attrs.get("backend", "landmarks")
+    if backend == "landmarks":
+        return ""
+    return (f"coefficients of the {backend!r} backend are not in the landmark expression basis (FLAME meshes would "
+            "need the FLAME model to decode; not wired): no landmarks to render or to measure lips on")
+
+
 def decode_sample(table: parquet.Table, template: np.ndarray, basis, sample: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """(aligned, posed) (T, 478, 3) landmarks of one sample; invalid frames are NaN."""
     from ksdiff.extract.coeffs import decode_landmarks
 
+    why = decodable(table)
+    if why:
+        raise RenderError(why)
     rows = select_sample(table, sample)
     cols = {k: parquet.column_to_numpy(rows.column(k)) for k in ("rotvec", "trans", "scale")}
     cols["expr"] = np.stack(parquet.column_to_numpy(rows.column("expr"))).astype(np.float64)
