@@ -323,12 +323,16 @@ def evaluate_method(
         skipped += [{"clip_id": c, "reason": "external clip of a non-test split"} for c in ext_clips if c in known and c not in test]
         clips = [c for c in ext_clips if c in test or c not in known]
 
+    # source videos by clip id: an external method's own videos, or (for ground truth) the dataset's
+    videos_root = ext_root if external else results if is_gt else None
+    videos = ({} if videos_root is None or model is None else
+              dict(parquet.read_table(videos_root / "manifest.parquet", "manifest").to_pandas()[["clip_id", "path"]].values))
     rows = _Rows(method)
     scored = []
     for clip in tqdm(clips, desc=f"evaluate {method}", unit="clip", disable=None):
         try:
             why = _score_one(rows, clip, clip in test, results, pred_dir, ext_root, basis, fps, model, is_gt,
-                             cfg["eval"].get("lse_samples"))
+                             cfg["eval"].get("lse_samples"), videos)
         except (RenderError, ValueError, OSError, KeyError) as e:  # one bad clip never stops the table
             log.exception("%s: %s", clip, e)
             why = f"{type(e).__name__}: {e}"
@@ -368,8 +372,9 @@ def evaluate_method(
     return pd.DataFrame(rows.table())
 
 
-def _score_one(rows, clip, in_test, results, pred_dir, ext_root, basis, fps, model, is_gt, lse_samples=None) -> str:
-    """Score one clip; '' when scored, else why it was skipped."""
+def _score_one(rows, clip, in_test, results, pred_dir, ext_root, basis, fps, model, is_gt, lse_samples=None,
+               videos=None) -> str:
+    """Score one clip; '' when scored, else why it was skipped. ``videos``: clip id -> source video path."""
     from ksdiff.render.video import reference_frame, template_of
     from ksdiff.render.warp import FaceWarper
 
@@ -389,9 +394,8 @@ def _score_one(rows, clip, in_test, results, pred_dir, ext_root, basis, fps, mod
     lse_fn = None
     if model is not None:
         if ext_root is not None:
-            man = parquet.read_table(ext_root / "manifest.parquet", "manifest").to_pandas().set_index("clip_id")
             lm = _landmarks_px(ext_root / "landmarks" / f"{clip}.parquet")
-            video = man.loc[clip, "path"]
+            video = videos[clip]
             lse_fn = lambda s, posed: lse_original(model, video, lm, fps, ref.wav)  # noqa: E731
         else:
             ref_rgb, ref_lm, _ = reference_frame(results, clip, fps)
@@ -402,9 +406,8 @@ def _score_one(rows, clip, in_test, results, pred_dir, ext_root, basis, fps, mod
     if is_gt and model is not None:
         # The recorded video itself, as papers score "GT": next to the re-rendered row it shows what
         # landmark extraction + rendering lose (methods only ever exist rendered).
-        video = parquet.read_table(results / "manifest.parquet", "manifest").to_pandas().set_index("clip_id").loc[clip, "path"]
         try:
-            r = lse_original(model, video, _landmarks_px(results / "landmarks" / f"{clip}.parquet"), fps, ref.wav)
+            r = lse_original(model, videos[clip], _landmarks_px(results / "landmarks" / f"{clip}.parquet"), fps, ref.wav)
         except ValueError as e:
             rows.add(clip, 0, "lse_d_video", float("nan"), f"LSE on the source video: {e}")
             rows.add(clip, 0, "lse_c_video", float("nan"), f"LSE on the source video: {e}")

@@ -192,7 +192,6 @@ class TrainData:
     stats: ds.Stats
     info: dict  # feature kind/dim/rate/checkpoint, expr_dim (see dataset.check_consistent)
     basis: dict
-    val_expr: list[np.ndarray]  # raw (not normalised) expression of each val clip, for the validation lip error
 
 
 def prepare_data(cfg: dict, results: Path, window: int, n_prev: int, tokenize) -> TrainData:
@@ -221,8 +220,7 @@ def prepare_data(cfg: dict, results: Path, window: int, n_prev: int, tokenize) -
     else:
         log.warning("no usable validation clips: validation loss will not be computed")
     val = ds.WindowDataset([ds.normalise_clip(c, stats, r) for c in val_clips], window, n_prev) if val_clips else None
-    return TrainData(ds.WindowDataset(norm, window, n_prev), val, stats, info, read_basis(results),
-                     [c.expr for c in val_clips])
+    return TrainData(ds.WindowDataset(norm, window, n_prev), val, stats, info, read_basis(results))
 
 
 # ---------------------------------------------------------------------------- checkpoints
@@ -352,12 +350,13 @@ class LipError:
     this is the number a researcher reads off the leaderboard, per checkpoint.
     """
 
-    def __init__(self, val: ds.WindowDataset, raw_expr: list[np.ndarray], stats: ds.Stats, basis: dict, n_samples: int):
+    def __init__(self, val: ds.WindowDataset, stats: ds.Stats, basis: dict, n_samples: int):
         from ksdiff.metrics.protocol import PROTOCOL
 
         comps = np.asarray(basis["components"], dtype=np.float64)
         self.lips = comps.reshape(len(comps), -1, 3)[:, list(PROTOCOL.lve_lip_indices)]  # (K, n_lip, 3)
-        self.val, self.raw_expr, self.stats, self.n_samples = val, raw_expr, stats, n_samples
+        self.val, self.stats, self.n_samples = val, stats, n_samples
+        self.raw_expr = [stats.denormalise("expr", c.expr) for c in val.clips]  # ground truth in basis units
         self.variant = PROTOCOL.lve_variant
 
     @classmethod
@@ -370,7 +369,7 @@ class LipError:
             return None
         if len(data.basis["components"]) < data.info["expr_dim"]:
             return None
-        return cls(data.val, data.val_expr, data.stats, data.basis, n_samples)
+        return cls(data.val, data.stats, data.basis, n_samples)
 
     def _lve(self, pred: np.ndarray, gt: np.ndarray, valid: np.ndarray) -> float:
         from ksdiff.metrics.lve import lve

@@ -91,10 +91,14 @@ class KEL(nn.Module):
         out = torch.zeros_like(ind)
         since = torch.full(ind.shape[:1], self.min_spacing, device=ind.device)
         for t in range(ind.shape[1]):
-            keep = ind[:, t] & (since >= self.min_spacing)
-            out[:, t] = keep
-            since = torch.where(keep, torch.ones_like(since), since + 1)
+            out[:, t], since = self.spaced(ind[:, t], since)
         return out
+
+    def spaced(self, ind: torch.Tensor, since: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One frame of the spacing rule: (kept keyframes, frames since the last kept one)."""
+        if self.cfg.kel_enforce_spacing:
+            ind = ind & (since >= self.min_spacing)
+        return ind, torch.where(ind, torch.ones_like(since), since + 1)
 
     @torch.no_grad()
     def sample(self, f: torch.Tensor, mask: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -109,11 +113,7 @@ class KEL(nn.Module):
             out = self.out(h[:, 0])
             p, value = torch.sigmoid(out[:, 0]), out[:, 1:]
             draw = torch.rand(b, generator=generator).to(f.device) if self.cfg.kel_sampling == "bernoulli" else None
-            ind = self.decide(p, draw)
-            if self.cfg.kel_enforce_spacing:
-                ind = ind & (since >= self.min_spacing)
-            ind = ind & mask[:, t]
-            since = torch.where(ind, torch.ones_like(since), since + 1)
+            ind, since = self.spaced(self.decide(p, draw) & mask[:, t], since)
             token = keyframe_tokens(ind, value)[:, None]
             tokens.append(token)
         return torch.cat(tokens, dim=1)
