@@ -90,6 +90,47 @@ def _ffmpeg(*args):
     subprocess.run(["ffmpeg", "-v", "error", "-y", *map(str, args)], check=True)
 
 
+# ------------------------------------------------------------------ compute bound
+
+
+def syncnet_window_flops(model) -> float:
+    """Floating-point operations (2 per multiply-add) of S's lip stream on one 5-frame window,
+    counted from the shapes its convolutions and linear layers see (BatchNorm/ReLU/pool left out)."""
+    import torch
+
+    macs = []
+
+    def hook(m, inp, out):
+        if isinstance(m, (torch.nn.Conv3d, torch.nn.Conv2d)):
+            macs.append(out.numel() * (m.in_channels // m.groups) * int(np.prod(m.kernel_size)))
+        elif isinstance(m, torch.nn.Linear):
+            macs.append(out.numel() * m.in_features)
+
+    hs = [m.register_forward_hook(hook) for m in list(model.netcnnlip) + list(model.netfclip)]
+    try:
+        with torch.inference_mode():
+            model.eval().forward_lip(torch.zeros(1, 3, PROTOCOL.syncnet_window_frames, PROTOCOL.crop_size, PROTOCOL.crop_size))
+    finally:
+        for h in hs:
+            h.remove()
+    return 2.0 * sum(macs)
+
+
+def fp32_gemm_peak(n: int = 2048, reps: int = 5) -> float:
+    """GFLOP/s of this core on a large float32 matrix product (oneDNN/MKL via torch, one thread):
+    what a float32 convolution can at best reach here."""
+    import torch
+
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+    best = float("inf")
+    for _ in range(reps):
+        t = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - t)
+    return 2.0 * n**3 / best / 1e9
+
+
 # ------------------------------------------------------------------ cheap metrics
 
 
@@ -322,6 +363,16 @@ def markdown(res: dict) -> str:
                       f"per window here) dominate ours and are the same work in both pipelines (float32); what ours "
                       f"saves is S3FD ({s3fd:.0f} ms per frame at this size), the JPEG/XVID round trips and the "
                       "float64 frame array.",
+                      "", f"Ceiling at this size: SyncNet's lip stream costs {res['syncnet_gflop_per_window']:.2f} GFLOP per "
+                      f"window; this core's float32 GEMM peak (2048x2048 matrix product, one thread) is "
+                      f"{res['fp32_gemm_gflops']:.0f} GFLOP/s, so the {o['n_windows']} windows need at least "
+                      f"{res['syncnet_floor_s']:.1f} s even at peak: a float32 pipeline that computes the same LSE with dense "
+                      f"convolutions (as oneDNN and the reference do) can be at most **{res['speedup_cpu_ceiling']:.1f}x** "
+                      f"faster than the reference's lower bound here (ours runs "
+                      f"SyncNet at {res['syncnet_gflop_per_window'] * o['n_windows'] / o['syncnet_lse']['cpu_s']:.0f} GFLOP/s). "
+                      "Lower precision changes the numbers: bfloat16 convolutions (this CPU has AMX) are 3.5-7.5x faster "
+                      "per layer but their outputs differ from float32 by 2-3e-3 relative; oneDNN's float32 mode with "
+                      "bfloat16 arithmetic is as inexact and slower on the first layer.",
                       "", f"S3FD on 1920x1080 frames (facedet_scale 0.25, same conditions): "
                       f"{res['s3fd_1080p_ms_per_frame']:.0f} ms per frame (measured on {res['s3fd_1080p_frames']} frames), "
                       f"i.e. {res['s3fd_1080p_ms_per_frame'] * 60 * FPS / 1000:.0f} s per minute of 1080p source, which the "
@@ -380,6 +431,8 @@ def main() -> None:
             torch.manual_seed(0)
             model = sn.build_syncnet().eval()
             res["syncnet_weights"] = "random init (syncnet_v2.model not available; cost is weight-independent)"
+        res["syncnet_gflop_per_window"] = syncnet_window_flops(model) / 1e9
+        res["fp32_gemm_gflops"] = fp32_gemm_peak()
         log.info("LSE, ours")
         res["ours"], ours_lse, crops, lm = bench_ours(video, model, real)
         del crops
@@ -399,6 +452,10 @@ def main() -> None:
                 res["reference_lse"] = ref_lse
             res["speedup_cpu"] = res["reference"]["total"]["cpu_s"] / res["ours"]["total"]["cpu_s"]
             res["speedup_wall"] = res["reference"]["total"]["wall_s"] / res["ours"]["total"]["wall_s"]
+            # No pipeline can skip SyncNet's forward passes without changing LSE: at this core's float32
+            # GEMM peak they alone take this long, which bounds any float32 pipeline's speed-up from above.
+            res["syncnet_floor_s"] = res["ours"]["n_windows"] * res["syncnet_gflop_per_window"] / res["fp32_gemm_gflops"]
+            res["speedup_cpu_ceiling"] = res["reference"]["total"]["cpu_s"] / res["syncnet_floor_s"]
             if real:
                 log.info("LSE, ours on a 1080p source")
                 o, r = res["ours"], res["reference"]

@@ -7,7 +7,12 @@ Every method, ground truth included, goes through the same code:
            methods differ only in their motion, never in identity;
   LVE      pred vs GT aligned (head-pose-removed) landmarks on the frames
            valid in both, lip set / variant / units from the pinned protocol
-           (not reported for ground truth: it is 0 by definition);
+           (not reported for ground truth: it is 0 by definition). FLAME
+           tables (coeffs.backend deca) get it on FLAME's 'lips' vertices in
+           millimetres instead (``lve_l2_mm``, ksdiff.metrics.flame): both
+           sequences decoded with the GT clip's shape code, global rotation,
+           neck and eyes at zero, when eval.flame_model and eval.flame_masks
+           are available (else the rows are undefined, naming the keys);
   diversity  sample diversity over a clip's samples (row sample = -1) and
            temporal diversity of each sample's head pose;
   BeatAlign  per sample, head pose vs the onsets of the clip's 16 kHz wav;
@@ -36,6 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from ksdiff.io import parquet
+from ksdiff.metrics.flame import FLAME_BACKENDS
 from ksdiff.metrics.lve import lve_name
 from ksdiff.metrics.protocol import PROTOCOL
 
@@ -44,10 +50,12 @@ log = logging.getLogger(__name__)
 GROUND_TRUTH = "ground_truth"
 ACROSS_SAMPLES = -1  # 'sample' of a metric computed over all samples of a clip (sample diversity)
 LVE = lve_name(PROTOCOL.lve_variant)
+LVE_FLAME = lve_name(PROTOCOL.lve_variant, units="mm")  # FLAME meshes: other units, so another metric
 
 # name -> (label, unit, which way is better): the report's column heads and arrows.
 METRIC_INFO: dict[str, tuple[str, str, str]] = {
     LVE: (f"LVE ({PROTOCOL.lve_variant})", "inter-ocular units", "lower"),
+    LVE_FLAME: (f"LVE FLAME ({PROTOCOL.lve_variant})", "mm" if PROTOCOL.lve_variant == "l2" else "mm²", "lower"),
     "sample_diversity": ("Sample diversity", "deg", "higher"),
     "temporal_diversity": ("Temporal diversity", "deg", "closer to ground truth"),
     "beat_align": ("BeatAlign", "", "higher"),
@@ -67,7 +75,7 @@ class ClipRef:
 
     clip_id: str
     wav: np.ndarray  # 16 kHz mono
-    template: np.ndarray  # identity used to decode every sample
+    template: np.ndarray | None  # landmark identity used to decode every sample (None: FLAME tables have none)
     gt: parquet.Table | None  # ground-truth coeffs (None: an external clip with no GT)
 
 
@@ -205,6 +213,63 @@ class _Rows:
         return out
 
 
+def is_flame(table: parquet.Table | None) -> bool:
+    """Whether a coeffs table holds FLAME parameters (expr, jaw, attrs['shape'])."""
+    return table is not None and table.attrs.get("backend") in FLAME_BACKENDS
+
+
+def flame_lips(decoder, table: parquet.Table, sample: int, shape) -> np.ndarray:
+    """(T, n_lips, 3) canonical FLAME lip vertices (metres) of one sample; invalid frames are NaN."""
+    from ksdiff.render.video import select_sample
+
+    rows = select_sample(table, sample)
+    expr = np.stack(parquet.column_to_numpy(rows.column("expr"))).astype(np.float64)
+    jaw = parquet.column_to_numpy(rows.column("jaw")).astype(np.float64).reshape(len(expr), 3)
+    valid = rows.column("valid").to_numpy(zero_copy_only=False).astype(bool)
+    valid &= np.isfinite(expr).all(1) & np.isfinite(jaw).all(1)
+    out = np.full((len(expr), len(decoder.lips), 3), np.nan)
+    if valid.any():
+        out[valid] = decoder(shape, expr[valid], jaw[valid])
+    return out
+
+
+def _lve_plan(ref: ClipRef, motion: parquet.Table, basis, flame) -> tuple[str, str, np.ndarray | None, np.ndarray | None]:
+    """(metric, why it is undefined ('' if not), ground-truth vertices, FLAME shape code) of the clip's LVE.
+
+    FLAME prediction and FLAME ground truth: FLAME lip vertices in mm (when
+    the files are configured); both decodable: aligned landmarks in
+    inter-ocular units; anything else has no common mesh.
+    """
+    from ksdiff.render.video import decodable, decode_sample
+
+    decoder, flame_why = flame
+    if is_flame(motion) and is_flame(ref.gt):
+        shape = np.asarray(ref.gt.attrs.get("shape") or [], dtype=np.float64)
+        if decoder is None:
+            return LVE_FLAME, f"LVE on FLAME meshes: {flame_why}", None, None
+        if shape.size == 0 or not np.isfinite(shape).all():
+            return LVE_FLAME, "LVE on FLAME meshes: the ground-truth table has no FLAME shape code (attrs['shape'])", None, None
+        return LVE_FLAME, "", flame_lips(decoder, ref.gt, 0, shape), shape
+    why = decodable(motion) or decodable(ref.gt)
+    if why:
+        return LVE, f"LVE: {why}", None, None
+    return LVE, "", decode_sample(ref.gt, ref.template, basis, 0)[0], None
+
+
+def _add_lve(rows: _Rows, clip: str, s: int, metric: str, pred: np.ndarray, gt: np.ndarray, lip_idx, scale: float):
+    """LVE of one sample on the frames valid in both (the first min(T) frames when lengths differ)."""
+    from ksdiff.metrics.lve import lve
+
+    n = min(len(pred), len(gt))
+    if len(pred) != len(gt):
+        log.warning("%s sample %d: %d frames vs %d in ground truth; LVE on the first %d", clip, s, len(pred), len(gt), n)
+    m = np.isfinite(gt[:n]).all((1, 2)) & np.isfinite(pred[:n]).all((1, 2))
+    if m.any():
+        rows.add(clip, s, metric, lve(pred[:n][m], gt[:n][m], lip_idx, PROTOCOL.lve_variant, scale))
+    else:
+        rows.add(clip, s, metric, float("nan"), "no frame valid in both prediction and ground truth")
+
+
 def score_clip(
     rows: _Rows,
     ref: ClipRef,
@@ -214,43 +279,39 @@ def score_clip(
     with_lve: bool,
     lse_fn=None,
     lse_samples: int | None = None,
+    flame=(None, "no FLAME model configured"),
 ) -> None:
     """Append every metric of one clip (all samples of ``motion``) to ``rows``.
 
     lse_fn(sample, posed) -> syncnet result dict, or None when LSE is not scored.
     lse_samples: score LSE on the first N samples only (SyncNet is the costly
     metric on a CPU); None scores every sample.
+    flame: (ksdiff.metrics.flame.LipDecoder or None, why not) for FLAME tables.
     """
     from ksdiff.metrics.beat_align import audio_beats, beat_align_with_reason, motion_beats
     from ksdiff.metrics.diversity import sample_diversity, temporal_diversity
-    from ksdiff.metrics.lve import inter_ocular_distance, lve
+    from ksdiff.metrics.lve import inter_ocular_distance
     from ksdiff.render.video import decodable, decode_sample, samples_of, select_sample
 
     clip = ref.clip_id
     # Coefficients that do not decode to landmarks (DECA's FLAME) still get the head-pose metrics.
     undecodable = decodable(motion) or (decodable(ref.gt) if ref.gt is not None else "")
-    gt_aligned = gt_valid = None
-    if with_lve and not undecodable:
-        gt_aligned, _ = decode_sample(ref.gt, ref.template, basis, 0)
-        gt_valid = np.isfinite(gt_aligned).all((1, 2))
-        scale = inter_ocular_distance(ref.template)
+    if with_lve:
+        lve_metric, lve_why, gt_lve, shape = _lve_plan(ref, motion, basis, flame)
+        if not lve_why:  # FLAME: the decoded vertices are the lip vertices only, in metres
+            lip_idx, scale = ((np.arange(gt_lve.shape[1]), PROTOCOL.lve_flame_scale) if lve_metric == LVE_FLAME
+                              else (PROTOCOL.lve_lip_indices, inter_ocular_distance(ref.template)))
     heads = []
     for s in samples_of(motion):
         sel = select_sample(motion, s)
         head = head_pose(sel)
         heads.append(head)
         aligned, posed = (None, None) if undecodable else decode_sample(motion, ref.template, basis, s)
-        if with_lve and undecodable:
-            rows.add(clip, s, LVE, float("nan"), f"LVE: {undecodable}")
+        if with_lve and lve_why:
+            rows.add(clip, s, lve_metric, float("nan"), lve_why)
         elif with_lve:
-            n = min(len(aligned), len(gt_aligned))
-            if len(aligned) != len(gt_aligned):
-                log.warning("%s sample %d: %d frames vs %d in ground truth; LVE on the first %d", clip, s, len(aligned), len(gt_aligned), n)
-            m = gt_valid[:n] & np.isfinite(aligned[:n]).all((1, 2))
-            if m.any():
-                rows.add(clip, s, LVE, lve(aligned[:n][m], gt_aligned[:n][m], PROTOCOL.lve_lip_indices, PROTOCOL.lve_variant, scale))
-            else:
-                rows.add(clip, s, LVE, float("nan"), "no frame valid in both prediction and ground truth")
+            pred = flame_lips(flame[0], motion, s, shape) if lve_metric == LVE_FLAME else aligned
+            _add_lve(rows, clip, s, lve_metric, pred, gt_lve, lip_idx, scale)
         rows.add(clip, s, "temporal_diversity", temporal_diversity(head))
         a_beats = audio_beats(ref.wav, PROTOCOL.sample_rate, fps, n_frames=len(head))
         score, why = beat_align_with_reason(motion_beats(head, fps), a_beats)
@@ -302,6 +363,7 @@ def evaluate_method(
     from tqdm import tqdm
 
     from ksdiff.extract.coeffs import load_basis
+    from ksdiff.metrics.flame import lip_decoder
     from ksdiff.render.video import RenderError
 
     results = Path(results)
@@ -313,6 +375,7 @@ def evaluate_method(
     ext_root = pred_dir.parent if external else None
     basis = load_basis(results / "basis.npz")
     model = _load_syncnet(syncnet or cfg.get("eval", {}).get("syncnet"))
+    flame = (None, "") if is_gt else lip_decoder(cfg)  # raises now on a configured FLAME file that is missing or bad
 
     test, skipped = test_clips(results)
     clips = list(test)
@@ -332,7 +395,7 @@ def evaluate_method(
     for clip in tqdm(clips, desc=f"evaluate {method}", unit="clip", disable=None):
         try:
             why = _score_one(rows, clip, clip in test, results, pred_dir, ext_root, basis, fps, model, is_gt,
-                             cfg["eval"].get("lse_samples"), videos)
+                             cfg["eval"].get("lse_samples"), videos, flame)
         except (RenderError, ValueError, OSError, KeyError) as e:  # one bad clip never stops the table
             log.exception("%s: %s", clip, e)
             why = f"{type(e).__name__}: {e}"
@@ -348,6 +411,8 @@ def evaluate_method(
         "protocol_version": PROTOCOL.version,
         "protocol": PROTOCOL.as_dict(),
         "lve_metric": LVE,
+        "lve_flame": (flame[0].describe() if flame[0] is not None else
+                      {"scored": False, "metric": LVE_FLAME, "note": flame[1] or "ground truth: no LVE"}),
         "lse": (
             {"scored": True, "weights": model.weights_path, "sha256": model.weights_sha256,
              "check": getattr(model, "sync_check", None),
@@ -373,9 +438,9 @@ def evaluate_method(
 
 
 def _score_one(rows, clip, in_test, results, pred_dir, ext_root, basis, fps, model, is_gt, lse_samples=None,
-               videos=None) -> str:
+               videos=None, flame=(None, "")) -> str:
     """Score one clip; '' when scored, else why it was skipped. ``videos``: clip id -> source video path."""
-    from ksdiff.render.video import reference_frame, template_of
+    from ksdiff.render.video import decodable, reference_frame, template_of
     from ksdiff.render.warp import FaceWarper
 
     gt, why = (_read_ok(results / "coeffs" / f"{clip}.parquet", "coeffs") if in_test else (None, ""))
@@ -389,7 +454,8 @@ def _score_one(rows, clip, in_test, results, pred_dir, ext_root, basis, fps, mod
         wav_path = ext_root / "audio" / f"{clip}.wav"
     if not wav_path.exists():
         return f"no audio ({wav_path})"
-    ref = ClipRef(clip, _wav(wav_path), template_of(gt if gt is not None else motion), gt)
+    ident = gt if gt is not None else motion
+    ref = ClipRef(clip, _wav(wav_path), None if decodable(ident) else template_of(ident), gt)
 
     lse_fn = None
     if model is not None:
@@ -402,7 +468,7 @@ def _score_one(rows, clip, in_test, results, pred_dir, ext_root, basis, fps, mod
             warper = FaceWarper(ref_rgb, ref_lm)
             lse_fn = lambda s, posed: lse_rendered(model, warper, posed, ref.wav)  # noqa: E731
     score_clip(rows, ref, motion, basis, fps, with_lve=(gt is not None and not is_gt), lse_fn=lse_fn,
-               lse_samples=lse_samples)
+               lse_samples=lse_samples, flame=flame)
     if is_gt and model is not None:
         # The recorded video itself, as papers score "GT": next to the re-rendered row it shows what
         # landmark extraction + rendering lose (methods only ever exist rendered).

@@ -58,7 +58,10 @@ def test_per_frame_takes_the_worst_lip_vertex_then_averages_frames():
 
 
 def test_names_and_bad_input():
-    assert lve_name("l2") == "lve_l2_iod" and lve_name("squared_l2", normalised=False) == "lve_sql2_raw"
+    assert lve_name("l2") == "lve_l2_iod" and lve_name("squared_l2", units="raw") == "lve_sql2_raw"
+    assert lve_name("l2", units="mm") == "lve_l2_mm"
+    with pytest.raises(ValueError, match="units"):
+        lve_name("l2", units="cm")
     gt = _face()
     with pytest.raises(ValueError, match="variant"):
         lve(gt, gt, variant="l1")

@@ -91,11 +91,21 @@ def lve(
     return float(lve_per_frame(pred, gt, lip_idx=lip_idx, variant=variant, scale=scale).mean())
 
 
-def lve_name(variant: str = PROTOCOL.lve_variant, normalised: bool = True) -> str:
-    """The metric's name in tables: ``lve_l2_iod``, ``lve_sql2_iod``, ``lve_l2_raw`` ..."""
+UNITS = ("iod", "raw", "mm")  # inter-ocular distances (landmarks), input units, millimetres (FLAME meshes)
+
+
+def lve_name(variant: str = PROTOCOL.lve_variant, units: str = "iod") -> str:
+    """The metric's name in tables: ``lve_l2_iod``, ``lve_sql2_iod``, ``lve_l2_mm`` ...
+
+    The units are part of the name so that values in different units (the
+    landmark LVE in inter-ocular distances, the FLAME LVE in millimetres) can
+    never be averaged or ranked together.
+    """
     if variant not in VARIANTS:
         raise ValueError(f"unknown LVE variant {variant!r}")
-    return f"lve_{'l2' if variant == 'l2' else 'sql2'}_{'iod' if normalised else 'raw'}"
+    if units not in UNITS:
+        raise ValueError(f"unknown LVE units {units!r}; expected one of {UNITS}")
+    return f"lve_{'l2' if variant == 'l2' else 'sql2'}_{units}"
 
 
 def flame_lip_indices(masks_path: str | Path) -> tuple[int, ...]:

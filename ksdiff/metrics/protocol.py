@@ -35,7 +35,8 @@ FLAME_LIPS_NOTE = (
     "FLAME_masks.pkl (pass its indices as lip_idx; see "
     "ksdiff.metrics.lve.flame_lip_indices(path)) and pass an explicit scale "
     "(e.g. scale=1e-3 to report millimetres for a mesh in metres), since the "
-    "MediaPipe eye-corner indices do not apply."
+    "MediaPipe eye-corner indices do not apply. ksdiff.evaluate does so for "
+    "DECA tables (lve_flame_* below)."
 )
 
 
@@ -43,7 +44,7 @@ FLAME_LIPS_NOTE = (
 class MetricsProtocol:
     """Every choice behind the reported metric values, with its reason."""
 
-    version: str = "ksdiff-metrics-1"
+    version: str = "ksdiff-metrics-2"  # 2: LVE on FLAME meshes for DECA tables
     fps: float = 25.0  # motion and video frame rate of every metric
     sample_rate: int = 16000  # audio rate of every metric
 
@@ -55,6 +56,13 @@ class MetricsProtocol:
     # corners) of the ground-truth template, so LVE is free of image size.
     lve_units: str = "inter-ocular distance of the GT template (landmarks 33, 263), canonical head-pose-removed frame"
     lve_eye_corners: tuple[int, int] = (33, 263)  # MediaPipe outer eye corners (subject's right, left)
+    # LVE on FLAME meshes (coeffs.backend deca; ksdiff.metrics.flame), its own
+    # metric name (lve_l2_mm) because its units differ from the landmark LVE's.
+    lve_flame_lip_set: str = "FLAME_masks.pkl 'lips' region (FLAME 2020 topology, 5023 vertices)"
+    lve_flame_scale: float = 1e-3  # FLAME is in metres: distances / 1e-3 = millimetres
+    lve_flame_units: str = ("millimetres; FLAME 2020 vertices decoded in numpy as DECA's FLAME does, canonical frame "
+                            "(global rotation, neck and eye poses zero: expression and jaw only), prediction and GT "
+                            "both with the GT clip's FLAME shape code")
     lve_flame_note: str = FLAME_LIPS_NOTE
 
     # --- BeatAlign (Bailando, scaled from 60 to 25 fps; see module docstring)

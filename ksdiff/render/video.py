@@ -65,8 +65,9 @@ def decodable(table: parquet.Table) -> str:
     backend = table.attrs.get("backend", "landmarks")
     if backend == "landmarks":
         return ""
-    return (f"coefficients of the {backend!r} backend are not in the landmark expression basis (FLAME meshes would "
-            "need the FLAME model to decode; not wired): no landmarks to render or to measure lips on")
+    return (f"coefficients of the {backend!r} backend are not in the landmark expression basis: no landmarks to "
+            "render (rendering FLAME meshes is not wired) or to measure landmark lips on (LVE on FLAME meshes, "
+            "lve_*_mm, needs FLAME ground truth and eval.flame_model + eval.flame_masks)")
 
 
 def decode_sample(table: parquet.Table, template: np.ndarray, basis, sample: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -119,7 +119,8 @@ def clip_figures(cfg: dict, results: Path, pred_dirs: dict[str, Path], clip: str
 def _protocol_summary() -> str:
     p = PROTOCOL
     return (f"Protocol {p.version}: LVE {p.lve_variant} over {len(p.lve_lip_indices)} MediaPipe lip landmarks "
-            f"in inter-ocular units; BeatAlign sigma {p.beat_sigma_frames:.4g} frames at {p.fps:g} fps; "
+            f"in inter-ocular units (FLAME meshes: over FLAME's 'lips' vertices in mm); "
+            f"BeatAlign sigma {p.beat_sigma_frames:.4g} frames at {p.fps:g} fps; "
             f"LSE on {p.crop_size} px face crops, offsets ±{p.syncnet_vshift}.")
 
 
@@ -149,6 +150,11 @@ def build_report(
     lse_note, weight_rows = syncnet_statement(attrs)
     basis_rows = {(a.get("basis") or {}).get("sha256", "") for a in attrs} - {""}
     weight_rows += [{"name": "expression basis", "value": f"sha256 {b}"} for b in sorted(basis_rows)]
+    flame = {(f["model"], f["model_sha256"], f["masks"], f["masks_sha256"]) for a in attrs
+             if (f := a.get("lve_flame") or {}).get("scored")}
+    for model, model_sha, masks, masks_sha in sorted(flame):
+        weight_rows += [{"name": "FLAME model (LVE)", "value": f"{model} (sha256 {model_sha})"},
+                        {"name": "FLAME lip mask (LVE)", "value": f"{masks} (sha256 {masks_sha})"}]
 
     figures: list[dict] = []
     if not summary.empty:

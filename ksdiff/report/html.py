@@ -13,7 +13,7 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
-from ksdiff.evaluate import LVE, NO_SYNCNET
+from ksdiff.evaluate import LVE, LVE_FLAME, NO_SYNCNET
 from ksdiff.metrics.protocol import PROTOCOL
 
 TEMPLATE = "template.html"
@@ -37,6 +37,8 @@ def metric_definitions() -> dict[str, str]:
     return {
         LVE: (f"Per frame the largest {p.lve_variant} distance over the {len(p.lve_lip_indices)} lip landmarks "
               f"({p.lve_lip_set}) between prediction and ground truth, averaged over frames; units: {p.lve_units}."),
+        LVE_FLAME: (f"The same LVE ({p.lve_variant}) on FLAME meshes (coefficient backend deca), over the "
+                    f"{p.lve_flame_lip_set}; units: {p.lve_flame_units}. Not comparable with the landmark LVE."),
         "sample_diversity": f"{p.sample_diversity_def}, on {p.diversity_signal}; methods with several samples only.",
         "temporal_diversity": f"{p.temporal_diversity_def}, on {p.diversity_signal}.",
         "beat_align": (f"Mean over speech onsets of exp(-d^2 / 2 sigma^2), d = frames to the nearest head-motion beat "

@@ -44,14 +44,15 @@ KSDIFF = _ksdiff_command()
 _GLOBAL_KEYS = ["datasets", "fps", "sample_rate", "results_dir"]
 
 
-def opts(*sections):
+def opts(*sections, eval_keys=None):
     sub = {k: config[k] for k in _GLOBAL_KEYS}
     for s in sections:
         sub[s] = config[s]
     if "eval" in sub:
         # Scoring never reads the list of external methods (the rules do): adding
-        # one must not rerun the evaluation of every other method.
-        sub["eval"] = {k: v for k, v in sub["eval"].items() if k != "external"}
+        # one must not rerun the evaluation of every other method. eval_keys: the
+        # only eval keys a rule reads (a scoring option must not retrain the expert).
+        sub["eval"] = {k: v for k, v in sub["eval"].items() if k != "external" and (eval_keys is None or k in eval_keys)}
     return shlex.quote(json.dumps(sub, sort_keys=True))
 
 

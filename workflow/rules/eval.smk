@@ -10,7 +10,7 @@ rule syncnet_expert:
     params:
         ksdiff=KSDIFF,
         results=lambda wc: f"{RESULTS}/{wc.dataset}",
-        opts=opts("eval"),
+        opts=opts("eval", eval_keys=("expert", "expert_max_clips", "expert_check_clips")),
     log:
         f"{LOGS}/{{dataset}}/syncnet_expert.log",
     threads: 2
@@ -34,7 +34,7 @@ rule evaluate:
         ksdiff=KSDIFF,
         results=lambda wc: f"{RESULTS}/{wc.dataset}",
         predictions=lambda wc: f"{PREDICTIONS}/{wc.dataset}/{wc.method}",
-        opts=opts("eval"),
+        opts=opts("coeffs", "eval"),  # coeffs.deca_dir: the default FLAME model for LVE on FLAME meshes
     log:
         f"{LOGS}/{{dataset}}/evaluate/{{method}}.log",
     wildcard_constraints:
@@ -82,7 +82,7 @@ rule evaluate_external:
         ksdiff=KSDIFF,
         results=lambda wc: f"{RESULTS}/{wc.dataset}",
         predictions=lambda wc: f"{RESULTS}/{wc.dataset}-ext-{wc.method}/coeffs",
-        opts=opts("eval"),
+        opts=opts("coeffs", "eval"),
     log:
         f"{LOGS}/{{dataset}}/evaluate/ext-{{method}}.log",
     threads: 1

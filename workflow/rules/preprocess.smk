@@ -133,7 +133,7 @@ else:
 
     # FLAME coefficients from a local DECA checkout (coeffs.deca_dir), on crops
     # from our landmarks. The landmark mesh (pose, basis) is still fitted: the
-    # renderer and LVE work on landmark meshes.
+    # renderer works on landmark meshes (LVE uses FLAME's own, ksdiff.metrics.flame).
     rule coeffs:
         input:
             manifest=f"{RESULTS}/{{dataset}}/manifest.parquet",
