@@ -233,27 +233,45 @@ def flame_lips(decoder, table: parquet.Table, sample: int, shape) -> np.ndarray:
     return out
 
 
-def _lve_plan(ref: ClipRef, motion: parquet.Table, basis, flame) -> tuple[str, str, np.ndarray | None, np.ndarray | None]:
-    """(metric, why it is undefined ('' if not), ground-truth vertices, FLAME shape code) of the clip's LVE.
+@dataclass
+class _LvePlan:
+    """How one clip's LVE is measured: the metric, why it is undefined ('' if not), the ground-truth
+    vertices, the lip vertices and scale, and the FLAME shape code for decoding each sample."""
 
-    FLAME prediction and FLAME ground truth: FLAME lip vertices in mm (when
-    the files are configured); both decodable: aligned landmarks in
-    inter-ocular units; anything else has no common mesh.
-    """
+    metric: str
+    why: str = ""
+    gt: np.ndarray | None = None
+    lip_idx: tuple | np.ndarray = ()
+    scale: float = 1.0
+    shape: np.ndarray | None = None
+
+    def pred(self, decoder, motion: parquet.Table, sample: int, aligned: np.ndarray | None) -> np.ndarray:
+        """The sample's vertices to compare with ``gt``: FLAME lips, or the aligned landmarks."""
+        return flame_lips(decoder, motion, sample, self.shape) if self.metric == LVE_FLAME else aligned
+
+
+def _lve_plan(ref: ClipRef, motion: parquet.Table, basis, flame) -> _LvePlan:
+    """FLAME prediction and FLAME ground truth: FLAME lip vertices in mm (when the files are
+    configured); both decodable: aligned landmarks in inter-ocular units; anything else has no
+    common mesh."""
+    from ksdiff.metrics.lve import inter_ocular_distance
     from ksdiff.render.video import decodable, decode_sample
 
     decoder, flame_why = flame
     if is_flame(motion) and is_flame(ref.gt):
         shape = np.asarray(ref.gt.attrs.get("shape") or [], dtype=np.float64)
         if decoder is None:
-            return LVE_FLAME, f"LVE on FLAME meshes: {flame_why}", None, None
+            return _LvePlan(LVE_FLAME, f"LVE on FLAME meshes: {flame_why}")
         if shape.size == 0 or not np.isfinite(shape).all():
-            return LVE_FLAME, "LVE on FLAME meshes: the ground-truth table has no FLAME shape code (attrs['shape'])", None, None
-        return LVE_FLAME, "", flame_lips(decoder, ref.gt, 0, shape), shape
+            return _LvePlan(LVE_FLAME, "LVE on FLAME meshes: the ground-truth table has no FLAME shape code (attrs['shape'])")
+        # the decoded vertices are the lip vertices only, in metres
+        gt = flame_lips(decoder, ref.gt, 0, shape)
+        return _LvePlan(LVE_FLAME, gt=gt, lip_idx=np.arange(gt.shape[1]), scale=PROTOCOL.lve_flame_scale, shape=shape)
     why = decodable(motion) or decodable(ref.gt)
     if why:
-        return LVE, f"LVE: {why}", None, None
-    return LVE, "", decode_sample(ref.gt, ref.template, basis, 0)[0], None
+        return _LvePlan(LVE, f"LVE: {why}")
+    return _LvePlan(LVE, gt=decode_sample(ref.gt, ref.template, basis, 0)[0], lip_idx=PROTOCOL.lve_lip_indices,
+                    scale=inter_ocular_distance(ref.template))
 
 
 def _add_lve(rows: _Rows, clip: str, s: int, metric: str, pred: np.ndarray, gt: np.ndarray, lip_idx, scale: float):
@@ -290,28 +308,22 @@ def score_clip(
     """
     from ksdiff.metrics.beat_align import audio_beats, beat_align_with_reason, motion_beats
     from ksdiff.metrics.diversity import sample_diversity, temporal_diversity
-    from ksdiff.metrics.lve import inter_ocular_distance
     from ksdiff.render.video import decodable, decode_sample, samples_of, select_sample
 
     clip = ref.clip_id
     # Coefficients that do not decode to landmarks (DECA's FLAME) still get the head-pose metrics.
     undecodable = decodable(motion) or (decodable(ref.gt) if ref.gt is not None else "")
-    if with_lve:
-        lve_metric, lve_why, gt_lve, shape = _lve_plan(ref, motion, basis, flame)
-        if not lve_why:  # FLAME: the decoded vertices are the lip vertices only, in metres
-            lip_idx, scale = ((np.arange(gt_lve.shape[1]), PROTOCOL.lve_flame_scale) if lve_metric == LVE_FLAME
-                              else (PROTOCOL.lve_lip_indices, inter_ocular_distance(ref.template)))
+    plan = _lve_plan(ref, motion, basis, flame) if with_lve else None
     heads = []
     for s in samples_of(motion):
         sel = select_sample(motion, s)
         head = head_pose(sel)
         heads.append(head)
         aligned, posed = (None, None) if undecodable else decode_sample(motion, ref.template, basis, s)
-        if with_lve and lve_why:
-            rows.add(clip, s, lve_metric, float("nan"), lve_why)
-        elif with_lve:
-            pred = flame_lips(flame[0], motion, s, shape) if lve_metric == LVE_FLAME else aligned
-            _add_lve(rows, clip, s, lve_metric, pred, gt_lve, lip_idx, scale)
+        if plan is not None and plan.why:
+            rows.add(clip, s, plan.metric, float("nan"), plan.why)
+        elif plan is not None:
+            _add_lve(rows, clip, s, plan.metric, plan.pred(flame[0], motion, s, aligned), plan.gt, plan.lip_idx, plan.scale)
         rows.add(clip, s, "temporal_diversity", temporal_diversity(head))
         a_beats = audio_beats(ref.wav, PROTOCOL.sample_rate, fps, n_frames=len(head))
         score, why = beat_align_with_reason(motion_beats(head, fps), a_beats)

@@ -39,7 +39,7 @@ from tqdm import tqdm
 from ksdiff.io.files import atomic_path
 from ksdiff.metrics.mouth_crops import face_crops
 from ksdiff.metrics.protocol import PROTOCOL
-from ksdiff.metrics.syncnet import build_syncnet, channels_last, file_sha256, n_windows, syncnet_mfcc
+from ksdiff.metrics.syncnet import SAMPLES_PER_FRAME, build_syncnet, channels_last, file_sha256, n_windows, syncnet_mfcc
 
 log = logging.getLogger(__name__)
 
@@ -196,13 +196,12 @@ def check_sync(model: torch.nn.Module, clips: Sequence[tuple], shift: int = CHEC
         raise ValueError("check_sync needs at least two clips (one lends the other its audio)")
     was = model.training
     model.eval()
-    spf = PROTOCOL.sample_rate // int(PROTOCOL.fps)
     rows = []
     try:
         for k, (crops, wav) in enumerate(clips):
             crops, wav = np.asarray(crops), np.asarray(wav, dtype=np.float32)
             other = np.asarray(clips[(k + 1) % len(clips)][1], dtype=np.float32)
-            delayed = np.concatenate([np.zeros(shift * spf, np.float32), wav])[: len(wav)]
+            delayed = np.concatenate([np.zeros(shift * SAMPLES_PER_FRAME, np.float32), wav])[: len(wav)]
             n_win = min(n_windows(len(crops), len(wav)), n_windows(len(crops), len(other)))
             if n_win < 2 * PROTOCOL.syncnet_vshift:
                 log.warning("check_sync: clip %d has %d windows, fewer than the offset search needs; left out", k, n_win)
@@ -256,7 +255,7 @@ def synthetic_sync_clips(n_clips: int = 8, n_frames: int = 75, seed: int = 0) ->
     log-energy alone, and a shifted audio track has a known offset.
     """
     rng = np.random.default_rng(seed)
-    size, spf = PROTOCOL.crop_size, PROTOCOL.sample_rate // int(PROTOCOL.fps)
+    size, spf = PROTOCOL.crop_size, SAMPLES_PER_FRAME
     yy, xx = np.mgrid[0:size, 0:size]
     mouth = ((yy - 165) / 28.0) ** 2 + ((xx - 112) / 50.0) ** 2 <= 1.0
     clips = []
