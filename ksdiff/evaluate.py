@@ -51,14 +51,20 @@ GROUND_TRUTH = "ground_truth"
 ACROSS_SAMPLES = -1  # 'sample' of a metric computed over all samples of a clip (sample diversity)
 LVE = lve_name(PROTOCOL.lve_variant)
 LVE_FLAME = lve_name(PROTOCOL.lve_variant, units="mm")  # FLAME meshes: other units, so another metric
+# The squared variant beside it (DiffSpeaker's and CodeTalker's code): PROTOCOL.lve_variants scores both.
+LVE_SQ = lve_name("squared_l2")
+LVE_FLAME_SQ = lve_name("squared_l2", units="mm")
 
 # name -> (label, unit, which way is better): the report's column heads and arrows.
 METRIC_INFO: dict[str, tuple[str, str, str]] = {
     LVE: (f"LVE ({PROTOCOL.lve_variant})", "inter-ocular units", "lower"),
     LVE_FLAME: (f"LVE FLAME ({PROTOCOL.lve_variant})", "mm" if PROTOCOL.lve_variant == "l2" else "mm²", "lower"),
+    LVE_SQ: ("LVE (squared_l2)", "inter-ocular units²", "lower"),
+    LVE_FLAME_SQ: ("LVE FLAME (squared_l2)", "mm²", "lower"),
     "sample_diversity": ("Sample diversity", "deg", "higher"),
     "temporal_diversity": ("Temporal diversity", "deg", "closer to ground truth"),
     "beat_align": ("BeatAlign", "", "higher"),
+    "beat_align_corrected": ("BeatAlign (chance-corrected)", "", "higher"),
     "lse_d": ("LSE-D", "", "lower"),
     "lse_c": ("LSE-C", "", "higher"),
     "lse_offset": ("AV offset", "frames", "closer to 0"),
@@ -151,7 +157,7 @@ def _to_buffer(frames, n: int, tmp: Path) -> np.ndarray:
     return buf[: k + 1] if k + 1 < n else buf
 
 
-def lse_rendered(model, warper, posed: np.ndarray | None, wav: np.ndarray) -> dict:
+def lse_rendered(model, warper, posed: np.ndarray | None, wav: np.ndarray, fps: float = PROTOCOL.fps) -> dict:
     """LSE of a motion rendered over the clip's reference frame (methods and GT alike)."""
     from ksdiff.metrics.mouth_crops import face_crops
     from ksdiff.metrics.syncnet import lse
@@ -162,7 +168,7 @@ def lse_rendered(model, warper, posed: np.ndarray | None, wav: np.ndarray) -> di
     with tempfile.TemporaryDirectory(prefix="ksdiff-lse-") as tmp:
         frames = _to_buffer((warper.render(p) for p in posed), len(posed), Path(tmp))
         crops = face_crops(frames, posed)
-    return lse(model, crops, wav, color="rgb")
+    return lse(model, crops, wav, color="rgb", fps=fps)
 
 
 def lse_original(model, video: str, landmarks: np.ndarray, fps: float, wav: np.ndarray) -> dict:
@@ -174,7 +180,7 @@ def lse_original(model, video: str, landmarks: np.ndarray, fps: float, wav: np.n
     with tempfile.TemporaryDirectory(prefix="ksdiff-lse-") as tmp:
         frames = _to_buffer((rgb for _, _, _, rgb in iter_frames(video, fps)), len(landmarks), Path(tmp))
         crops = face_crops(frames, landmarks[: len(frames)])
-    return lse(model, crops, wav, color="rgb")
+    return lse(model, crops, wav, color="rgb", fps=fps)
 
 
 def _landmarks_px(path: Path) -> np.ndarray:
@@ -275,17 +281,21 @@ def _lve_plan(ref: ClipRef, motion: parquet.Table, basis, flame) -> _LvePlan:
 
 
 def _add_lve(rows: _Rows, clip: str, s: int, metric: str, pred: np.ndarray, gt: np.ndarray, lip_idx, scale: float):
-    """LVE of one sample on the frames valid in both (the first min(T) frames when lengths differ)."""
+    """LVE of one sample on the frames valid in both (the first min(T) frames when lengths differ),
+    in every variant of PROTOCOL.lve_variants, each under its own name (``metric``'s units)."""
     from ksdiff.metrics.lve import lve
 
+    units = "mm" if metric == LVE_FLAME else "iod"
     n = min(len(pred), len(gt))
     if len(pred) != len(gt):
         log.warning("%s sample %d: %d frames vs %d in ground truth; LVE on the first %d", clip, s, len(pred), len(gt), n)
     m = np.isfinite(gt[:n]).all((1, 2)) & np.isfinite(pred[:n]).all((1, 2))
-    if m.any():
-        rows.add(clip, s, metric, lve(pred[:n][m], gt[:n][m], lip_idx, PROTOCOL.lve_variant, scale))
-    else:
-        rows.add(clip, s, metric, float("nan"), "no frame valid in both prediction and ground truth")
+    for variant in PROTOCOL.lve_variants:
+        name = lve_name(variant, units)
+        if m.any():
+            rows.add(clip, s, name, lve(pred[:n][m], gt[:n][m], lip_idx, variant, scale))
+        else:
+            rows.add(clip, s, name, float("nan"), "no frame valid in both prediction and ground truth")
 
 
 def score_clip(
@@ -307,6 +317,7 @@ def score_clip(
     flame: (ksdiff.metrics.flame.LipDecoder or None, why not) for FLAME tables.
     """
     from ksdiff.metrics.beat_align import audio_beats, beat_align_with_reason, motion_beats
+    from ksdiff.metrics.beat_chance import beat_align_corrected
     from ksdiff.metrics.diversity import sample_diversity, temporal_diversity
     from ksdiff.render.video import decodable, decode_sample, samples_of, select_sample
 
@@ -326,8 +337,9 @@ def score_clip(
             _add_lve(rows, clip, s, plan.metric, plan.pred(flame[0], motion, s, aligned), plan.gt, plan.lip_idx, plan.scale)
         rows.add(clip, s, "temporal_diversity", temporal_diversity(head))
         a_beats = audio_beats(ref.wav, PROTOCOL.sample_rate, fps, n_frames=len(head))
-        score, why = beat_align_with_reason(motion_beats(head, fps), a_beats)
+        score, why = beat_align_with_reason(motion_beats(head, fps), a_beats, fps=fps)
         rows.add(clip, s, "beat_align", score, why)
+        rows.add(clip, s, "beat_align_corrected", *beat_align_corrected(motion_beats(head, fps), a_beats, len(head), fps))
         if lse_fn is not None and (lse_samples is None or s < lse_samples):
             try:
                 r = lse_fn(s, posed)
@@ -478,7 +490,7 @@ def _score_one(rows, clip, in_test, results, pred_dir, ext_root, basis, fps, mod
         else:
             ref_rgb, ref_lm, _ = reference_frame(results, clip, fps)
             warper = FaceWarper(ref_rgb, ref_lm)
-            lse_fn = lambda s, posed: lse_rendered(model, warper, posed, ref.wav)  # noqa: E731
+            lse_fn = lambda s, posed: lse_rendered(model, warper, posed, ref.wav, fps)  # noqa: E731
     score_clip(rows, ref, motion, basis, fps, with_lve=(gt is not None and not is_gt), lse_fn=lse_fn,
                lse_samples=lse_samples, flame=flame)
     if is_gt and model is not None:

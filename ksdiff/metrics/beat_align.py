@@ -9,8 +9,12 @@
                 d(b) = distance in frames from b to the nearest motion beat.
 
 Bailando's constants (sigma^2 = 9, smoothing sigma 5, both at 60 fps) are
-scaled to 25 fps in ksdiff.metrics.protocol (1.25 and 2.083 frames). The score
-is undefined (NaN, with a reason) when either beat set is empty.
+durations, pinned in ksdiff.metrics.protocol in frames at 25 fps (1.25 and
+2.083 frames); at another frame rate both are rescaled to the same duration
+(``frames_at``), so a motion resampled to 50 fps scores as it does at 25 fps.
+The score is undefined (NaN, with a reason) when either beat set is empty.
+Bailando's score is kept unchanged so numbers compare with papers; its
+chance-corrected form is ksdiff.metrics.beat_chance.
 """
 from __future__ import annotations
 
@@ -23,6 +27,13 @@ from scipy.signal import find_peaks
 from ksdiff.metrics.protocol import PROTOCOL
 
 log = logging.getLogger(__name__)
+
+
+def frames_at(frames_at_protocol_fps: float, fps: float) -> float:
+    """A duration pinned in frames at PROTOCOL.fps, in frames at ``fps``."""
+    if not fps > 0:
+        raise ValueError(f"fps must be positive, got {fps}")
+    return frames_at_protocol_fps * fps / PROTOCOL.fps
 
 
 def motion_speed(head: np.ndarray) -> np.ndarray:
@@ -50,7 +61,7 @@ def motion_beats(
     speed = motion_speed(head)
     if len(speed) < 3:
         return np.zeros(0, dtype=np.int64)
-    sigma = PROTOCOL.beat_smooth_sigma_frames * fps / PROTOCOL.fps if smooth_sigma is None else smooth_sigma
+    sigma = frames_at(PROTOCOL.beat_smooth_sigma_frames, fps) if smooth_sigma is None else smooth_sigma
     smoothed = gaussian_filter1d(speed, sigma, mode="reflect") if sigma > 0 else speed
     # find_peaks keeps a flat minimum (equal neighbours) as its middle sample,
     # where argrelextrema(np.less) would miss it.
@@ -66,7 +77,11 @@ def audio_beats(
 ) -> np.ndarray:
     """Speech onsets as frame indices at ``fps`` (librosa, parameters pinned in PROTOCOL).
 
-    n_frames: drop onsets at or after this frame (the motion's length).
+    n_frames: the motion's length T. Onsets that round to frame T-1 or later
+    are dropped, frames 0..T-2 are kept: the frames the head speed covers
+    (T-1 values, speed(t) assigned to frame t), so every kept onset could
+    have a motion beat on it. Bailando does the same: its music beats are cut
+    to len(kinetic_vel) = T-1 (get_mb(key, length) in its metrics.py).
     """
     import librosa
 
@@ -96,14 +111,19 @@ def audio_beats(
     )
     frames = np.unique(np.round(np.asarray(times) * fps).astype(np.int64))
     if n_frames is not None:
-        frames = frames[frames < n_frames]
+        frames = frames[frames < n_frames - 1]
     return frames
 
 
 def beat_align_with_reason(
-    motion_beats: np.ndarray, audio_beats: np.ndarray, sigma: float = PROTOCOL.beat_sigma_frames
+    motion_beats: np.ndarray, audio_beats: np.ndarray, sigma: float | None = None, fps: float = PROTOCOL.fps
 ) -> tuple[float, str]:
-    """(score, reason): reason is '' for a defined score, else why it is NaN."""
+    """(score, reason): reason is '' for a defined score, else why it is NaN.
+
+    Beats are frame indices at ``fps``; ``sigma`` is in frames at ``fps``, None
+    takes the pinned protocol value (1.25 frames at 25 fps) rescaled to ``fps``.
+    """
+    sigma = frames_at(PROTOCOL.beat_sigma_frames, fps) if sigma is None else sigma
     m = np.asarray(motion_beats, dtype=np.float64).ravel()
     a = np.asarray(audio_beats, dtype=np.float64).ravel()
     if a.size == 0:
@@ -116,9 +136,11 @@ def beat_align_with_reason(
     return float(np.mean(np.exp(-(d**2) / (2.0 * sigma**2)))), ""
 
 
-def beat_align(motion_beats: np.ndarray, audio_beats: np.ndarray, sigma: float = PROTOCOL.beat_sigma_frames) -> float:
+def beat_align(
+    motion_beats: np.ndarray, audio_beats: np.ndarray, sigma: float | None = None, fps: float = PROTOCOL.fps
+) -> float:
     """Bailando's beat-align score in [0, 1]; NaN (reason logged) without beats."""
-    score, reason = beat_align_with_reason(motion_beats, audio_beats, sigma)
+    score, reason = beat_align_with_reason(motion_beats, audio_beats, sigma, fps)
     if reason:
         log.warning("BeatAlign undefined: %s", reason)
     return score

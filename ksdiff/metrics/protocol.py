@@ -44,7 +44,11 @@ FLAME_LIPS_NOTE = (
 class MetricsProtocol:
     """Every choice behind the reported metric values, with its reason."""
 
-    version: str = "ksdiff-metrics-2"  # 2: LVE on FLAME meshes for DECA tables
+    # 2: LVE on FLAME meshes for DECA tables.
+    # 3: BeatAlign chance-corrected score (beat_chance_*); BeatAlign's sigma
+    #    rescaled with fps like its smoothing; onsets kept on frames 0..T-2
+    #    (Bailando's cut); LSE refuses a motion fps other than ``fps``.
+    version: str = "ksdiff-metrics-3"
     fps: float = 25.0  # motion and video frame rate of every metric
     sample_rate: int = 16000  # audio rate of every metric
 
@@ -52,6 +56,9 @@ class MetricsProtocol:
     lve_lip_set: str = "mediapipe_FACEMESH_LIPS"
     lve_lip_indices: tuple[int, ...] = MEDIAPIPE_LIP_INDICES
     lve_variant: str = "l2"  # 'l2' (FaceFormer: max L2 distance) | 'squared_l2' (DiffSpeaker's code)
+    # Both variants are scored, each its own metric (lve_l2_*, lve_sql2_*), so a table compares with
+    # FaceFormer's L2 numbers and with the squared numbers of DiffSpeaker's and CodeTalker's code.
+    lve_variants: tuple[str, ...] = ("l2", "squared_l2")
     # Units: coordinates divided by the inter-ocular distance (outer eye
     # corners) of the ground-truth template, so LVE is free of image size.
     lve_units: str = "inter-ocular distance of the GT template (landmarks 33, 263), canonical head-pose-removed frame"
@@ -86,7 +93,18 @@ class MetricsProtocol:
     onset_post_avg: int = 11
     onset_wait: int = 3
     onset_delta: float = 0.07
-    onset_to_frame: str = "round(onset_time_s * fps); onsets at or after the last motion frame are dropped"
+    onset_to_frame: str = ("round(onset_time_s * fps); onsets on frame T-1 or later are dropped (T motion frames): "
+                           "kept onsets lie on frames 0..T-2, the frames the head speed covers, as Bailando cuts "
+                           "its music beats to len(kinetic_vel) = T-1")
+    beat_fps_scaling: str = ("beat_sigma_frames and beat_smooth_sigma_frames are durations pinned in frames at "
+                             "`fps`; at another motion fps both are multiplied by motion_fps / fps")
+    # Chance-corrected BeatAlign (ksdiff.metrics.beat_chance): Bailando's score
+    # minus its mean over the same motion against the clip's onsets circularly
+    # shifted (mod T-1) by these seeded offsets, so unrelated motion scores ~0.
+    beat_chance_shifts: int = 50  # offsets drawn per clip
+    beat_chance_min_shift_s: float = 2.0  # offsets in [2 s, T-1 frames - 2 s]: no onset stays near its own time
+    beat_chance_seed: int = 0  # numpy.random.default_rng(seed).integers(lo, hi + 1, size=shifts)
+    beat_chance_def: str = "BA(motion, onsets) - mean_k BA(motion, (onsets + o_k) mod (T-1)); NaN for a clip under 2 x min shift"
 
     # --- Diversity (SadTalker-style head-motion spread) -------------------
     diversity_signal: str = "head pose (yaw, pitch, roll) in degrees"
@@ -116,6 +134,33 @@ class MetricsProtocol:
     crop_box: str = "square box centred on the bounding box of all 478 landmarks (x, y), side = max(width, height) * crop_box_scale (stands in for S3FD's face box)"
     crop_box_scale: float = 1.0
     crop_resize: str = "cv2.resize INTER_LINEAR (syncnet_python's default)"
+    # Where LSE here departs from syncnet_python's pipeline (syncnet_pipeline.py), one sentence each;
+    # the report lists them in its protocol section.
+    lse_deviations: tuple[str, ...] = (
+        "Face box: syncnet_python detects faces with S3FD (confidence >= 0.9, on frames scaled by 0.25); ksdiff uses "
+        "the bounding box of the 478 MediaPipe landmarks made square (side = max(width, height) x crop_box_scale, "
+        "1.0), which was never calibrated against S3FD boxes (S3FD's weights are not available here), so crops may "
+        "sit higher or be sized differently than syncnet_python's.",
+        "No scene detection and no track filters: syncnet_python splits the video into scenes (PySceneDetect "
+        "ContentDetector), links detections into tracks (IoU > 0.5, gaps of at most 25 frames) and scores only "
+        "tracks longer than 50 frames (min_track) whose mean box side exceeds 100 px (min_face_size); ksdiff scores "
+        "every clip as one track from its first to its last frame, whatever its length or face size (frames "
+        "without landmarks take a box interpolated in time).",
+        "No re-encoding: syncnet_python converts the video to a 25 fps AVI (ffmpeg, q:v 2), extracts JPEG frames, "
+        "writes the 224 px crops to an XVID AVI and decodes that to JPEG again before SyncNet reads it; ksdiff "
+        "crops the decoded (or rendered) frames directly and hands the crops to SyncNet in memory, and uses the "
+        "clip's 16 kHz wav without ffmpeg's slicing and re-muxing, so no compression artefacts are added.",
+        "Box smoothing on short clips: syncnet_python median-filters box size and centre with a 13-frame kernel "
+        "(crop_median_frames, scipy.signal.medfilt, zero-padded edges) on tracks that are always longer than 50 "
+        "frames; ksdiff uses the same filter on clips of 13 frames or more, but on a shorter clip shrinks the "
+        "kernel to the largest odd length not above its frame count (6 frames: 5; 7-8: 7; 9-10: 9; 11-12: 11) so "
+        "that the zero padding never fills most of a window; clips under 6 frames get no LSE (syncnet_python's window count, frames "
+        "minus 5, must be at least 1).",
+        "One face per frame: syncnet_python scores every face track it finds and its pipeline reports the best "
+        "(largest confidence, smallest distance over tracks); ksdiff scores only the tracked speaking face "
+        "(ksdiff.extract.landmarks: with several faces, the one whose mouth opening varies most over the first "
+        "2 s, then followed by box overlap; rendered methods have one face by construction).",
+    )
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -34,7 +34,28 @@ from ksdiff.metrics.protocol import PROTOCOL
 
 log = logging.getLogger(__name__)
 
-SAMPLES_PER_FRAME = PROTOCOL.sample_rate // int(PROTOCOL.fps)  # 640, syncnet_python's constant
+MFCC_RATE_HZ = 100  # python_speech_features' winstep 0.01 s: SyncNet's audio steps per second
+
+
+def frame_steps(fps: float) -> tuple[int, int]:
+    """(audio samples, MFCC steps) per video frame at ``fps``: (640, 4) at 25 fps, syncnet_python's constants.
+
+    SyncNet was trained on 5-frame windows against 20 MFCC steps, i.e. at
+    PROTOCOL.fps only; any other frame rate would pair each window with the
+    wrong stretch of audio, so it is refused here rather than scored.
+    """
+    if fps != PROTOCOL.fps:
+        raise ValueError(f"LSE (SyncNet) is defined at {PROTOCOL.fps:g} fps only (5 frames per "
+                         f"{PROTOCOL.syncnet_mfcc_steps} MFCC steps at {MFCC_RATE_HZ} Hz); got motion at {fps:g} fps: "
+                         f"resample it to {PROTOCOL.fps:g} fps first")
+    samples, steps = PROTOCOL.sample_rate / fps, MFCC_RATE_HZ / fps
+    if samples != int(samples) or steps != PROTOCOL.syncnet_mfcc_per_frame:
+        raise ValueError(f"protocol inconsistent: {PROTOCOL.sample_rate} Hz / {fps:g} fps = {samples:g} samples and "
+                         f"{steps:g} MFCC steps per frame (syncnet_mfcc_per_frame = {PROTOCOL.syncnet_mfcc_per_frame})")
+    return int(samples), int(steps)
+
+
+SAMPLES_PER_FRAME = frame_steps(PROTOCOL.fps)[0]  # 640, syncnet_python's constant
 
 
 class SyncNetWeightsError(FileNotFoundError):
@@ -207,6 +228,7 @@ def lse(
     batch_size: int = 32,
     device: str = "cpu",
     vshift: int = PROTOCOL.syncnet_vshift,
+    fps: float = PROTOCOL.fps,
 ) -> dict:
     """LSE-D, LSE-C and the AV offset of one clip.
 
@@ -216,8 +238,10 @@ def lse(
     wav16k: mono float32 [-1, 1] (or int16) at 16 kHz, aligned with frame 0.
     Returns dict(lse_d, lse_c, offset, offsets (-15..15), dists (mdist per
     offset), n_windows). The offset follows syncnet_python's sign: > 0 when
-    the audio leads the video.
+    the audio leads the video. ``fps``: the crops' frame rate; anything but
+    PROTOCOL.fps raises ValueError (frame_steps).
     """
+    frame_steps(fps)
     crops = np.asarray(crops)
     if crops.ndim != 4 or crops.shape[-1] != 3 or crops.dtype != np.uint8:
         raise ValueError(f"crops must be (T, H, W, 3) uint8; got {crops.shape} {crops.dtype}")

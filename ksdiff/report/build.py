@@ -118,9 +118,11 @@ def clip_figures(cfg: dict, results: Path, pred_dirs: dict[str, Path], clip: str
 
 def _protocol_summary() -> str:
     p = PROTOCOL
-    return (f"Protocol {p.version}: LVE {p.lve_variant} over {len(p.lve_lip_indices)} MediaPipe lip landmarks "
+    return (f"Protocol {p.version}, every metric at {p.fps:g} fps (motion and video) and {p.sample_rate / 1000:g} kHz "
+            f"audio: LVE {p.lve_variant} over {len(p.lve_lip_indices)} MediaPipe lip landmarks "
             f"in inter-ocular units (FLAME meshes: over FLAME's 'lips' vertices in mm); "
-            f"BeatAlign sigma {p.beat_sigma_frames:.4g} frames at {p.fps:g} fps; "
+            f"BeatAlign sigma {p.beat_sigma_frames:.4g} frames at {p.fps:g} fps ({1000 * p.beat_sigma_frames / p.fps:.0f} ms), "
+            f"chance-corrected over {p.beat_chance_shifts} onset shifts of at least {p.beat_chance_min_shift_s:g} s; "
             f"LSE on {p.crop_size} px face crops, offsets ±{p.syncnet_vshift}.")
 
 
