@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from ksdiff import config
-from ksdiff.evaluate import ACROSS_SAMPLES, GROUND_TRUTH, LVE, evaluate_method
+from ksdiff.evaluate import ACROSS_SAMPLES, GROUND_TRUTH, LVE, LVE_SQ, evaluate_method
 from ksdiff.geometry import euler_to_matrix
 from ksdiff.io import parquet
 from ksdiff.io.audio import write_wav
@@ -136,6 +136,11 @@ def test_known_lip_offset_gives_the_expected_lve(world, tmp_path):
     for clip in ("spkA_0", "spkA_1"):
         assert lve[(clip, 0)] == pytest.approx(0.1 / np.sqrt(40), rel=1e-4)
         assert lve[(clip, 1)] == pytest.approx(0.2 / np.sqrt(40), rel=1e-4)
+    # the squared variant beside it: every frame has the same error here, so it is that error squared
+    sq = df[df.metric == LVE_SQ].set_index(["clip_id", "sample"])["value"]
+    for clip in ("spkA_0", "spkA_1"):
+        assert sq[(clip, 0)] == pytest.approx(0.1**2 / 40, rel=1e-3)
+        assert sq[(clip, 1)] == pytest.approx(0.2**2 / 40, rel=1e-3)
     sd = df[df.metric == "sample_diversity"].set_index("clip_id")["value"]
     assert sd["spkA_0"] == pytest.approx(2.0, abs=0.02)  # samples differ by 2 degrees of yaw
 
@@ -148,7 +153,7 @@ def test_metrics_table_is_long_with_one_row_per_clip_sample_metric(world, tmp_pa
     assert list(df.columns) == ["method", "clip_id", "sample", "metric", "value"]
     assert not df.duplicated(["clip_id", "sample", "metric"]).any()
     assert set(df.method) == {"offset"} and set(df.clip_id) == {"spkA_0", "spkA_1"}
-    per_sample = {LVE, "temporal_diversity", "beat_align"}
+    per_sample = {LVE, LVE_SQ, "temporal_diversity", "beat_align", "beat_align_corrected"}
     for clip in ("spkA_0", "spkA_1"):
         d = df[df.clip_id == clip]
         got = set(zip(d["sample"], d.metric))

@@ -95,3 +95,23 @@ def test_protocol_is_frozen_and_printable():
     d = json.loads(PROTOCOL.describe())
     assert d["lve_variant"] == "l2" and d["syncnet_vshift"] == 15 and d["crop_size"] == 224
     assert d["lve_lip_indices"].split(",")[:3] == ["0", "13", "14"]
+
+
+def test_squared_variant_is_not_the_square_of_the_l2_mean():
+    """The two variants differ by more than a monotone map: mean of squares vs square of the mean."""
+    gt = _face(T=2)
+    pred = gt.copy()
+    pred[0, LIPS[0], 0] += 0.1 * 2.0  # 0.1 IOD in frame 0, 0.3 IOD in frame 1
+    pred[1, LIPS[0], 0] += 0.3 * 2.0
+    assert lve(pred, gt) == pytest.approx(0.2)
+    assert lve(pred, gt, variant="squared_l2") == pytest.approx((0.1**2 + 0.3**2) / 2)  # 0.05, not 0.2**2 = 0.04
+
+
+def test_both_variants_are_scored_under_their_own_names_and_units():
+    from ksdiff.evaluate import LVE, LVE_FLAME, LVE_FLAME_SQ, LVE_SQ, METRIC_INFO
+
+    assert PROTOCOL.lve_variants == ("l2", "squared_l2")
+    assert (LVE, LVE_SQ, LVE_FLAME, LVE_FLAME_SQ) == ("lve_l2_iod", "lve_sql2_iod", "lve_l2_mm", "lve_sql2_mm")
+    assert METRIC_INFO[LVE_SQ][1].endswith("²") and METRIC_INFO[LVE_FLAME_SQ][1] == "mm²"
+    assert METRIC_INFO[LVE][1] == "inter-ocular units" and METRIC_INFO[LVE_FLAME][1] == "mm"
+    assert all(METRIC_INFO[k][2] == "lower" for k in (LVE, LVE_SQ, LVE_FLAME, LVE_FLAME_SQ))
