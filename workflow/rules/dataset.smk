@@ -4,7 +4,11 @@
 
 rule splits:
     input:
-        f"{RESULTS}/{{dataset}}/manifest.parquet",
+        manifest=f"{RESULTS}/{{dataset}}/manifest.parquet",
+        # dataset.split_file (a path or split -> path): editing a published split reruns the split.
+        split_file=lambda wc: (lambda f: list(f.values()) if isinstance(f, dict) else [f] if f else [])(
+            config["dataset"]["split_file"]
+        ),
     output:
         f"{RESULTS}/{{dataset}}/splits.parquet",
     params:
@@ -18,7 +22,7 @@ rule splits:
     conda:
         "../../envs/ksdiff.yaml"
     shell:
-        "{params.ksdiff} splits --manifest {input} --out {output} --opts {params.opts} > {log} 2>&1"
+        "{params.ksdiff} splits --manifest {input.manifest} --out {output} --opts {params.opts} > {log} 2>&1"
 
 
 rule basis:
