@@ -10,12 +10,17 @@ The checkpoint carries everything besides the two inputs: model weights and
 configuration, normalisation statistics, the speech-feature kind it was
 trained on, and the expression basis. The reference's own face becomes the
 identity (its landmarks, frontalised, as in ksdiff.extract.coeffs) and its
-placement in the picture the motion's anchor (ksdiff.data.motion), so the
-generated head starts where the reference face is.
+placement and rotation in the picture the motion's anchor (ksdiff.data.motion):
+the model generates head pose relative to a reference frame, which is composed
+with the portrait's own fitted pose, so the generated head stays where and how
+the portrait's head is (a portrait looking past the camera keeps looking past
+it). Checkpoints from before the pose was anchored still generate their
+absolute angles, as they did.
 """
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -68,14 +73,17 @@ def reference_face(rgb: np.ndarray, cfg: dict) -> np.ndarray:
 
 
 def identity_and_anchor(landmarks: np.ndarray) -> tuple[np.ndarray, motion.Anchor]:
-    """The reference's identity template (canonical frame, inter-ocular units) and its placement."""
+    """The reference's identity template (canonical frame, inter-ocular units) and its placement and rotation
+    (the anchor's yaw/pitch/roll: the pose the landmark fit finds in the portrait)."""
     from ksdiff.extract.coeffs import build_template, solve_pose
+    from ksdiff.geometry import matrix_to_euler
 
     template = build_template(landmarks[None])
     fit = solve_pose(template, landmarks[None])
     if not fit["valid"][0]:
         raise GenerateError("the reference face could not be fitted (landmarks incomplete)")
-    anchor = motion.Anchor(fit["trans"][0], float(fit["scale"][0]), motion.template_size(template), frame=-1)
+    anchor = motion.Anchor(fit["trans"][0], float(fit["scale"][0]), motion.template_size(template), frame=-1,
+                           ypr=matrix_to_euler(fit["R"][0]))
     return template, anchor
 
 
@@ -145,15 +153,27 @@ def transcript_words(x: np.ndarray, sr: int, cfg: dict, transcript: str | None) 
     return ps.recognize(x, sr)
 
 
-def generate(cfg: dict, audio: str, ref: str, checkpoint: str, out: str, transcript: str | None = None,
-             seed: int = 0, steps: int | None = None) -> int:
-    """`ksdiff generate`: write ``out`` (mp4: rendered frames at cfg fps + the audio)."""
-    from ksdiff.infer import InferConfig, build_from_checkpoint, load_checkpoint, sample_motion
+@dataclass
+class Generated:
+    """What `ksdiff generate` renders: the motion as coeffs columns, the identity and the reference."""
+
+    cols: dict  # 'coeffs' schema columns (absolute pose, placed at the portrait's anchor), one sample
+    template: np.ndarray  # (478, 3) identity template of the portrait
+    anchor: motion.Anchor  # the portrait's placement and fitted rotation
+    rgb: np.ndarray  # (H, W, 3) the reference picture
+    ref_lm: np.ndarray  # (478, 3) its landmarks
+    audio: np.ndarray
+    sample_rate: int
+    fps: float
+    basis: object  # ksdiff.extract.coeffs.Basis from the checkpoint
+
+
+def generate_motion(cfg: dict, audio: str, ref: str, checkpoint: str, transcript: str | None = None,
+                    seed: int = 0, steps: int | None = None) -> Generated:
+    """The motion `ksdiff generate` animates ``ref`` with, before rendering."""
+    from ksdiff.infer import InferConfig, build_from_checkpoint, load_checkpoint, pose_frame, sample_motion
     from ksdiff.io.audio import AudioError, load_audio
-    from ksdiff.io.video import write_video
     from ksdiff.models.transcript import frame_tokens
-    from ksdiff.render.warp import render_frames
-    from ksdiff.extract.coeffs import decode_landmarks
     from ksdiff.train import pick_device
 
     icfg = InferConfig.from_dict(cfg.get("infer"))
@@ -185,8 +205,21 @@ def generate(cfg: dict, audio: str, ref: str, checkpoint: str, out: str, transcr
     stats = ds.Stats.from_dict(payload["stats"])
     head, expr = sample_motion(model, stats, feat, fmask, pros, words, 1, int(seed), steps=steps,
                                guidance=icfg.guidance)
-    cols = motion.coeffs_from_motion(head[0], expr[0], anchor, fps)
-    _, posed = decode_landmarks(cols, template, basis)
-    write_video(out, render_frames(rgb, ref_lm, posed), fps=fps, audio=x, sample_rate=sr)
-    log.info("wrote %s: %d frames (%.2f s) for %.2f s of audio", out, n_frames, n_frames / fps, len(x) / sr)
+    cols = motion.coeffs_from_motion(head[0], expr[0], anchor, fps, pose_frame=pose_frame(payload))
+    return Generated(cols, template, anchor, rgb, ref_lm, x, sr, fps, basis)
+
+
+def generate(cfg: dict, audio: str, ref: str, checkpoint: str, out: str, transcript: str | None = None,
+             seed: int = 0, steps: int | None = None) -> int:
+    """`ksdiff generate`: write ``out`` (mp4: rendered frames at cfg fps + the audio)."""
+    from ksdiff.extract.coeffs import decode_landmarks
+    from ksdiff.io.video import write_video
+    from ksdiff.render.warp import render_frames
+
+    g = generate_motion(cfg, audio, ref, checkpoint, transcript=transcript, seed=seed, steps=steps)
+    _, posed = decode_landmarks(g.cols, g.template, g.basis)
+    write_video(out, render_frames(g.rgb, g.ref_lm, posed), fps=g.fps, audio=g.audio, sample_rate=g.sample_rate)
+    n_frames = len(posed)
+    log.info("wrote %s: %d frames (%.2f s) for %.2f s of audio", out, n_frames, n_frames / g.fps,
+             len(g.audio) / g.sample_rate)
     return 0

@@ -3,19 +3,32 @@
 Learned methods: the clip's speech features and transcript -> ``n_samples``
 samples of the whole clip (windows chained by ``sample_long``), de-normalised
 with the statistics stored in the checkpoint and placed at the clip's anchor
-(its first valid frame, see ksdiff.data.motion), so metrics compare like with
-like. The ``sample`` column numbers the samples; diversity metrics need several.
-Sampling is reproducible: the noise comes from a generator seeded with
-``seed + crc32(clip id)``, so each clip has its own stream and the same seed
-always gives the same motion (on any device: the noise is drawn on the CPU).
+(its first valid frame, see ksdiff.data.motion): the models generate the head
+pose relative to the reference frame and the reference's own rotation,
+translation and scale are composed back in, so predictions are written as
+absolute coefficients and metrics and the renderer compare like with like. The
+reference pose is an input (the photo a method animates), not the motion: it
+is the pose of the one frame the renderer warps. Checkpoints from before the
+pose was anchored (representation head6-anchor-v1) generate absolute angles and
+are written as they were. The ``sample`` column numbers the samples; diversity
+metrics need several. Sampling is reproducible: the noise comes from a
+generator seeded with ``seed + crc32(clip id)``, so each clip has its own
+stream and the same seed always gives the same motion (on any device: the
+noise is drawn on the CPU).
 
 Baselines (no checkpoint):
-  static      the mean face: the training mean head pose and zero expression
-              (the PCA mean shape), held still for the whole clip; one sample.
+  static      the mean face: the training mean head pose (relative to the
+              reference, so the head holds the clip's reference pose, shifted by
+              the training clips' average drift from their first frame) and zero
+              expression (the PCA mean shape), held still for the whole clip; one
+              sample.
   mismatched  the ground truth of another test clip (next in sorted order with a
               different speaker when there is one), cropped or ping-pong looped to
-              this clip's length and placed at this clip's anchor: real motion with
-              the wrong speech, the floor for lip sync.
+              this clip's length: its motion relative to its own reference frame,
+              placed at this clip's reference, i.e. real motion of another speaker
+              with the wrong speech, the floor for lip sync and BeatAlign. It is
+              anchored like every model (not the other speaker's absolute pose), so
+              a model cannot beat it on head placement by anchoring alone.
 
 A clip whose inputs are missing or failed gets a zero-row table with status
 ``skipped`` and the reason, so a dataset run carries on.
@@ -99,10 +112,17 @@ def load_checkpoint(path: str | Path, expect_method: str | None = None) -> dict:
     if expect_method is not None and expect_method not in (payload["method"], payload.get("name")):
         raise CheckpointError(f"{path} holds a {payload.get('name', payload['method'])!r} model "
                               f"({payload['method']}), expected {expect_method!r}")
-    if payload["motion"].get("representation") != motion.REPRESENTATION:
+    try:
+        motion.pose_frame_of(payload["motion"].get("representation"))
+    except ValueError:
         raise CheckpointError(f"{path}: motion representation {payload['motion'].get('representation')!r}, "
-                              f"this ksdiff uses {motion.REPRESENTATION!r}; retrain")
+                              f"this ksdiff uses {motion.REPRESENTATION!r}; retrain") from None
     return payload
+
+
+def pose_frame(payload: dict) -> str:
+    """'reference' (the model generates head pose relative to the reference frame) or 'absolute' (older models)."""
+    return motion.pose_frame_of(payload["motion"].get("representation"))
 
 
 def build_from_checkpoint(payload: dict, device: torch.device):
@@ -175,19 +195,21 @@ def mismatched_partner(results: Path, clip: str) -> str:
 
 
 def baseline_motion(method: str, results: Path, clip: str, n_frames: int) -> tuple[np.ndarray, np.ndarray, dict]:
-    """head (1, T, 6), expr (1, T, K) of a non-learned baseline, plus attrs describing it."""
+    """head (1, T, 6), expr (1, T, K) of a non-learned baseline, plus attrs describing it (``pose_frame``: how
+    its head rotation is to be placed, see ksdiff.data.motion)."""
     if method == "static":
         stats = ds.Stats.read(results / "stats.parquet")
         head = np.repeat(stats.mean["head"][None], n_frames, axis=0)
         expr = np.zeros((n_frames, len(stats.mean["expr"])), dtype=np.float32)
-        return head[None], expr[None], {}
+        return head[None], expr[None], {"pose_frame": stats.pose_frame}
     if method == "mismatched":
         partner = mismatched_partner(results, clip)
         t = parquet.read_table(results / "coeffs" / f"{partner}.parquet", "coeffs")
         if not t.ok:
             raise ds.ClipError(f"mismatched: partner {partner} has no coefficients ({t.reason})")
-        head, expr, _ = motion.motion_from_coeffs(t)
-        return loop_to_length(head, n_frames)[None], loop_to_length(expr, n_frames)[None], {"partner": partner}
+        head, expr, _ = motion.motion_from_coeffs(t, pose_frame="reference")  # relative to the partner's reference
+        return loop_to_length(head, n_frames)[None], loop_to_length(expr, n_frames)[None], \
+            {"partner": partner, "pose_frame": "reference"}
     raise ValueError(f"unknown baseline {method!r}; expected one of {BASELINES}")
 
 
@@ -195,8 +217,11 @@ def baseline_motion(method: str, results: Path, clip: str, n_frames: int) -> tup
 
 
 def write_prediction(out, head: np.ndarray, expr: np.ndarray, anchor: motion.Anchor, fps: float, attrs: dict):
+    """Samples (S, T, 6) + (S, T, K) placed at ``anchor`` (rotation composed in when attrs['pose_frame'] is
+    'reference') -> one coeffs table of absolute coefficients."""
     cols = motion.concat_columns([motion.coeffs_from_motion(head[s], expr[s], anchor, fps, sample=s,
-                                                            backend=attrs.get("backend"))
+                                                            backend=attrs.get("backend"),
+                                                            pose_frame=attrs["pose_frame"])
                                   for s in range(len(head))])
     parquet.write_table(out, "coeffs", cols, attrs=attrs)
 
@@ -272,6 +297,7 @@ def predict_clip(cfg: dict, results: str, clip: str, out: str, checkpoint: str |
                                n_samples, s, steps=steps, guidance=icfg.guidance)
     write_prediction(out, head, expr, anchor, fps, {
         **base_attrs, "method": payload.get("name", payload["method"]), "architecture": payload["method"],
+        "pose_frame": pose_frame(payload),
         "checkpoint": str(checkpoint),
         "checkpoint_sha256": sha256_file(checkpoint), "seed": s, "base_seed": seed, "n_samples": n_samples,
         "steps": steps or model.cfg.ddim_steps,

@@ -180,3 +180,74 @@ def test_deca_jaw_pose_is_part_of_the_expression_stream(tmp_path):
     assert not landmarks["jaw"].any() and np.stack(landmarks["expr"]).shape == (n, 50)
     with pytest.raises(ValueError, match="jaw values"):
         motion.coeffs_from_motion(head, expr[:, :2], motion.anchor_from_coeffs(t), FPS, backend="deca")
+
+
+def turned_table(t, q: np.ndarray, path):
+    """A copy of coeffs Table ``t`` whose head is rotated by ``q`` (3x3) in the camera frame: R'(t) = q R(t)."""
+    from ksdiff import geometry
+
+    cols = {f: t.column(f) for f in t.table.column_names}
+    cols["expr"] = list(cols["expr"])
+    r = geometry.euler_to_matrix(cols["yaw"], cols["pitch"], cols["roll"])
+    ypr = geometry.matrix_to_euler(q @ r)
+    cols["yaw"], cols["pitch"], cols["roll"] = ypr[:, 0], ypr[:, 1], ypr[:, 2]
+    cols["rotvec"] = geometry.matrix_to_rotvec(q @ r)
+    write_table(path, "coeffs", cols, attrs=t.attrs)
+    return read_table(path, "coeffs")
+
+
+def test_head_pose_is_relative_to_the_reference_and_composes_back_exactly(fake, tmp_path):
+    """Issue 9.3: the models see the rotation since the reference frame (R_ref^T R(t)); composing it with the
+    reference's rotation returns the ground truth, also for a head turned far from the camera."""
+    from scipy.spatial.transform import Rotation
+
+    from ksdiff import geometry
+
+    q = geometry.euler_to_matrix(35.0, -20.0, 15.0)
+    t = turned_table(read_table(fake["root"] / "coeffs" / "spk1_clip1.parquet", "coeffs"), q, tmp_path / "t.parquet")
+    head, expr, valid = motion.motion_from_coeffs(t)
+    anchor = motion.anchor_from_coeffs(t)
+    assert anchor.frame == 0 and np.allclose(head[0, :3], 0, atol=1e-4)  # the reference frame is the origin
+    # the relative rotation, computed independently with scipy, in the head's own frame
+    rot = Rotation.from_euler("YXZ", np.stack([t.column(a) for a in ("yaw", "pitch", "roll")], 1), degrees=True)
+    rel = (rot[0].inv() * rot).as_euler("YXZ", degrees=True)
+    np.testing.assert_allclose(head[valid, :3], rel[valid], atol=1e-4)
+    # turning the whole head leaves what the models see unchanged: pose is the speaker's, not the motion
+    head0, _, _ = motion.motion_from_coeffs(read_table(fake["root"] / "coeffs" / "spk1_clip1.parquet", "coeffs"))
+    np.testing.assert_allclose(head[valid], head0[valid], atol=1e-4)
+    # composition with the reference gives the ground truth back
+    cols = motion.coeffs_from_motion(head, expr, anchor, FPS, valid=valid)
+    for k in ("yaw", "pitch", "roll"):
+        np.testing.assert_allclose(cols[k][valid], t.column(k)[valid], atol=1e-4)
+    np.testing.assert_allclose(cols["rotvec"][valid], t.column("rotvec")[valid], atol=1e-5)
+    # and in float64 to rounding
+    ypr = np.stack([t.column(a) for a in ("yaw", "pitch", "roll")], 1).astype(np.float64)[valid]
+    np.testing.assert_allclose(motion.compose_angles(motion.relative_angles(ypr, anchor.ypr), anchor.ypr), ypr,
+                               atol=1e-9)
+    # the legacy representation keeps absolute angles, both ways
+    head_abs, _, _ = motion.motion_from_coeffs(t, pose_frame="absolute")
+    np.testing.assert_allclose(head_abs[valid, 0], t.column("yaw")[valid], atol=1e-5)
+    back = motion.coeffs_from_motion(head_abs, expr, anchor, FPS, pose_frame="absolute")
+    np.testing.assert_allclose(back["yaw"][valid], t.column("yaw")[valid], atol=1e-5)
+    assert motion.pose_frame_of(motion.REPRESENTATION) == "reference"
+    assert motion.pose_frame_of("head6-anchor-v1") == "absolute"
+    with pytest.raises(ValueError, match="unknown motion representation"):
+        motion.pose_frame_of("head7-v9")
+    assert motion.Anchor.from_dict(anchor.to_dict()).ypr.tolist() == anchor.ypr.tolist()
+
+
+def test_stats_describe_the_relative_pose(fake):
+    """Normalisation statistics are those of the relative targets (the training speakers' own pose is gone)."""
+    from scipy.spatial.transform import Rotation
+
+    st = ds.Stats.read(fake["root"] / "stats.parquet")
+    assert st.attrs["representation"] == motion.REPRESENTATION and st.pose_frame == "reference"
+    rel = []
+    for c in st.attrs["clips"]:
+        t = read_table(fake["root"] / "coeffs" / f"{c}.parquet", "coeffs")
+        rot = Rotation.from_euler("YXZ", np.stack([t.column(a) for a in ("yaw", "pitch", "roll")], 1),
+                                  degrees=True)
+        rel.append((rot[0].inv() * rot).as_euler("YXZ", degrees=True)[t.column("valid")])
+    rel = np.concatenate(rel)
+    np.testing.assert_allclose(st.mean["head"][:3], rel.mean(0), atol=1e-3)
+    np.testing.assert_allclose(st.std["head"][:3], rel.std(0), rtol=1e-3)

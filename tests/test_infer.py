@@ -95,9 +95,12 @@ def test_static_baseline_is_the_training_mean_face(setup, tmp_path):
     st = ds.Stats.read(root / "stats.parquet")
     n = gt_table(root, "spk3_clip0").table.num_rows
     assert p.table.num_rows == n and set(p.column("sample")) == {0} and p.attrs["method"] == "static"
-    np.testing.assert_allclose(p.column("yaw"), st.mean["head"][0], atol=1e-4)
     assert np.all(np.stack(p.column("expr")) == 0)
     anchor = motion.anchor_from_coeffs(gt_table(root, "spk3_clip0"))
+    # the mean relative pose, held at this clip's reference pose
+    want = motion.compose_angles(st.mean["head"][None, :3], anchor.ypr)[0]
+    for k, a in enumerate(("yaw", "pitch", "roll")):
+        np.testing.assert_allclose(p.column(a), want[k], atol=1e-4)
     np.testing.assert_allclose(p.column("trans")[:, 0], anchor.trans[0] + st.mean["head"][3] * anchor.face_size,
                                rtol=1e-5)
 
@@ -114,9 +117,89 @@ def test_mismatched_baseline_borrows_another_speakers_motion(setup, tmp_path):
     p = read_table(out, "coeffs")
     n = gt_table(root, "spk3_clip0").table.num_rows
     assert p.table.num_rows == n and p.attrs["partner"] == partner
+    # the partner's motion relative to its own reference, placed at this clip's reference
     head_partner, expr_partner, _ = motion.motion_from_coeffs(gt_table(root, partner))
-    np.testing.assert_allclose(p.column("yaw"), loop_to_length(head_partner, n)[:, 0], atol=1e-4)
+    anchor = motion.anchor_from_coeffs(gt_table(root, "spk3_clip0"))
+    want = motion.compose_angles(loop_to_length(head_partner, n)[:, :3], anchor.ypr)
+    np.testing.assert_allclose(np.stack([p.column(a) for a in ("yaw", "pitch", "roll")], 1), want, atol=1e-4)
     np.testing.assert_allclose(np.stack(p.column("expr")), loop_to_length(expr_partner, n), atol=1e-6)
+    ypr = np.stack([p.column(a) for a in ("yaw", "pitch", "roll")], 1)
+    np.testing.assert_allclose(ypr[0], anchor.ypr, atol=1e-4)  # it starts at this clip's reference pose
+
+
+def turned_results(root, tmp_path, clip: str, q: np.ndarray):
+    """A copy of the results folder in which ``clip``'s speaker turned their whole head by ``q`` (3x3, camera
+    frame: R'(t) = q R(t)); speech, transcript and everything else unchanged."""
+    import shutil
+
+    from ksdiff import geometry
+    from ksdiff.io.parquet import write_table
+
+    other = tmp_path / "turned"
+    shutil.copytree(root, other)
+    t = gt_table(root, clip)
+    cols = {f: t.column(f) for f in t.table.column_names}
+    cols["expr"] = list(cols["expr"])
+    r = q @ geometry.euler_to_matrix(cols["yaw"], cols["pitch"], cols["roll"])
+    ypr = geometry.matrix_to_euler(r)
+    cols["yaw"], cols["pitch"], cols["roll"], cols["rotvec"] = ypr[:, 0], ypr[:, 1], ypr[:, 2], geometry.matrix_to_rotvec(r)
+    write_table(other / "coeffs" / f"{clip}.parquet", "coeffs", cols, attrs=t.attrs)
+    return other
+
+
+def rotations(path):
+    from ksdiff import geometry
+
+    p = read_table(path, "coeffs")
+    return geometry.euler_to_matrix(p.column("yaw"), p.column("pitch"), p.column("roll")), p
+
+
+@pytest.mark.parametrize("method", ["model", "static", "mismatched"])
+def test_a_turned_reference_turns_the_prediction_by_as_much(setup, tmp_path, method):
+    """Issue 9.3: the head pose is anchored to the speaker. A speaker whose head (reference frame included) is
+    turned by 20 deg of yaw gets the same motion turned by 20 deg; so for any rotation q of the head."""
+    from ksdiff import geometry
+
+    root, ck, cfg = setup
+    clip = "spk3_clip0"
+    kw = dict(checkpoint=str(ck), n_samples=2, seed=3) if method == "model" else dict(method=method)
+    for q_ypr in ((20.0, 0.0, 0.0), (25.0, -15.0, 10.0)):
+        q = geometry.euler_to_matrix(*q_ypr)
+        other = turned_results(root, tmp_path / "_".join(map(str, q_ypr)), clip, q)
+        predict_clip(cfg, str(root), clip, str(tmp_path / "a.parquet"), **kw)
+        predict_clip(cfg, str(other), clip, str(tmp_path / "b.parquet"), **kw)
+        ra, a = rotations(tmp_path / "a.parquet")
+        rb, b = rotations(tmp_path / "b.parquet")
+        np.testing.assert_allclose(rb, q @ ra, atol=1e-5)  # R_b(t) = q R_a(t) for every sample and frame
+        if q_ypr[1:] == (0.0, 0.0):  # a pure yaw turn: yaw + 20 deg, pitch and roll as they were
+            np.testing.assert_allclose(b.column("yaw") - a.column("yaw"), 20.0, atol=1e-3)
+            np.testing.assert_allclose(b.column("pitch"), a.column("pitch"), atol=1e-3)
+            np.testing.assert_allclose(b.column("roll"), a.column("roll"), atol=1e-3)
+        np.testing.assert_allclose(b.column("trans"), a.column("trans"), atol=1e-3)  # the head stays in place
+
+
+def test_checkpoints_with_absolute_pose_behave_as_before(setup, tmp_path):
+    """A model trained before the pose was anchored (representation head6-anchor-v1) generated absolute
+    angles: they are written as they come, not composed with the reference."""
+    root, ck, cfg = setup
+    payload = torch.load(ck, weights_only=True)
+    assert payload["motion"]["representation"] == motion.REPRESENTATION
+    payload["motion"]["representation"] = "head6-anchor-v1"
+    torch.save(payload, tmp_path / "old.pt")
+    predict_clip(cfg, str(root), "spk3_clip0", str(tmp_path / "new.parquet"), checkpoint=str(ck), n_samples=1)
+    predict_clip(cfg, str(root), "spk3_clip0", str(tmp_path / "old.parquet"), checkpoint=str(tmp_path / "old.pt"),
+                 n_samples=1)
+    new, old = read_table(tmp_path / "new.parquet", "coeffs"), read_table(tmp_path / "old.parquet", "coeffs")
+    assert new.attrs["pose_frame"] == "reference" and old.attrs["pose_frame"] == "absolute"
+    anchor = motion.anchor_from_coeffs(gt_table(root, "spk3_clip0"))
+    ypr = lambda t: np.stack([t.column(a) for a in ("yaw", "pitch", "roll")], 1)  # noqa: E731
+    # the same raw output: absolute as it is (old), composed with the reference (new)
+    np.testing.assert_allclose(ypr(old), motion.relative_angles(ypr(new), anchor.ypr), atol=1e-3)
+    assert np.abs(ypr(old) - ypr(new)).max() > 1e-2  # the reference is not the zero pose here
+    payload["motion"]["representation"] = "head5-v0"
+    torch.save(payload, tmp_path / "alien.pt")
+    with pytest.raises(CheckpointError, match="motion representation 'head5-v0'"):
+        predict_clip(cfg, str(root), "spk3_clip0", str(tmp_path / "x.parquet"), checkpoint=str(tmp_path / "alien.pt"))
 
 
 def test_loop_to_length_never_jumps():

@@ -71,6 +71,12 @@ class Stats:
         return cls({k: np.asarray(v, dtype=np.float32) for k, v in d["mean"].items()},
                    {k: np.asarray(v, dtype=np.float32) for k, v in d["std"].items()}, dict(d.get("attrs", {})))
 
+    @property
+    def pose_frame(self) -> str:
+        """How the head rotation these stats describe is held: 'reference' (relative to the clip's anchor
+        frame, the current representation) or 'absolute' (stats from before the pose was anchored)."""
+        return motion_mod.pose_frame_of(self.attrs.get("representation", "head6-anchor-v1"))
+
     def normalise(self, name: str, x: np.ndarray) -> np.ndarray:
         return ((np.asarray(x, dtype=np.float32) - self.mean[name]) / self.std[name]).astype(np.float32)
 
@@ -88,14 +94,14 @@ class ClipArrays:
     """One clip's aligned raw (not normalised) arrays."""
 
     clip_id: str
-    head: np.ndarray  # (T, 6) see ksdiff.data.motion
+    head: np.ndarray  # (T, 6) see ksdiff.data.motion: pose relative to the anchor (the first valid frame)
     expr: np.ndarray  # (T, K)
     valid: np.ndarray  # (T,) bool, fit valid
     feat: np.ndarray  # (N, D), N = T * feat_per_frame
     feat_valid: np.ndarray  # (N,) bool, False where the features ran short of the motion
     prosody: np.ndarray  # (N, 2) per-clip normalised log-F0 (0 unvoiced) and energy
     words: np.ndarray  # (T,) int64 hashed word ids, 0 = none
-    anchor: motion_mod.Anchor
+    anchor: motion_mod.Anchor  # the reference frame's placement and rotation (an input, like the audio)
     coeffs_attrs: dict
     feat_attrs: dict
 
@@ -263,6 +269,16 @@ def cut_window(c: NormClip, start: int, window: int, n_prev: int) -> dict:
         prev_head[n_prev - n_have:] = c.head[p0:start]
         prev_expr[n_prev - n_have:] = c.expr[p0:start]
         prev_mask[n_prev - n_have:] = c.valid[p0:start]
+    # the previous frames' speech (the models condition them on it), zero and masked before the clip start
+    prev_feat = np.zeros((n_prev * c.r, c.feat.shape[1]), dtype=np.float32)
+    prev_feat_mask = np.zeros(n_prev * c.r, dtype=bool)
+    prev_prosody = np.zeros((n_prev * c.r, c.prosody.shape[1]), dtype=np.float32)
+    prev_words = np.zeros(n_prev, dtype=np.int64)
+    if n_have:
+        prev_feat[(n_prev - n_have) * c.r:] = c.feat[p0 * c.r: start * c.r]
+        prev_feat_mask[(n_prev - n_have) * c.r:] = c.feat_valid[p0 * c.r: start * c.r]
+        prev_prosody[(n_prev - n_have) * c.r:] = c.prosody[p0 * c.r: start * c.r]
+        prev_words[n_prev - n_have:] = c.words[p0:start]
     return {
         "feat": c.feat[start * c.r: end * c.r],
         "feat_mask": c.feat_valid[start * c.r: end * c.r],
@@ -274,6 +290,10 @@ def cut_window(c: NormClip, start: int, window: int, n_prev: int) -> dict:
         "prev_head": prev_head,
         "prev_expr": prev_expr,
         "prev_mask": prev_mask,
+        "prev_feat": prev_feat,
+        "prev_feat_mask": prev_feat_mask,
+        "prev_prosody": prev_prosody,
+        "prev_words": prev_words,
         "clip_id": c.clip_id,
         "start": start,
     }
@@ -281,6 +301,7 @@ def cut_window(c: NormClip, start: int, window: int, n_prev: int) -> dict:
 
 _PAD_T = ("words", "head", "expr", "mask")
 _PAD_N = ("feat", "feat_mask", "prosody")
+_PREV_SPEECH = ("prev_feat", "prev_feat_mask", "prev_prosody", "prev_words")
 
 
 def collate(items: list[dict]) -> dict:
@@ -288,7 +309,8 @@ def collate(items: list[dict]) -> dict:
     t_max = max(len(it["head"]) for it in items)
     n_max = max(len(it["feat"]) for it in items)
     out: dict = {}
-    for key in _PAD_T + _PAD_N + ("prev_head", "prev_expr", "prev_mask"):
+    prev_keys = ("prev_head", "prev_expr", "prev_mask") + tuple(k for k in _PREV_SPEECH if k in items[0])
+    for key in _PAD_T + _PAD_N + prev_keys:
         length = t_max if key in _PAD_T else n_max if key in _PAD_N else None
         arrs = []
         for it in items:
@@ -299,6 +321,8 @@ def collate(items: list[dict]) -> dict:
             arrs.append(a)
         out[key] = torch.from_numpy(np.stack(arrs))
     out["words"] = out["words"].long()
+    if "prev_words" in out:
+        out["prev_words"] = out["prev_words"].long()
     out["clip_id"] = [it["clip_id"] for it in items]
     out["start"] = torch.tensor([it["start"] for it in items], dtype=torch.long)
     return out

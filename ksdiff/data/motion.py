@@ -2,9 +2,10 @@
 
 Per motion frame the models see ``head`` (6 values) and ``expr`` (n_expr values):
 
-  head[0:3]  yaw, pitch, roll in degrees (ksdiff.geometry convention). Absolute:
-             0 is a frontal, upright face in every clip, so they compare across
-             clips and datasets as they are.
+  head[0:3]  yaw, pitch, roll in degrees (ksdiff.geometry convention) of the head's
+             rotation *relative to the clip's anchor frame*: the Euler angles of
+             R_rel = R_anchor^T R(t), so R(t) = R_anchor R_rel. 0 is the speaker's
+             own pose in the reference frame, whatever way they face the camera.
   head[3:5]  x, y translation of the face since the clip's *anchor frame*, divided
              by the anchor's face size: (trans - trans_anchor) / face_size_anchor.
   head[5]    log(scale / scale_anchor): how much larger the face is than at the anchor.
@@ -15,16 +16,35 @@ Per motion frame the models see ``head`` (6 values) and ``expr`` (n_expr values)
              jaw out could not open the mouth (DiffPoseTalk models the same 50 + 3).
 
 Why relative to an anchor, and why this anchor. Where the face sits in the frame
-is camera framing, not motion, and it cannot be predicted from speech; a method
-that animates a reference frame (every method we compare, and ``ksdiff generate``)
-gets that framing from the reference. So the translation and scale are measured
-from the clip's first valid frame (the natural "reference frame" of a clip) and
-predictions are placed back at the same anchor. Dividing by the face size in
-pixels (fit scale x template radius) makes the numbers independent of the video
-resolution, whether the coefficient backend keeps its template in fixed units
-(then the fit scale grows with resolution) or in pixels (then the template does).
-The z translation is not modelled: the landmark fit is weak-perspective, so it
-carries no information; the inverse writes the anchor's value back.
+is camera framing, not motion, and which way a speaker faces the camera is a
+property of the recording and the speaker, not of the speech: neither can be
+predicted from the audio, and a method that animates a reference frame (every
+method we compare, and ``ksdiff generate``) gets both from the reference. So the
+whole head pose is measured from the clip's first valid frame (the natural
+"reference frame" of a clip: the renderer warps the first frame with a face) and
+predictions are placed back at the same anchor, its rotation composed back in
+(``coeffs_from_motion``). With absolute angles the models learned the training
+speakers' average pose and turned every test head towards it.
+
+The rotation is made relative by composing rotations, not by subtracting Euler
+angles: R_anchor^T R(t) is the motion as the head itself sees it (a nod stays a
+nod about the head's own ear-to-ear axis whichever way the head is turned), the
+inverse R_anchor R_rel is exact to rounding, and another reference pose can be
+put in its place (``ksdiff generate``, the ``mismatched`` baseline). Euler
+differences would be exact too but mix the axes as soon as the anchor is turned
+(the Y-X-Z angles do not commute).
+
+Dividing the translation by the face size in pixels (fit scale x template radius)
+makes the numbers independent of the video resolution, whether the coefficient
+backend keeps its template in fixed units (then the fit scale grows with
+resolution) or in pixels (then the template does). The z translation is not
+modelled: the landmark fit is weak-perspective, so it carries no information;
+the inverse writes the anchor's value back.
+
+``POSE_FRAMES``: checkpoints trained before the rotation was anchored
+(representation ``head6-anchor-v1``) learned absolute angles; ``pose_frame_of``
+tells which a representation uses, and both functions below take a
+``pose_frame`` so such a model is still placed as it was trained.
 
 Frames whose fit is not valid are filled by linear interpolation between valid
 neighbours (so velocities stay finite) and reported in the returned mask, which
@@ -32,7 +52,7 @@ the dataset turns into the loss mask.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -47,17 +67,52 @@ JAW_DIM = 3
 def has_jaw(backend: str | None) -> bool:
     """Whether the expression stream of this coefficient backend ends with the 3 jaw-pose values."""
     return backend in JAW_BACKENDS
-REPRESENTATION = "head6-anchor-v1"  # recorded in stats and checkpoints so a change cannot pass silently
+REPRESENTATION = "head6-ref-v2"  # recorded in stats and checkpoints so a change cannot pass silently
+POSE_FRAMES = ("reference", "absolute")  # head rotation relative to the anchor frame, or absolute (legacy)
+POSE_FRAME = "reference"  # the pose frame of REPRESENTATION
+_POSE_FRAME_OF = {REPRESENTATION: "reference", "head6-anchor-v1": "absolute"}
+
+
+def pose_frame_of(representation: str | None) -> str:
+    """'reference' or 'absolute': how a representation (of a checkpoint, a stats table) holds head rotation."""
+    if representation not in _POSE_FRAME_OF:
+        raise ValueError(f"unknown motion representation {representation!r}; known: {sorted(_POSE_FRAME_OF)}")
+    return _POSE_FRAME_OF[representation]
+
+
+def _check_pose_frame(pose_frame: str) -> None:
+    if pose_frame not in POSE_FRAMES:
+        raise ValueError(f"pose_frame must be one of {POSE_FRAMES}, got {pose_frame!r}")
+
+
+def relative_angles(ypr: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    """(T, 3) yaw, pitch, roll of R_ref^T R(t): the rotation since the reference, in the head's own frame."""
+    ypr = np.asarray(ypr, dtype=np.float64).reshape(-1, 3)
+    if len(ypr) == 0:
+        return ypr.copy()
+    r_ref = geometry.euler_to_matrix(*np.asarray(ref, dtype=np.float64))
+    r = geometry.euler_to_matrix(ypr[:, 0], ypr[:, 1], ypr[:, 2])
+    return geometry.matrix_to_euler(r_ref.T @ r)
+
+
+def compose_angles(rel: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    """(T, 3) yaw, pitch, roll of R_ref R_rel: the exact inverse of relative_angles."""
+    rel = np.asarray(rel, dtype=np.float64).reshape(-1, 3)
+    if len(rel) == 0:
+        return rel.copy()
+    r_ref = geometry.euler_to_matrix(*np.asarray(ref, dtype=np.float64))
+    return geometry.matrix_to_euler(r_ref @ geometry.euler_to_matrix(rel[:, 0], rel[:, 1], rel[:, 2]))
 
 
 @dataclass
 class Anchor:
-    """The reference placement that relative translation/scale are measured from."""
+    """The reference placement that the relative head pose is measured from."""
 
     trans: np.ndarray  # (3,) translation of the anchor frame, coefficient units (pixels for the landmark fit)
     scale: float  # fit scale of the anchor frame
     size: float  # RMS radius of the template in its own units (1.0 without a template)
     frame: int = 0  # which frame of the clip it came from (-1: an external reference image)
+    ypr: np.ndarray = field(default_factory=lambda: np.zeros(3))  # (3,) yaw, pitch, roll of the anchor, degrees
 
     @property
     def face_size(self) -> float:
@@ -66,12 +121,12 @@ class Anchor:
 
     def to_dict(self) -> dict:
         return {"trans": [float(v) for v in self.trans], "scale": float(self.scale), "size": float(self.size),
-                "frame": int(self.frame)}
+                "frame": int(self.frame), "ypr": [float(v) for v in self.ypr]}
 
     @classmethod
     def from_dict(cls, d: dict) -> "Anchor":
         return cls(np.asarray(d["trans"], dtype=np.float64), float(d["scale"]), float(d["size"]),
-                   int(d.get("frame", 0)))
+                   int(d.get("frame", 0)), np.asarray(d.get("ypr", np.zeros(3)), dtype=np.float64))
 
 
 def template_size(template) -> float:
@@ -118,12 +173,14 @@ def _columns(table):
 
 
 def anchor_from_coeffs(table) -> Anchor:
-    """The clip's anchor: its first valid frame, with the template radius from the table's attrs."""
-    _, _, _, trans, scale, _, valid = _columns(table)
+    """The clip's anchor: its first valid frame (placement and rotation), with the template radius from the
+    table's attrs."""
+    yaw, pitch, roll, trans, scale, _, valid = _columns(table)
     if not valid.any():
         raise ValueError("no valid frame in the coeffs table")
     i = int(np.argmax(valid))
-    return Anchor(trans[i].copy(), float(scale[i]), template_size(table.attrs.get("template")), frame=i)
+    return Anchor(trans[i].copy(), float(scale[i]), template_size(table.attrs.get("template")), frame=i,
+                  ypr=np.array([yaw[i], pitch[i], roll[i]]))
 
 
 def _fill_invalid(x: np.ndarray, valid: np.ndarray) -> np.ndarray:
@@ -137,24 +194,31 @@ def _fill_invalid(x: np.ndarray, valid: np.ndarray) -> np.ndarray:
     return out
 
 
-def motion_from_coeffs(table, anchor: Anchor | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def motion_from_coeffs(table, anchor: Anchor | None = None,
+                       pose_frame: str = POSE_FRAME) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A coeffs Table -> head (T, 6) float32, expr (T, K) float32, valid (T,) bool.
 
-    ``anchor`` defaults to the clip's own (first valid frame). Invalid frames are
-    interpolated and marked False in ``valid``. Raises ValueError when no frame
-    is valid (the caller records a skip).
+    ``anchor`` defaults to the clip's own (first valid frame). ``pose_frame``
+    'reference' (the models' representation) gives the rotation relative to the
+    anchor's, 'absolute' the angles as they are (the legacy representation).
+    Invalid frames are interpolated and marked False in ``valid``. Raises
+    ValueError when no frame is valid (the caller records a skip).
     """
+    _check_pose_frame(pose_frame)
     yaw, pitch, roll, trans, scale, expr, valid = _columns(table)
     if not valid.any():
         raise ValueError("no valid frame in the coeffs table")
     if anchor is None:
         anchor = anchor_from_coeffs(table)
     safe_scale = np.where(valid, scale, anchor.scale)
+    ypr = np.where(valid[:, None], np.stack([yaw, pitch, roll], axis=1), anchor.ypr[None])
+    if pose_frame == "reference":
+        ypr = relative_angles(ypr, anchor.ypr)
     head = np.stack(
         [
-            yaw,
-            pitch,
-            roll,
+            ypr[:, 0],
+            ypr[:, 1],
+            ypr[:, 2],
             (trans[:, 0] - anchor.trans[0]) / anchor.face_size,
             (trans[:, 1] - anchor.trans[1]) / anchor.face_size,
             np.log(safe_scale / anchor.scale),
@@ -174,10 +238,13 @@ def coeffs_from_motion(
     sample: int = 0,
     valid: np.ndarray | None = None,
     backend: str | None = None,
+    pose_frame: str = POSE_FRAME,
 ) -> dict:
     """head (T, 6) + expr (T, K) placed at ``anchor`` -> columns of the 'coeffs' schema.
 
-    The exact inverse of motion_from_coeffs for yaw/pitch/roll, x/y translation,
+    ``pose_frame`` says what head[:, 0:3] hold: 'reference' (rotation relative to
+    the anchor's, composed back as R_anchor R_rel) or 'absolute' (written as they
+    are). The exact inverse of motion_from_coeffs for yaw/pitch/roll, x/y translation,
     scale, expression and (for a ``backend`` with a jaw, see JAW_BACKENDS) the jaw
     pose, taken from expr's last 3 values; rotvec is recomputed from the angles, z
     translation is the anchor's, jaw is zero for the landmark representation (it
@@ -195,7 +262,9 @@ def coeffs_from_motion(
         if expr.shape[1] <= JAW_DIM:
             raise ValueError(f"backend {backend!r} expects expression + {JAW_DIM} jaw values, got {expr.shape[1]} values")
         expr, jaw = expr[:, :-JAW_DIM], expr[:, -JAW_DIM:]
-    yaw, pitch, roll = head[:, 0], head[:, 1], head[:, 2]
+    _check_pose_frame(pose_frame)
+    ypr = compose_angles(head[:, 0:3], anchor.ypr) if pose_frame == "reference" else head[:, 0:3]
+    yaw, pitch, roll = ypr[:, 0], ypr[:, 1], ypr[:, 2]
     rotvec = geometry.matrix_to_rotvec(geometry.euler_to_matrix(yaw, pitch, roll)) if n else np.zeros((0, 3))
     trans = np.empty((n, 3))
     trans[:, 0] = anchor.trans[0] + head[:, 3] * anchor.face_size
