@@ -15,7 +15,8 @@ tolerance across GPU kernels).
 
 Outputs, beside ``out`` (the final model file, e.g. models/synth/ksdiff/model.pt):
   checkpoints/step-{N:08d}.pt   training state, the last ``keep_checkpoints`` kept
-  train_log.csv                 step, phase (train|val), metric, value
+  train_log.csv                 step, phase (train|val|model), metric, value; phase "model" (step 0)
+                                holds n_params, the trained model's parameter count
   tensorboard/                  when the ``tensorboard`` package is importable
 The final file carries everything inference needs (see ``model_payload``): model
 and training configs, normalisation statistics, the speech-feature kind and
@@ -45,7 +46,9 @@ from ksdiff.io.files import atomic_path
 log = logging.getLogger(__name__)
 
 CHECKPOINT_FORMAT = "ksdiff-checkpoint"
-CHECKPOINT_VERSION = 1
+# 2: models with token positions, previous-frame speech and DPSE position bias (version-1 weights do not
+# fit them: `ksdiff infer` refuses them with "retrain").
+CHECKPOINT_VERSION = 2
 
 
 @dataclass
@@ -246,6 +249,7 @@ def model_payload(model, mcfg, tcfg: TrainConfig, data: TrainData, step: int, na
     return {
         "format": CHECKPOINT_FORMAT,
         "version": CHECKPOINT_VERSION,
+        "n_params": int(sum(p.numel() for p in model.parameters())),  # the leaderboard's capacity column
         "method": mcfg.method,  # the architecture
         "name": name,  # the configured variant (e.g. ksdiff_nokel)
         "step": step,
@@ -296,7 +300,7 @@ class CsvLog:
         with open(self.path, "a", newline="") as f:
             w = csv.writer(f)
             for k, v in values.items():
-                w.writerow([step, phase, k, f"{v:.6g}"])
+                w.writerow([step, phase, k, str(v) if isinstance(v, int) else f"{v:.6g}"])  # counts stay exact
 
 
 def _tensorboard(folder: Path):
@@ -348,6 +352,9 @@ class LipError:
     variant) in template units, which are inter-ocular units (coeffs.TEMPLATE_IOD
     = 1). The validation loss averages denoising errors over random noise levels;
     this is the number a researcher reads off the leaderboard, per checkpoint.
+    ``measure`` also returns, from the same samples, the seams between sampling
+    windows (``models.seams.window_seams``: median jump at a window join over
+    ground truth's 95th-percentile frame-to-frame change, normalised units).
     """
 
     def __init__(self, val: ds.WindowDataset, stats: ds.Stats, basis: dict, n_samples: int):
@@ -383,17 +390,30 @@ class LipError:
                               for clip, gt in zip(self.val.clips, self.raw_expr)]))
 
     @torch.no_grad()
-    def __call__(self, model, device, seed: int) -> float:
+    def measure(self, model, device, seed: int) -> dict[str, float]:
+        """{"lve": mean validation lip error, "seam_head"/"seam_expr": median join jump / gt p95 over clips}."""
         from ksdiff.models import sample_long
+        from ksdiff.models.seams import window_seams
 
-        c, errors = model.cfg, []
+        c, errors, seams = model.cfg, [], {"head": [], "expr": []}
         for k, (clip, gt) in enumerate(zip(self.val.clips, self.raw_expr)):
             batch = ds.inference_batch(clip.feat, clip.feat_valid, clip.prosody, clip.words, c.n_prev, c.head_dim,
                                        c.expr_dim, self.n_samples)
             gen = torch.Generator().manual_seed(seed + k)
-            expr = self.stats.denormalise("expr", sample_long(model, to_device(batch, device), generator=gen)["expr"])
+            pred = sample_long(model, to_device(batch, device), generator=gen)
+            expr = self.stats.denormalise("expr", pred["expr"])
             errors += [self._lve(e, gt, clip.valid) for e in expr]
-        return float(np.mean(errors))
+            for name in seams:
+                sm = window_seams(pred[name].float().cpu().numpy(), getattr(clip, name), c.window, c.window_overlap,
+                                  clip.valid)
+                if sm["n_joins"]:
+                    seams[name].append(sm["ratio_median"])
+        out = {"lve": float(np.mean(errors))}
+        out.update({f"seam_{k}": float(np.nanmedian(v)) for k, v in seams.items() if v})
+        return out
+
+    def __call__(self, model, device, seed: int) -> float:
+        return self.measure(model, device, seed)["lve"]
 
 
 def lr_at(step: int, tcfg: TrainConfig) -> float:
@@ -495,9 +515,11 @@ def train(cfg: dict, results: str, out: str, method: str | None = None) -> int:
         val = validation_loss(model, data.val, tcfg.batch_size, device, dtype, tcfg.val_seed)
         if lip_error is not None:
             with torch.random.fork_rng(devices=rng_devices(device)):  # the training RNG stays untouched
-                val["lve"] = lip_error(model, device, tcfg.val_seed)
+                val.update(lip_error.measure(model, device, tcfg.val_seed))
         return val
 
+    if step == 0:
+        csv_log.write(0, "model", {"n_params": n_par})
     if step == 0 and data.val is not None:  # the untrained model's loss: the reference for "it learned"
         csv_log.write(0, "val", {**validate(), **({"lve_static": lip_error.static()} if lip_error else {})})
     model.train()

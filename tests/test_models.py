@@ -7,9 +7,10 @@ import torch
 
 from ksdiff.models import KSDiffConfig, build_model, sample_long
 from ksdiff.models.attention import alignment_mask, periodic_bias
-from ksdiff.models.dpse import DPSE, masked_pool, resample_to_frames
+from ksdiff.models.dpse import DPSE, PooledCrossAttention, masked_pool, resample_to_frames
 from ksdiff.models.kel import KEL
 from ksdiff.models.msdc import MSDC
+from ksdiff.models.seams import window_joins, window_seams
 from ksdiff.models.prosody import ProsodyFiLM, prosody_features
 from ksdiff.models.transcript import (PHONE_ID, SILENCE, UNKNOWN, TranscriptEncoder, frame_phone_ids,
                                      frame_word_ids, hash_word, n_tokens)
@@ -91,18 +92,107 @@ def test_denoiser_cross_attention_mask():
     cond = torch.randn(2, 6, cfg.d_model)
     mask = torch.ones(2, 6, dtype=torch.bool)
     mask[1, 5] = False
-    ctx = net.prepare(cond, mask, torch.zeros(2, 3, cfg.head_dim), torch.ones(2, 3, dtype=torch.bool),
-                      torch.tensor([False, True]))
-    allowed = ctx["cross_bias"][:, 0] == 0  # (B, P + T, 1 + T); column 0 is the sink
+    prev, prev_mask = torch.zeros(2, 3, cfg.head_dim), torch.ones(2, 3, dtype=torch.bool)
+    prev_cond = torch.randn(2, 3, cfg.d_model)
+    prev_cond_mask = torch.tensor([[True, True, True], [False, True, True]])  # sample 1: audio starts at prev 1
+    ctx = net.prepare(cond, mask, prev, prev_mask, torch.tensor([False, False]), prev_cond, prev_cond_mask)
+    allowed = ctx["cross_bias"][:, 0] == 0  # (B, P + T, 1 + P + T); column 0 is the sink
+    assert allowed.shape == (2, 9, 10)
     assert allowed[:, :, 0].all()  # everyone may see the sink
-    assert not allowed[0, :3, 1:].any()  # previous frames have no aligned condition
-    assert np.flatnonzero(allowed[0, 3 + 2, 1:].numpy()).tolist() == [1, 2, 3]  # frame 2 sees 1..3
-    assert not allowed[1, 3 + 4, 1 + 5]  # padded condition frame blocked
-    assert not allowed[1, :, 1:].any()  # dropped condition: sink only (classifier-free guidance)
+    for t in range(9):  # one band over the line [prev; window]: token t sees condition tokens t-1..t+1
+        assert np.flatnonzero(allowed[0, t, 1:].numpy()).tolist() == list(range(max(0, t - 1), min(9, t + 2)))
+    assert not allowed[1, :, 1].any()  # no audio before the clip: masked
+    assert not allowed[1, 3 + 4, 1 + 3 + 5]  # padded condition frame blocked
+    dropped = net.prepare(cond, mask, prev, prev_mask, torch.tensor([False, True]), prev_cond, prev_cond_mask)
+    assert not (dropped["cross_bias"][1, 0, :, 1:] == 0).any()  # dropped condition: sink only (CFG)
+    no_prev_cond = net.prepare(cond, mask, prev, prev_mask, torch.tensor([False, False]))
+    assert not (no_prev_cond["cross_bias"][:, 0, :, 1:4] == 0).any()  # without their speech: nothing to see
+    assert not (no_prev_cond["cross_bias"][:, 0, :3, 1:] == 0).any()  # and they see no condition at all
     assert ctx["self_bias"].shape == (2, cfg.n_heads, 9, 9)
 
 
-# --- DPSE ----------------------------------------------------------------------------------
+def denoiser_output(net, prev, cond, prev_cond=None):
+    b, n = cond.shape[:2]
+    g = torch.Generator().manual_seed(3)
+    x_t = torch.randn(b, n, net.motion_dim, generator=g)
+    pm = torch.ones(b, prev.shape[1], dtype=torch.bool)
+    with torch.no_grad():
+        return net(x_t, torch.full((b,), 50), cond, torch.ones(b, n, dtype=torch.bool), prev, pm,
+                   torch.zeros(b, dtype=torch.bool), prev_cond, None if prev_cond is None else pm)
+
+
+@pytest.mark.parametrize("method", ["ksdiff", "diffspeaker", "regression"])
+@pytest.mark.parametrize("positions", ["ppe", "learned"])
+def test_reversing_the_previous_frames_changes_every_denoiser(method, positions):
+    """The previous frames are a sequence, not a set: reversing their order moves the output by a sizeable
+    fraction of what entirely different previous frames do (without positions: not at all)."""
+    def change(pos):
+        torch.manual_seed(0)
+        model = build_model(tiny(method=method, positions=pos, dropout=0.0)).eval()
+        net = model.paths["expr"].denoiser if method == "ksdiff" else model.net
+        if pos == "learned":
+            with torch.no_grad():
+                net.pos_embed.normal_(0, 1)  # trained positions are not ~0 like their initialisation
+        g = torch.Generator().manual_seed(1)
+        prev = torch.randn(1, 4, net.motion_dim, generator=g)
+        cond = torch.randn(1, 8, model.cfg.d_model, generator=g)
+        ref = denoiser_output(net, prev, cond)
+        rev = denoiser_output(net, prev.flip(1), cond)
+        other = denoiser_output(net, torch.randn(1, 4, net.motion_dim, generator=g), cond)
+        return float((rev - ref).abs().mean() / (other - ref).abs().mean())
+
+    assert change(positions) > 0.05
+    assert change("none") < 1e-4  # the line is shorter than one period: the bias alone cannot order it
+
+
+def test_previous_frames_are_conditioned_on_their_own_speech():
+    """DiffPoseTalk: the previous frames' audio reaches the output; where there is none (masked) it does not."""
+    cfg = tiny(dropout=0.0)
+    model = build_model(cfg).eval()
+    batch = make_batch(cfg, b=1)
+    r, p = cfg.feat_per_frame, 4
+    g = torch.Generator().manual_seed(5)
+    speech = {"prev_feat": torch.randn(1, p * r, cfg.feat_dim, generator=g),
+              "prev_feat_mask": torch.ones(1, p * r, dtype=torch.bool),
+              "prev_prosody": torch.randn(1, p * r, 2, generator=g),
+              "prev_words": torch.randint(0, n_tokens(cfg), (1, p), generator=g)}
+    other = dict(speech, prev_feat=torch.randn(1, p * r, cfg.feat_dim, generator=g))
+
+    def run(extra):
+        return model.sample({**batch, **extra}, generator=torch.Generator().manual_seed(0))["expr"]
+
+    assert not torch.allclose(run(speech), run(other), atol=1e-4)
+    masked = {k: v for k, v in speech.items()}
+    masked["prev_feat_mask"] = torch.zeros_like(speech["prev_feat_mask"])
+    masked_other = dict(masked, prev_feat=other["prev_feat"], prev_prosody=torch.zeros(1, p * r, 2))
+    # masked speech: what the features hold does not matter (the denoiser never sees it; DPSE masks it)
+    assert torch.allclose(run(masked), run(masked_other), atol=1e-5)
+    with pytest.raises(ValueError, match="previous-frame speech"):
+        run(dict(speech, prev_words=speech["prev_words"][:, 1:]))
+
+
+def test_baselines_are_capacity_matched_to_ksdiff_at_the_default_size():
+    count = {m: sum(p.numel() for p in build_model(KSDiffConfig(method=m)).parameters())
+             for m in ("ksdiff", "diffspeaker", "regression")}
+    for m in ("diffspeaker", "regression"):
+        assert 0.85 <= count[m] / count["ksdiff"] <= 1.15, count
+
+
+def test_no_split_ablation_keeps_prosody_and_the_baselines_do_not_see_it():
+    cfg = tiny(split_paths=False, dropout=0.0)
+    g = torch.Generator().manual_seed(0)
+    feat, mask = torch.randn(1, 48, cfg.feat_dim, generator=g), torch.ones(1, 48, dtype=torch.bool)
+    dpse = DPSE(cfg).eval()
+    with torch.no_grad():
+        dpse.film.gamma.weight.normal_()  # FiLM starts as the identity; a trained one is not
+        a, _ = dpse(feat, mask, torch.randn(1, 48, 2, generator=g), 24)
+        b, _ = dpse(feat, mask, torch.randn(1, 48, 2, generator=g), 24)
+    assert not torch.allclose(a, b)
+    for method in ("diffspeaker", "regression"):
+        assert build_model(tiny(method=method)).encoder.film is None
+
+
+# --- DPSE ---# --- DPSE ----------------------------------------------------------------------------------
 
 def test_msdc_and_dpse_shapes():
     cfg = tiny()
@@ -129,6 +219,33 @@ def test_dpse_output_does_not_depend_on_padding():
     padded = dpse(pad_feat, pad_mask, pad_pros, 28)
     for a, p in zip(alone, padded):
         assert torch.allclose(a, p[:, :20], atol=1e-5)
+
+
+@pytest.mark.parametrize("bias", ["alibi", "none"])
+def test_dpse_cross_attention_knows_the_order_of_frames_within_a_pooling_window(bias):
+    """Swapping two frames of one pooling window keeps the pooled query; only a position bias lets the
+    attention (and so the output) tell the order apart."""
+    cfg = tiny(dropout=0.0, dpse_position_bias=bias)
+    attn = PooledCrossAttention(cfg, window=4).eval()
+    h = torch.randn(1, 16, cfg.d_model, generator=torch.Generator().manual_seed(0))
+    swapped = h.clone()
+    swapped[:, [0, 1]] = h[:, [1, 0]]  # frames 0 and 1: 1.5 and 0.5 frames from the token centre
+    mask = torch.ones(1, 16, dtype=torch.bool)
+    with torch.no_grad():
+        a, _ = attn(h, mask)
+        b, _ = attn(swapped, mask)
+    if bias == "alibi":
+        assert (a[:, 0] - b[:, 0]).abs().max() > 1e-4
+    else:
+        assert torch.allclose(a, b, atol=1e-6)
+
+
+def test_resample_clamps_to_leading_padding_too():
+    """The previous frames' audio is masked at a clip start: frames there take the first valid token."""
+    tok = torch.arange(4.0).view(1, 4, 1)
+    mask = torch.tensor([[False, True, True, True]])
+    frames = resample_to_frames(tok, mask, 2, 50, 25, 4).flatten()
+    assert frames.tolist() == [1.0, 1.0, 2.0, 3.0]
 
 
 def test_pool_and_resample_keep_time_alignment():
@@ -222,6 +339,31 @@ def test_kel_sampling_respects_spacing_mask_and_seed():
     assert torch.equal(tokens, again)
 
 
+@pytest.mark.parametrize("mode", ["free_running", "sampled"])
+def test_kel_keyframes_for_the_denoiser_are_free_of_ground_truth(mode):
+    """free_running: the keyframes conditioning the denoiser in training do not depend on the ground truth
+    at all (same draws, other ground truth: the same tokens). 'sampled' leaks it: its teacher-forced
+    probabilities and values are fed the ground-truth earlier keyframes."""
+    cfg = tiny(kel_condition=mode, kel_sampling="threshold", kel_threshold=0.5)
+    kel = KEL(cfg, 3, min_spacing=2)
+    with torch.no_grad():
+        kel.out.bias[0] = 0.2  # about every other frame wants to be a keyframe
+        kel.prev_in.weight.mul_(20)  # and the previous keyframe token matters
+    g = torch.Generator().manual_seed(0)
+    f, mask = torch.randn(1, 16, cfg.d_model, generator=g), torch.ones(1, 16, dtype=torch.bool)
+    ind_a = torch.zeros(1, 16, dtype=torch.bool)
+    ind_a[0, ::4] = True
+    ind_b = torch.zeros(1, 16, dtype=torch.bool)
+    ind_b[0, 2::5] = True
+    _, tok_a = kel.loss(f, ind_a, torch.randn(1, 16, 3, generator=g), mask)
+    _, tok_b = kel.loss(f, ind_b, torch.randn(1, 16, 3, generator=g), mask)
+    if mode == "free_running":
+        assert torch.equal(tok_a, tok_b)
+        assert torch.equal(tok_a, kel.sample(f, mask))  # exactly what sampling gives
+    else:
+        assert not torch.equal(tok_a, tok_b)
+
+
 # --- the model interface -----------------------------------------------------------------------
 
 @pytest.mark.parametrize("method", ["ksdiff", "diffspeaker", "regression"])
@@ -306,6 +448,92 @@ def test_sample_long_chains_windows_with_generated_prev_frames():
     for prev, cur in zip(seen, seen[1:]):
         assert torch.equal(cur["prev_head"], prev["out_head"][:, -4:]) and cur["prev_mask"].all()
     assert torch.equal(out["head"][:, 20:40], seen[1]["out_head"])
+
+
+def test_sample_long_gives_each_window_the_speech_before_it():
+    cfg = tiny()
+    model = build_model(cfg)
+    full = make_batch(cfg, b=1, n=50, p=0)
+    r = cfg.feat_per_frame
+    seen = []
+    inner = model.sample
+    model.sample = lambda chunk, **kw: (seen.append(chunk), inner(chunk, **kw))[1]
+    sample_long(model, full, window=20, n_prev=4, generator=torch.Generator().manual_seed(0))
+    assert not seen[0]["prev_mask"].numel()  # the batch brought no previous frames: a cold start
+    for k, s in ((1, 20), (2, 40)):
+        assert torch.equal(seen[k]["prev_feat"], full["feat"][:, (s - 4) * r: s * r])
+        assert torch.equal(seen[k]["prev_words"], full["words"][:, s - 4: s]) and seen[k]["prev_feat_mask"].all()
+    cold = cold_clip(cfg, 30)
+    seen.clear()
+    sample_long(model, cold, window=20, n_prev=4, generator=torch.Generator().manual_seed(0))
+    assert seen[0]["prev_feat"].shape == (1, 4 * r, cfg.feat_dim) and not seen[0]["prev_feat_mask"].any()
+
+
+def cold_clip(cfg, n):
+    from ksdiff.data.dataset import inference_batch
+
+    g = np.random.default_rng(0)
+    return inference_batch(g.normal(size=(n * cfg.feat_per_frame, cfg.feat_dim)), np.ones(n * cfg.feat_per_frame, bool),
+                           g.normal(size=(n * cfg.feat_per_frame, 2)), np.zeros(n, int), cfg.n_prev, cfg.head_dim,
+                           cfg.expr_dim)
+
+
+class ConstantWindows:
+    """A stand-in model whose k-th sampled window is the constant k: where windows meet is then visible."""
+
+    def __init__(self, cfg):
+        self.cfg, self.calls = cfg, 0
+
+    def sample(self, chunk, **kw):
+        n = chunk["mask"].shape[1]
+        self.calls += 1
+        return {"head": torch.full((1, n, self.cfg.head_dim), float(self.calls - 1)),
+                "expr": torch.full((1, n, self.cfg.expr_dim), float(self.calls - 1))}
+
+
+def test_sample_long_overlaps_windows_and_crossfades_them():
+    cfg = tiny()
+    full = make_batch(cfg, b=1, n=26, p=0)
+    out = sample_long(ConstantWindows(cfg), full, window=10, n_prev=2, overlap=3)["head"][0, :, 0]
+    # windows start at 0, 7, 14, 21 (the last one cut at 26); joins fade over 3 frames: 1/4, 2/4, 3/4
+    want = [0.0] * 7 + [0.25, 0.5, 0.75] + [1.0] * 4 + [1.25, 1.5, 1.75] + [2.0] * 4 + [2.25, 2.5, 2.75] + [3.0] * 2
+    assert out.tolist() == want
+    back_to_back = sample_long(ConstantWindows(cfg), full, window=10, n_prev=2, overlap=0)["head"][0, :, 0]
+    assert back_to_back.tolist() == [0.0] * 10 + [1.0] * 10 + [2.0] * 6
+    with pytest.raises(ValueError, match="overlap"):
+        sample_long(ConstantWindows(cfg), full, window=10, overlap=10)
+
+
+def test_window_seams_measure_jumps_at_joins_against_ground_truth():
+    # ground truth moves 0.1 per frame (p95 = 0.1); the prediction copies it but jumps by 0.5 at frame 10
+    gt = (np.arange(25) * 0.1)[:, None] * np.array([[0.6, 0.8]])  # steps of norm 0.1
+    pred = gt.copy()
+    pred[10:] += 0.5 * np.array([0.6, 0.8])
+    sm = window_seams(pred, gt, window=10)
+    assert window_joins(25, 10) == [(10, 10), (20, 20)]
+    assert sm["n_joins"] == 2 and sm["gt_p95"] == pytest.approx(0.1)
+    assert sm["jump_max"] == pytest.approx(0.6) and sm["ratio_max"] == pytest.approx(6.0)
+    assert sm["jump_median"] == pytest.approx(0.35) and sm["interior_p95"] == pytest.approx(0.1)
+    assert window_seams(gt, gt, window=10)["ratio_max"] == pytest.approx(1.0)  # no seam: as smooth as gt
+    # with overlap 3 the join spans steps 7..10 (fade start to the new window's own frames)
+    assert window_joins(25, 10, overlap=3) == [(7, 10), (14, 17), (21, 24)]
+    valid = np.ones(25, bool)
+    valid[3] = False  # a gap in the fit: its steps are not ground-truth motion
+    gap = gt.copy()
+    gap[3] = 100.0
+    assert window_seams(pred, gap, window=10, valid=valid)["gt_p95"] == pytest.approx(0.1)
+    assert np.isnan(window_seams(pred[:8], gt[:8], window=10)["jump_max"])  # one window: no join
+
+
+def test_every_method_trains_under_cpu_bf16_autocast():
+    """The mixed-precision path's dtypes (biases, positions, masks) work; CUDA's bf16 runs the same ops."""
+    for method in ("ksdiff", "diffspeaker", "regression"):
+        cfg = tiny(method=method)
+        model = build_model(cfg)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            terms = model.loss(make_batch(cfg))
+        assert torch.isfinite(terms["loss"])
+        terms["loss"].backward()
 
 
 # --- learning ----------------------------------------------------------------------------------

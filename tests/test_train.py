@@ -10,7 +10,7 @@ import torch
 import ksdiff.train as train_mod
 from fabricate import fabricate_with_stats, tiny_model_cfg
 from ksdiff import cli, config
-from ksdiff.infer import load_checkpoint
+from ksdiff.infer import build_from_checkpoint, load_checkpoint
 
 
 def make_cfg(**train):
@@ -47,6 +47,14 @@ def test_training_lowers_validation_loss_and_writes_a_complete_model(results, tm
     assert p["stats"]["attrs"]["clips"] == ["spk0_clip0", "spk1_clip0", "spk1_clip1", "spk1_clip2"]
     assert tuple(p["basis"]["components"].shape) == (4, 478 * 3) and len(p["basis"]["sha256"]) == 64
     assert "optimizer" not in p  # the final file is for inference only
+    # the parameter count (the leaderboard's capacity column), in the model file and the log
+    n_params = sum(v.numel() for v in build_from_checkpoint(p, torch.device("cpu")).parameters())
+    assert p["n_params"] == n_params
+    with open(out.parent / "train_log.csv", newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r["phase"] == "model"]
+    assert [(r["step"], r["metric"], int(r["value"])) for r in rows] == [("0", "n_params", n_params)]
+    # the validation samples' seams between windows are logged beside the lip error
+    assert set(val_curve(out.parent, "seam_expr")) == {0, 40, 80, 120}
     # checkpoints: the last keep_checkpoints (2) are kept, each a full training state
     ck = sorted((out.parent / "checkpoints").glob("step-*.pt"))
     assert [c.name for c in ck] == ["step-00000060.pt", "step-00000120.pt"]

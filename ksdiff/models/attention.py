@@ -74,6 +74,26 @@ def periodic_bias(n_heads: int, n_tokens: int, period: int) -> torch.Tensor:
     return -alibi_slopes(n_heads)[:, None, None] * steps[None]
 
 
+def periodic_positional_encoding(n_tokens: int, d_model: int, period: int) -> torch.Tensor:
+    """(L, D) FaceFormer's periodic positional encoding (PPE): the sinusoidal encoding of t mod period.
+
+    Combined with ``periodic_bias`` (which tells periods apart) it gives every token of
+    the line an identity within its period, so the order of frames reaches attention.
+    """
+    pos = (torch.arange(n_tokens) % period).float()[:, None]
+    div = torch.exp(torch.arange(0, d_model, 2).float() * (-math.log(10000.0) / d_model))
+    pe = torch.zeros(n_tokens, d_model)
+    pe[:, 0::2] = torch.sin(pos * div)
+    pe[:, 1::2] = torch.cos(pos * div[: d_model // 2])
+    return pe
+
+
+def distance_bias(n_heads: int, distance: torch.Tensor) -> torch.Tensor:
+    """ALiBi's linear bias -slope_h * distance: (...) distances -> (H, ...) biases (steeper heads look closer)."""
+    slopes = alibi_slopes(n_heads).to(distance.device)
+    return -slopes.view(-1, *([1] * distance.dim())) * distance[None]
+
+
 def alignment_mask(n_query: int, n_key: int, radius: int) -> torch.Tensor:
     """(L, S) bool, True where query frame t may see condition frame s: |t - s| <= radius.
 

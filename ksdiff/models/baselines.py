@@ -1,16 +1,25 @@
 """Baselines sharing KSDiff's speech trunk so comparisons isolate the method, not the encoder.
 
-Both use the DPSE trunk without the split (adapter + MSDC, resampled to T; the
-stand-in for DiffSpeaker's contextual wav2vec2 encoder when features are log-mels),
-no prosody, no KEL, no transcript.
+What each sees: the speech features only (the DPSE trunk without the split, adapter +
+MSDC resampled to T: the stand-in for DiffSpeaker's contextual wav2vec2 encoder when
+features are log-mels), over the same token line as KSDiff, i.e. the previous
+frames' audio too (``cfg.prev_condition``) and the same previous frames. No
+prosody (FiLM off: DiffSpeaker and FaceFormer read speech features only), no KEL, no
+transcript.
+
+Capacity: at the shared sizes one network has a third of KSDiff's parameters, so
+both baselines use ``cfg.baseline_n_layers`` layers with ``cfg.baseline_ffn_mult``
+FFN width (at the defaults 7 layers x 4 d_model: 1.06x and 1.04x KSDiff's count,
+checked by tests/test_models.py), so a KSDiff win is not a capacity win.
 
 - ``DiffSpeakerModel``: one DiffSpeaker-style denoiser over the concatenated
   [head, expr] motion, one diffusion loop, classifier-free guidance like KSDiff.
 - ``RegressionModel``: FaceFormer-like deterministic regressor: the same
-  transformer (periodic self-attention bias, aligned cross-attention to speech)
-  without noisy input or timestep, trained with the same value/velocity losses.
-  Non-autoregressive: FaceFormer's autoregression is replaced by the same prev-frame
-  prefix the other models get, which keeps sampling one forward pass.
+  transformer (periodic self-attention bias, periodic positional encoding, aligned
+  cross-attention to speech) without noisy input or timestep, trained with the same
+  value/velocity losses. Non-autoregressive: FaceFormer's autoregression is
+  replaced by the same prev-frame prefix the other models get, which keeps
+  sampling one forward pass.
 """
 from __future__ import annotations
 
@@ -23,7 +32,7 @@ from .config import KSDiffConfig
 from .denoiser import MotionTransformer
 from .diffusion import GaussianDiffusion, guided, motion_losses
 from .dpse import DPSE
-from .ksdiff import MotionModel, batch_prev
+from .ksdiff import MotionModel, batch_prev, speech_line
 
 
 class _JointMotionModel(MotionModel):
@@ -31,13 +40,17 @@ class _JointMotionModel(MotionModel):
 
     def __init__(self, cfg: KSDiffConfig, noisy_input: bool):
         super().__init__(cfg)
-        self.encoder = DPSE(dataclasses.replace(cfg, split_paths=False))
+        self.encoder = DPSE(dataclasses.replace(cfg, split_paths=False, use_prosody=False))
         self.cond = nn.Linear(cfg.d_model, cfg.d_model)
-        self.net = MotionTransformer(cfg, cfg.head_dim + cfg.expr_dim, noisy_input=noisy_input)
+        self.net = MotionTransformer(cfg, cfg.head_dim + cfg.expr_dim, noisy_input=noisy_input,
+                                     n_layers=cfg.baseline_n_layers, ffn_mult=cfg.baseline_ffn_mult)
 
-    def condition(self, batch: dict) -> torch.Tensor:
-        f, _ = self.encoder(batch["feat"], batch["feat_mask"], batch["prosody"], batch["mask"].shape[1])
-        return self.cond(f)
+    def condition(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """-> the window's condition (B, T, D), the previous frames' (B, P, D) and its mask (or None, None)."""
+        line, p, prev_mask = speech_line(batch, self.cfg)
+        f, _ = self.encoder(line["feat"], line["feat_mask"], line["prosody"], p + batch["mask"].shape[1])
+        f = self.cond(f)
+        return f[:, p:], (f[:, :p] if p else None), prev_mask
 
     def joint_prev(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
         head, prev_mask = batch_prev(batch, "head", self.cfg.head_dim)
@@ -72,15 +85,17 @@ class DiffSpeakerModel(_JointMotionModel):
         t = self.diffusion.sample_t(x0.shape[0], x0.device)
         x_t = self.diffusion.q_sample(x0, t, torch.randn_like(x0))
         drop = self.drop_condition(x0.shape[0], x0.device)
-        pred = self.net(x_t, t, self.condition(batch), mask, prev, self.train_prev_mask(prev_mask), drop)
+        cond, prev_cond, prev_cond_mask = self.condition(batch)
+        pred = self.net(x_t, t, cond, mask, prev, self.train_prev_mask(prev_mask), drop, prev_cond, prev_cond_mask)
         return self.weighted(pred, batch, mask)
 
     def _sample(self, batch, steps, guidance, generator):
-        cond, mask = self.condition(batch), batch["mask"]
+        (cond, prev_cond, prev_cond_mask), mask = self.condition(batch), batch["mask"]
         prev, prev_mask = self.joint_prev(batch)
         b, n = mask.shape
         contexts = {
-            uncond: self.net.prepare(cond, mask, prev, prev_mask, torch.full((b,), uncond, device=mask.device))
+            uncond: self.net.prepare(cond, mask, prev, prev_mask, torch.full((b,), uncond, device=mask.device),
+                                     prev_cond, prev_cond_mask)
             for uncond in ((False, True) if guidance != 1.0 else (False,))
         }
         fn = guided(lambda x, t, uncond: self.net.run(contexts[uncond], x, t, n), guidance)
@@ -98,7 +113,8 @@ class RegressionModel(_JointMotionModel):
         mask = batch["mask"]
         prev, _ = self.joint_prev(batch)
         no_drop = torch.zeros(mask.shape[0], dtype=torch.bool, device=mask.device)
-        return self.net(None, None, self.condition(batch), mask, prev, prev_mask, no_drop)
+        cond, prev_cond, prev_cond_mask = self.condition(batch)
+        return self.net(None, None, cond, mask, prev, prev_mask, no_drop, prev_cond, prev_cond_mask)
 
     def loss(self, batch: dict) -> dict[str, torch.Tensor]:
         _, prev_mask = self.joint_prev(batch)

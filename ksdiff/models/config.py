@@ -45,12 +45,22 @@ class KSDiffConfig:
     pool_mid: int = 10  # pose fine window: 0.2 s (5 motion frames)
     pool_short: int = 2  # expression window: 0.04 s, i.e. one motion frame at 25 fps
     dpse_attn_window_s: float | None = 2.0  # pooled queries see h_s within +-2 s (None = all); keeps alignment
+    # Relative position bias of DPSE's cross-attention (pooled token vs frame key): "alibi" adds
+    # -slope_h * |token centre - key| / pooling window (ALiBi's per-head slopes, distance counted in the
+    # path's own pooling windows, so the 0.04 s expression tokens stay local and the 1 s pose tokens see
+    # seconds). Without it ("none") the +-2 s window is a bag of frames: a token cannot tell its own
+    # frames from frames 2 s away, and the order of frames in time does not reach the output.
+    dpse_position_bias: str = "alibi"
     resample_mode: str = "linear"  # pooled tokens -> T frames: interpolation in time ("nearest"); paper silent
     # Each path's output also gets a Linear of the frame-rate features it pooled
     # (h_s for pose, FiLM'd h' for expression). Paper silent; without it the pooled
     # tokens alone learned expression slower than the single-path baseline on the
     # demo corpus (val expression loss 0.80 vs 0.64 after 300 steps).
     path_residual: bool = True
+    # Prosody FiLM on the expression feature (the paper's expression path). With split_paths=False the
+    # shared feature keeps it too, so the no-split ablation removes the split only; the baselines turn it
+    # off (DiffSpeaker and FaceFormer see speech features only). False = the "no prosody" ablation.
+    use_prosody: bool = True
 
     # --- transcript ------------------------------------------------------------------
     # phones (CMUdict, a closed set every run sees; they are the visemes) | words (hashed into vocab_size;
@@ -67,13 +77,27 @@ class KSDiffConfig:
     kel_sampling: str = "bernoulli"  # Bernoulli(p) keeps the trained keyframe rate ("threshold": p > kel_threshold)
     kel_threshold: float = 0.5  # only used when kel_sampling == "threshold"
     kel_enforce_spacing: bool = True  # sampled keyframes keep the min spacing, like the ground truth
-    # The keyframes the denoiser is conditioned on in training: "sampled" = KEL's own picks from its
-    # teacher-forced probabilities (what it gets at sampling) | "ground_truth" positions. See models/kel.py.
-    kel_condition: str = "sampled"
+    # The keyframes the denoiser is conditioned on in training (see models/kel.py):
+    # "free_running" (default): KEL decodes its own keyframes with no ground truth at all (the sampler's
+    # autoregressive loop under no_grad, fed back its own picks and values), exactly what the denoiser gets
+    # at sampling. "sampled": KEL's picks from its *teacher-forced* probabilities, which are conditioned on
+    # the ground-truth earlier keyframes (a leak: the denoiser learns to trust keyframes better than KEL can
+    # produce). "ground_truth": the ground-truth positions. KEL's own loss stays teacher-forced in all three.
+    kel_condition: str = "free_running"
 
     # --- dual-path denoisers ---------------------------------------------------------
     alibi_period: int = 25  # periodic self-attention bias period: 1 s at 25 fps (FaceFormer/DS use the frame rate)
     align_radius: int = 2  # motion frame t cross-attends to condition frames t-2..t+2 (DS alignment mask, widened)
+    # Token positions over the line [previous frames; window]: "ppe" = FaceFormer/DiffSpeaker's periodic
+    # positional encoding (sinusoid of t mod alibi_period, added to every token); "learned" = one learned
+    # vector per position (at most n_prev + window tokens); "none" = only the type embedding. The periodic
+    # bias is constant within a period, so without positions the previous frames are an unordered set to
+    # the window's first frames (reversing their order changed the output by 2e-7).
+    positions: str = "ppe"
+    # The previous frames get their aligned speech condition (DiffPoseTalk): DPSE encodes the audio of
+    # [previous frames; window] in one pass and previous frame t cross-attends to its own condition frames,
+    # like the window's. At a clip start there is no earlier audio: masked, as the previous motion is.
+    prev_condition: bool = True
 
     # --- diffusion -------------------------------------------------------------------
     n_train_steps: int = 1000  # DS: 1000 DDPM steps (DPT: 500)
@@ -91,6 +115,17 @@ class KSDiffConfig:
     # --- windows ---------------------------------------------------------------------
     window: int = 100  # motion frames per training/sampling window (DPT)
     n_prev: int = 10  # previous frames given for continuity (DPT)
+    # sample_long: consecutive windows overlap by this many frames (0 = back to back, DPT), and the overlap is
+    # crossfaded linearly from the earlier window's frames to the later one's, so no boundary is a hard cut.
+    window_overlap: int = 0
+
+    # --- baselines' size (capacity-matched to KSDiff at the defaults: see models/baselines.py) -----
+    # KSDiff has two paths (two DPSE path stacks, two KELs, two denoisers); a single-path model at the
+    # shared sizes has a third of its parameters, so a win could be capacity, not method. The baselines get
+    # more layers and a wider FFN (DPT itself uses 8 layers): at the defaults (7 layers, FFN 4 x d_model)
+    # 1.06x (diffspeaker) and 1.04x (regression) KSDiff's 1.97 M parameters (tests/test_models.py: +-15%).
+    baseline_n_layers: int = 7
+    baseline_ffn_mult: int = 4
 
     # --- loss weights ----------------------------------------------------------------
     w_value: float = 1.0  # DS: value loss weight 1
@@ -124,8 +159,15 @@ class KSDiffConfig:
             raise ValueError(f"unknown transcript_tokens {self.transcript_tokens!r}; expected 'phones' or 'words'")
         if self.keyframe_signal not in ("speed", "accel"):
             raise ValueError(f"unknown keyframe_signal {self.keyframe_signal!r}")
-        if self.kel_condition not in ("sampled", "ground_truth"):
-            raise ValueError(f"unknown kel_condition {self.kel_condition!r}; expected 'sampled' or 'ground_truth'")
+        if self.kel_condition not in ("free_running", "sampled", "ground_truth"):
+            raise ValueError(f"unknown kel_condition {self.kel_condition!r}; expected 'free_running', 'sampled' "
+                             "or 'ground_truth'")
+        if self.positions not in ("ppe", "learned", "none"):
+            raise ValueError(f"unknown positions {self.positions!r}; expected 'ppe', 'learned' or 'none'")
+        if self.dpse_position_bias not in ("alibi", "none"):
+            raise ValueError(f"unknown dpse_position_bias {self.dpse_position_bias!r}; expected 'alibi' or 'none'")
+        if not 0 <= self.window_overlap < self.window:
+            raise ValueError(f"window_overlap must be in 0..window-1, got {self.window_overlap}")
         if self.kel_sampling not in ("bernoulli", "threshold"):
             raise ValueError(f"unknown kel_sampling {self.kel_sampling!r}")
         if self.msdc_kernel % 2 == 0:

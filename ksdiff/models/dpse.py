@@ -10,14 +10,22 @@ The pooled token counts differ from T; the paper does not say how the features
 reach the motion rate. We interpolate the pooled tokens in time
 (``cfg.resample_mode``), which keeps the pose tokens as smooth as their pooling
 window intended. With ``cfg.split_paths=False`` (ablation) there is no split:
-h_s is resampled to T and one Linear gives the single feature both generators use.
+h_s (FiLM'd by prosody unless ``cfg.use_prosody`` is off) is resampled to T and one
+Linear gives the single feature both generators use, so the ablation removes the
+split and nothing else.
+
+Positions: each pooled query's cross-attention to the frames within +-2 s carries
+an ALiBi-style bias, linear in its distance from the token's centre
+(``cfg.dpse_position_bias``), so a token knows which frames are its own.
+Valid frames need not start at index 0: the previous frames' audio is prepended and
+masked at a clip start, and resampling clamps to the first and last valid tokens.
 """
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-from .attention import NEG, FeedForward, MultiHeadAttention
+from .attention import NEG, FeedForward, MultiHeadAttention, distance_bias
 from .config import KSDiffConfig
 from .msdc import MSDC
 from .prosody import ProsodyFiLM
@@ -47,15 +55,19 @@ def resample_to_frames(
     Token i covers feature frames [i*w, (i+1)*w); motion frame t covers
     [t/fps, (t+1)/fps). Each frame takes the token value at its own centre time,
     interpolated between the two nearest token centres (or the nearest one),
-    clamped to the sample's valid tokens so padding never leaks in.
+    clamped to the sample's first and last valid tokens so padding (at either end)
+    never leaks in.
     """
     b, n_tok, d = tokens.shape
     # float64 and one ratio so that aligned rates (e.g. 2 features per frame, window 2) map frames exactly
     # (computed on the CPU: not every accelerator has float64)
     t = torch.arange(n_frames, dtype=torch.float64)
     u = ((t + 0.5) * (feat_rate_hz / (fps * window)) - 0.5).to(tokens.device)[None].expand(b, -1)  # token units
-    last = (token_mask.sum(1).clamp(min=1) - 1).to(u.dtype)[:, None]
-    u = torch.minimum(u.clamp(min=0.0), last)
+    idx = torch.arange(n_tok, device=tokens.device)[None]
+    first = torch.where(token_mask, idx, n_tok).min(1).values
+    first = torch.where(token_mask.any(1), first, 0).to(u.dtype)[:, None]
+    last = torch.where(token_mask, idx, -1).max(1).values.clamp(min=0).to(u.dtype)[:, None]
+    u = torch.maximum(torch.minimum(u, last), first)
     if mode == "nearest":
         idx = u.round().long()
         return torch.gather(tokens, 1, idx[..., None].expand(-1, -1, d))
@@ -75,6 +87,7 @@ class PooledCrossAttention(nn.Module):
         d = cfg.d_model
         self.window = window
         self.attn_window = None if cfg.dpse_attn_window_s is None else cfg.dpse_attn_window_s * cfg.feat_rate_hz
+        self.n_heads, self.position_bias = cfg.n_heads, cfg.dpse_position_bias
         self.proj = nn.Linear(d, d)
         self.norm_q, self.norm_kv, self.norm_ff = nn.LayerNorm(d), nn.LayerNorm(d), nn.LayerNorm(d)
         self.attn = MultiHeadAttention(d, cfg.n_heads, cfg.dropout)
@@ -82,14 +95,19 @@ class PooledCrossAttention(nn.Module):
         self.drop = nn.Dropout(cfg.dropout)
 
     def bias(self, n_tok: int, mask: torch.Tensor) -> torch.Tensor:
-        """(B, 1, n_tok, N): padding blocked; keys farther than the attention window from the token centre blocked."""
+        """(B, H or 1, n_tok, N): padding blocked; keys farther than the attention window from the token centre
+        blocked; the others biased by -slope_h * distance / pooling window (``dpse_position_bias='alibi'``)."""
+        n = mask.shape[1]
+        centre = torch.arange(n_tok, device=mask.device) * self.window + self.window / 2.0
+        key = torch.arange(n, device=mask.device) + 0.5
+        dist = (centre[:, None] - key[None, :]).abs()  # (n_tok, N) in feature frames
         allowed = mask[:, None, :]  # (B, 1, N)
         if self.attn_window is not None:
-            n = mask.shape[1]
-            centre = torch.arange(n_tok, device=mask.device) * self.window + self.window / 2.0
-            key = torch.arange(n, device=mask.device) + 0.5
-            allowed = allowed & ((centre[:, None] - key[None, :]).abs() <= self.attn_window)[None]
-        return torch.where(allowed, 0.0, NEG)[:, None]
+            allowed = allowed & (dist <= self.attn_window)[None]
+        allowed = allowed[:, None]  # (B, 1, n_tok, N)
+        if self.position_bias == "alibi":
+            return torch.where(allowed, distance_bias(self.n_heads, dist / self.window)[None], NEG)
+        return torch.where(allowed, 0.0, NEG)
 
     def forward(self, h: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         pooled, pmask = masked_pool(h, mask, self.window)
@@ -110,7 +128,6 @@ class DPSE(nn.Module):
             self.pose_long = PooledCrossAttention(cfg, cfg.pool_long)
             self.pose_mid = PooledCrossAttention(cfg, cfg.pool_mid)
             self.pose_out = nn.Linear(2 * d, d)
-            self.film = ProsodyFiLM(d)
             self.expr_short = PooledCrossAttention(cfg, cfg.pool_short)
             self.expr_out = nn.Linear(d, d)
             if cfg.path_residual:
@@ -118,6 +135,7 @@ class DPSE(nn.Module):
                 self.expr_skip = nn.Linear(d, d)
         else:
             self.shared_out = nn.Linear(d, d)
+        self.film = ProsodyFiLM(d) if cfg.use_prosody else None
 
     def trunk(self, feat: torch.Tensor, feat_mask: torch.Tensor) -> torch.Tensor:
         """h_s (B, N, D) = x + MSDC(x), x = adapter(feat)."""
@@ -133,8 +151,9 @@ class DPSE(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """-> (f_h, f_e), each (B, n_frames, D); the same tensor twice when split_paths is off."""
         h_s = self.trunk(feat, feat_mask)
+        h_prime = self.film(h_s, prosody) if self.film is not None else h_s
         if not self.cfg.split_paths:
-            f = self.shared_out(self._to_frames(h_s, feat_mask, 1, n_frames))
+            f = self.shared_out(self._to_frames(h_prime, feat_mask, 1, n_frames))
             return f, f
         long_tok, long_mask = self.pose_long(h_s, feat_mask)
         mid_tok, mid_mask = self.pose_mid(h_s, feat_mask)
@@ -144,7 +163,6 @@ class DPSE(nn.Module):
             dim=-1,
         )
         f_h = self.pose_out(pose)
-        h_prime = self.film(h_s, prosody)
         expr_tok, expr_mask = self.expr_short(h_prime, feat_mask)
         f_e = self.expr_out(self._to_frames(expr_tok, expr_mask, self.expr_short.window, n_frames))
         if self.cfg.path_residual:

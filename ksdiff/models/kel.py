@@ -11,13 +11,17 @@ Training uses teacher forcing with the ground-truth keyframes (``keyframes.py``)
 sampling feeds back its own decisions. Its output token sequence (B, T, motion_dim
 + 1) conditions the path's denoiser.
 
-What the denoiser sees in training (``cfg.kel_condition``): by default the
-keyframes KEL itself picks from its teacher-forced probabilities, with the same
-decision rule as at sampling ("sampled"), so the denoiser learns how far to trust
-KEL's positions. Conditioning it on the ground-truth positions instead
+What the denoiser sees in training (``cfg.kel_condition``): by default
+("free_running") the keyframes KEL decodes on its own, exactly as at sampling:
+the autoregressive loop fed back its own picks and values, under no_grad, with no
+ground truth anywhere in it. The older "sampled" reading drew KEL's picks from its
+teacher-forced probabilities; those depend on the ground-truth earlier keyframes
+(every GRU step was fed them), so the denoiser met better keyframes in training
+than KEL can give it at sampling. Conditioning it on the ground-truth positions
 ("ground_truth") teaches it that a keyframe token marks a real speed peak; at
 sampling KEL's positions are far less exact and the denoiser is misled (on the
 synthetic demo corpus this made held-out lip error worse than no KEL at all).
+KEL's own loss is teacher-forced in every mode.
 """
 from __future__ import annotations
 
@@ -60,9 +64,9 @@ class KEL(nn.Module):
         """-> ({bce, value}, denoiser condition tokens).
 
         BCE on the indicator over valid frames; L1 on the values at ground-truth
-        keyframes. The denoiser is conditioned on the *predicted* values (detached):
+        keyframes. The denoiser is conditioned on *predicted* values (no gradient):
         with ground-truth values it would learn to copy them and then meet KEL's far
-        less exact values at sampling. Which frames carry them: ``cfg.kel_condition``.
+        less exact values at sampling. Which predictions: ``cfg.kel_condition``.
         """
         logits, values = self.teacher_forced(f, indicator, motion)
         m = mask.to(logits.dtype)
@@ -70,6 +74,8 @@ class KEL(nn.Module):
         bce = bce / m.sum().clamp(min=1.0)
         k = (indicator & mask).to(values.dtype)[..., None]
         value = ((values - motion).abs() * k).sum() / (k.sum() * self.motion_dim).clamp(min=1.0)
+        if self.cfg.kel_condition == "free_running":
+            return {"bce": bce, "value": value}, self.sample(f.detach(), mask)
         if self.cfg.kel_condition == "sampled":
             with torch.no_grad():
                 p = torch.sigmoid(logits)

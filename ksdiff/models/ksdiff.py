@@ -5,6 +5,12 @@ Every model in this package follows one interface (``MotionModel``):
 ``sample(batch, steps=None, guidance=None, generator=None) -> {"head", "expr"}``
 (normalized units, reproducible for a given generator), and ``cfg``.
 ``sample_long`` runs any of them over audio longer than one window.
+
+Batch contract (see ksdiff.data.dataset): feat, feat_mask, prosody, words, mask, and
+the previous frames prev_head, prev_expr, prev_mask; optionally their speech,
+prev_feat (B, P * r, F), prev_feat_mask, prev_prosody and prev_words (B, P), which
+the models encode together with the window's (``speech_line``) when
+``cfg.prev_condition`` is on. Without them the previous frames have no condition.
 """
 from __future__ import annotations
 
@@ -26,6 +32,27 @@ def batch_prev(batch: dict, key: str, dim: int) -> tuple[torch.Tensor, torch.Ten
     if f"prev_{key}" not in batch:
         return ref.new_zeros(ref.shape[0], 0, dim, dtype=torch.float32), ref.new_zeros(ref.shape[0], 0)
     return batch[f"prev_{key}"], batch["prev_mask"]
+
+
+def speech_line(batch: dict, cfg: KSDiffConfig) -> tuple[dict, int, torch.Tensor | None]:
+    """The speech of the token line [previous frames; window] -> (speech, P, prev_cond_mask (B, P) or None).
+
+    ``speech`` has feat, feat_mask, prosody and words over P + T frames, with P = 0 (the
+    window alone) when the previous frames' speech is not in the batch or
+    ``cfg.prev_condition`` is off. A previous frame has a condition where any of its
+    feature frames is valid (none at a clip start).
+    """
+    window = {k: batch[k] for k in ("feat", "feat_mask", "prosody", "words")}
+    p = batch["prev_mask"].shape[1] if "prev_mask" in batch else 0
+    if not cfg.prev_condition or p == 0 or "prev_feat" not in batch:
+        return window, 0, None
+    r = cfg.feat_per_frame
+    if batch["prev_feat"].shape[1] != p * r or batch["prev_words"].shape[1] != p:
+        raise ValueError(f"previous-frame speech covers {batch['prev_feat'].shape[1]} feature frames and "
+                         f"{batch['prev_words'].shape[1]} words for {p} previous frames at {r} features per frame")
+    line = {k: torch.cat([batch[f"prev_{k}"], v], dim=1) for k, v in window.items()}
+    prev_cond_mask = batch["prev_feat_mask"].reshape(-1, p, r).any(-1)
+    return line, p, prev_cond_mask
 
 
 class MotionModel(nn.Module):
@@ -75,11 +102,12 @@ class ConditionFusion(nn.Module):
         self.keys = nn.Linear(motion_dim + 1, d) if cfg.use_kel else None
 
     def forward(self, f, words=None, keys=None):
+        """``keys`` None with KEL on: no keyframes known (the previous frames' condition)."""
         c = self.feat(f)
         if self.words is not None:
             c = c + self.words(words)
         if self.keys is not None:
-            c = c + self.keys(keys)
+            c = c + (self.keys(keys) if keys is not None else self.keys.bias)
         return c
 
 
@@ -95,7 +123,8 @@ class PathGenerator(nn.Module):
         self.fusion = ConditionFusion(cfg, motion_dim)
         self.denoiser = MotionTransformer(cfg, motion_dim)
 
-    def loss(self, diffusion, f, words, x0, mask, prev, prev_mask, drop) -> dict[str, torch.Tensor]:
+    def loss(self, diffusion, f, words, x0, mask, prev, prev_mask, drop, prev_cond=None, prev_cond_mask=None):
+        """-> loss terms; ``prev_cond`` (B, P, D) is the previous frames' fused condition (or None)."""
         c = self.cfg
         out, keys = {}, None
         if self.kel is not None:
@@ -107,18 +136,20 @@ class PathGenerator(nn.Module):
         cond = self.fusion(f, words, keys)
         t = diffusion.sample_t(x0.shape[0], x0.device)
         x_t = diffusion.q_sample(x0, t, torch.randn_like(x0))
-        pred = self.denoiser(x_t, t, cond, mask, prev, prev_mask, drop)
+        pred = self.denoiser(x_t, t, cond, mask, prev, prev_mask, drop, prev_cond, prev_cond_mask)
         terms = motion_losses(pred, x0, mask)
         out.update(terms)
         out["diffusion"] = c.w_value * terms["value"] + c.w_velocity * terms["velocity"] + c.w_smooth * terms["smooth"]
         return out
 
-    def sample(self, diffusion, f, words, mask, prev, prev_mask, steps, guidance, generator) -> torch.Tensor:
+    def sample(self, diffusion, f, words, mask, prev, prev_mask, steps, guidance, generator, prev_cond=None,
+               prev_cond_mask=None) -> torch.Tensor:
         keys = self.kel.sample(f, mask, generator) if self.kel is not None else None
         cond = self.fusion(f, words, keys)
         b = f.shape[0]
         contexts = {
-            uncond: self.denoiser.prepare(cond, mask, prev, prev_mask, torch.full((b,), uncond, device=f.device))
+            uncond: self.denoiser.prepare(cond, mask, prev, prev_mask, torch.full((b,), uncond, device=f.device),
+                                          prev_cond, prev_cond_mask)
             for uncond in ((False, True) if guidance != 1.0 else (False,))
         }
         fn = guided(lambda x, t, uncond: self.denoiser.run(contexts[uncond], x, t, f.shape[1]), guidance)
@@ -138,36 +169,66 @@ class KSDiff(MotionModel):
         )
         self.diffusion = GaussianDiffusion(cfg)
 
-    def encode(self, batch: dict) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
+    def encode(self, batch: dict) -> dict:
+        """Path features of the window and of the previous frames (encoded in one pass with them).
+
+        -> {"feats": {path: (B, T, D)}, "words": (B, T, D) or None, "prev": None or
+        {"feats": {path: (B, P, D)}, "words": ..., "mask": (B, P)}}.
+        """
+        line, p, prev_cond_mask = speech_line(batch, self.cfg)
         n_frames = batch["mask"].shape[1]
-        f_h, f_e = self.dpse(batch["feat"], batch["feat_mask"], batch["prosody"], n_frames)
-        words = self.transcript(batch["words"]) if self.transcript is not None else None
-        return {"head": f_h, "expr": f_e}, words
+        f_h, f_e = self.dpse(line["feat"], line["feat_mask"], line["prosody"], p + n_frames)
+        words = self.transcript(line["words"]) if self.transcript is not None else None
+        feats = {"head": f_h, "expr": f_e}
+        enc = {"feats": {k: v[:, p:] for k, v in feats.items()}, "words": None if words is None else words[:, p:],
+               "prev": None}
+        if p:
+            enc["prev"] = {"feats": {k: v[:, :p] for k, v in feats.items()},
+                           "words": None if words is None else words[:, :p], "mask": prev_cond_mask}
+        return enc
+
+    def prev_condition(self, enc: dict, name: str) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """The previous frames' fused condition for one path (no keyframes are known there), and its mask."""
+        if enc["prev"] is None:
+            return None, None
+        prev = enc["prev"]
+        return self.paths[name].fusion(prev["feats"][name], prev["words"]), prev["mask"]
 
     def loss(self, batch: dict) -> dict[str, torch.Tensor]:
         c = self.cfg
-        feats, words = self.encode(batch)
+        enc = self.encode(batch)
         mask = batch["mask"]
         drop = self.drop_condition(mask.shape[0], mask.device)
         total, logs = 0.0, {}
         for name, path in self.paths.items():
             prev, prev_mask = batch_prev(batch, name, path.motion_dim)
-            terms = path.loss(self.diffusion, feats[name], words, batch[name], mask, prev,
-                              self.train_prev_mask(prev_mask), drop)
+            terms = path.loss(self.diffusion, enc["feats"][name], enc["words"], batch[name], mask, prev,
+                              self.train_prev_mask(prev_mask), drop, *self.prev_condition(enc, name))
             total = total + getattr(c, f"w_{name}") * terms["diffusion"] + c.w_kel * terms.get("kel", 0.0)
             logs.update({f"{name}_{k}": v for k, v in terms.items()})
         return {"loss": total, **logs}
 
     def _sample(self, batch, steps, guidance, generator):
-        feats, words = self.encode(batch)
+        enc = self.encode(batch)
         mask = batch["mask"]
         out = {}
         for name, path in self.paths.items():
             prev, prev_mask = batch_prev(batch, name, path.motion_dim)
-            out[name] = path.sample(
-                self.diffusion, feats[name], words, mask, prev, prev_mask, steps, guidance, generator
-            )
+            out[name] = path.sample(self.diffusion, enc["feats"][name], enc["words"], mask, prev, prev_mask, steps,
+                                    guidance, generator, *self.prev_condition(enc, name))
         return out
+
+
+def before(x: torch.Tensor, start: int, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """x[:, start - n : start] left-padded with zeros where it reaches before frame 0, and (B, n) validity."""
+    lo = max(start - n, 0)
+    part = x[:, lo:start]
+    pad = n - part.shape[1]
+    valid = torch.ones(x.shape[0], n, dtype=torch.bool, device=x.device)
+    if pad:
+        part = torch.cat([part.new_zeros(x.shape[0], pad, *x.shape[2:]), part], dim=1)
+        valid[:, :pad] = False
+    return part, valid
 
 
 def sample_long(
@@ -178,17 +239,25 @@ def sample_long(
     steps: int | None = None,
     guidance: float | None = None,
     generator: torch.Generator | None = None,
+    overlap: int | None = None,
 ) -> dict[str, torch.Tensor]:
-    """Sample a whole clip in consecutive windows of ``window`` frames (DiffPoseTalk's scheme).
+    """Sample a whole clip in windows of ``window`` frames (DiffPoseTalk's scheme).
 
-    Each window after the first gets the previous window's last ``n_prev``
-    *generated* frames as prev_* (so consecutive windows join continuously); the
-    first window uses the batch's own prev_* if it has them. ``batch_full`` has the
-    batch contract's keys over the full length (no head/expr needed).
+    Each window after the first gets the ``n_prev`` *generated* frames before it as
+    prev_* (so consecutive windows join continuously) and their speech as
+    prev_feat/prev_feat_mask/prev_prosody/prev_words, which exists there (at the clip
+    start it does not: masked, as in training); the first window uses the batch's
+    own prev_* if it has them. Windows start every ``window - overlap`` frames
+    (``cfg.window_overlap`` by default); where two overlap, the output fades linearly
+    from the earlier window's frames to the later one's. ``batch_full`` has the batch
+    contract's keys over the full length (no head/expr needed).
     """
     c = model.cfg
     window = c.window if window is None else window
     n_prev = c.n_prev if n_prev is None else n_prev
+    overlap = c.window_overlap if overlap is None else overlap
+    if not 0 <= overlap < window:
+        raise ValueError(f"overlap must be in 0..{window - 1}, got {overlap}")
     r = c.feat_per_frame
     mask = batch_full["mask"]
     b, n_frames = mask.shape
@@ -196,25 +265,45 @@ def sample_long(
     if abs(n_feat - n_frames * r) > r:
         raise ValueError(f"{n_feat} feature frames do not match {n_frames} motion frames at {r} features per frame")
     dims = {"head": c.head_dim, "expr": c.expr_dim}
-    generated = {k: [] for k in dims}
-    prev = {k: batch_prev(batch_full, k, d)[0] for k, d in dims.items()}
-    prev_mask = batch_prev(batch_full, "head", c.head_dim)[1]
-    for s in range(0, n_frames, window):
+    out = {k: None for k in dims}
+    done = 0  # frames [0, done) are generated
+    s = 0
+    while True:
         e = min(s + window, n_frames)
         chunk = {
-            "feat": batch_full["feat"][:, s * r : e * r],
-            "feat_mask": batch_full["feat_mask"][:, s * r : e * r],
-            "prosody": batch_full["prosody"][:, s * r : e * r],
+            "feat": batch_full["feat"][:, s * r: e * r],
+            "feat_mask": batch_full["feat_mask"][:, s * r: e * r],
+            "prosody": batch_full["prosody"][:, s * r: e * r],
             "words": batch_full["words"][:, s:e],
             "mask": mask[:, s:e],
-            "prev_mask": prev_mask,
-            **{f"prev_{k}": v for k, v in prev.items()},
         }
         if chunk["feat"].shape[1] == 0:
             raise ValueError(f"no speech features left for frames {s}..{e}")
+        if s == 0:
+            chunk["prev_mask"] = batch_prev(batch_full, "head", c.head_dim)[1]
+            chunk.update({f"prev_{k}": batch_prev(batch_full, k, d)[0] for k, d in dims.items()})
+        else:
+            gen_valid = before(mask, s, n_prev)
+            chunk["prev_mask"] = gen_valid[0] & gen_valid[1]
+            chunk.update({f"prev_{k}": before(out[k], s, n_prev)[0] for k in dims})
+        p = chunk["prev_mask"].shape[1]
+        if p:
+            feat, feat_ok = before(batch_full["feat"], s * r, p * r)
+            chunk["prev_feat"] = feat
+            chunk["prev_feat_mask"] = before(batch_full["feat_mask"], s * r, p * r)[0] & feat_ok
+            chunk["prev_prosody"] = before(batch_full["prosody"], s * r, p * r)[0]
+            chunk["prev_words"] = before(batch_full["words"], s, p)[0]
         pred = model.sample(chunk, steps=steps, guidance=guidance, generator=generator)
         for k in dims:
-            generated[k].append(pred[k])
-            prev[k] = torch.cat(generated[k], dim=1)[:, -n_prev:] if n_prev > 0 else pred[k][:, :0]
-        prev_mask = mask[:, max(0, e - n_prev) : e] if n_prev > 0 else mask[:, :0]
-    return {k: torch.cat(v, dim=1) for k, v in generated.items()}
+            new = pred[k]
+            if out[k] is None:
+                out[k] = new.new_zeros(b, n_frames, new.shape[-1])
+            n_old = done - s  # frames of this window already generated by the previous one
+            if n_old > 0:
+                w = (torch.arange(1, n_old + 1, dtype=new.dtype, device=new.device) / (n_old + 1))[None, :, None]
+                out[k][:, s:done] = (1 - w) * out[k][:, s:done] + w * new[:, :n_old]
+            out[k][:, done:e] = new[:, max(n_old, 0):]
+        done = e
+        if e >= n_frames:
+            return out
+        s = e - overlap
