@@ -84,8 +84,13 @@ command("evaluate", "ksdiff.evaluate:evaluate_method", "score one method on the 
         ("--method", P), ("--out", P),
         ("--syncnet", {"default": None, "help": "SyncNet weights (default eval.syncnet; none: LSE not scored)"}),
         ("--external", {"action": "store_true", "help": "predictions were extracted from another system's videos: LSE on their own frames"}))
+command("sanity", "ksdiff.report.sanity:write_sanity",
+        "does each metric score ground truth above the floors (mismatched, static)? -> sanity table",
+        ("--metrics", {"nargs": "+", "required": True, "help": "the ground_truth, mismatched and static metrics tables"}),
+        ("--out", P))
 command("report", "ksdiff.report.build:build_report", "leaderboard Markdown + self-contained HTML from metrics tables",
         ("--metrics", {"nargs": "+", "required": True}), ("--out-md", P), ("--out-html", P), ("--plots-dir", P),
+        ("--sanity", {"default": None, "help": "sanity table from `ksdiff sanity` (default: computed from --metrics)"}),
         ("--results", {"default": None, "help": "results/{dataset}, for pose trajectories and frame strips"}),
         ("--predictions", {"nargs": "*", "default": None, "help": "method prediction folders: 'name=folder' or 'folder'"}))
 

@@ -161,3 +161,104 @@ def test_report_states_what_the_syncnet_check_found():
     assert "detects lip sync on 4" in note and "NOT" not in note
     note, rows = syncnet_statement([{"lse": {**lse, "check": None}}])  # official weights: no check stored
     assert "check" not in note and len(rows) == 1
+
+
+# --------------------------------------------------------------------------- sanity in the report
+
+SANE_CLIPS = [f"s{i}" for i in range(8)]
+SPREAD = np.linspace(-0.04, 0.04, len(SANE_CLIPS))
+# per method: (LSE-C, BeatAlign) clip levels; BeatAlign cannot tell ground truth from mismatched motion
+SANE = {GROUND_TRUTH: (0.9, 0.3), "mismatched": (0.2, 0.3), "static": (0.1, 0.1), "alpha": (0.6, 0.35)}
+CHECK_FAILED = {"n_clips": 8, "shift_frames": 6, "sync_offset_within_1": 0.25, "shift_recovered_within_1": 0.125,
+                "lse_c_sync_beats_mismatched": 0.5, "lse_c_sync_median": 0.12, "lse_c_mismatched_median": 0.13,
+                "detects_sync": False}
+
+
+def _sane_tables(tmp_path, check=None):
+    paths = []
+    for m, (c, b) in SANE.items():
+        rows = [(m, clip, 0, k, v + d) for clip, d in zip(SANE_CLIPS, SPREAD) for k, v in (("lse_c", c), ("beat_align", b))]
+        if m != GROUND_TRUTH:
+            rows += [(m, clip, 0, LVE, 0.2 + d) for clip, d in zip(SANE_CLIPS, SPREAD)]
+        r = list(zip(*rows))
+        lse = {"scored": True, "weights": "/m/expert.pt", "sha256": "cd" * 32, "check": check}
+        parquet.write_table(tmp_path / f"{m}.parquet", "metrics", {
+            "method": list(r[0]), "clip_id": list(r[1]), "sample": np.array(r[2], np.int16), "metric": list(r[3]),
+            "value": np.array(r[4], float)}, attrs={"method": m, "dataset": "fixed", "clips": SANE_CLIPS, "lse": lse})
+        paths.append(str(tmp_path / f"{m}.parquet"))
+    return paths
+
+
+def _sane_report(tmp_path, check=None, sanity=None):
+    md, html = tmp_path / "s.md", tmp_path / "s.html"
+    build_report(config.defaults(), _sane_tables(tmp_path, check), str(md), str(html), str(tmp_path / "plots"), sanity=sanity)
+    return md.read_text(), html.read_text()
+
+
+def test_report_opens_with_the_sanity_table_and_marks_the_undetermined_column(tmp_path):
+    md, html = _sane_report(tmp_path)
+    headings = [ln for ln in md.splitlines() if ln.startswith("## ")]
+    assert headings[0] == "## Sanity" and headings[1] == "## Leaderboard"
+    banner = md.split("## Sanity")[0]
+    assert "BeatAlign ↑ is UNDETERMINED" in banner and "LSE-C" not in banner  # LSE-C passes: not named
+    sanity = md.split("## Sanity")[1].split("## Leaderboard")[0]
+    assert "| LSE-C ↑ | mismatched | 8 | 0.9 | 0.2 | 0.7 [0.7, 0.7] | pass |" in sanity
+    assert "| BeatAlign ↑ | mismatched | 8 |" in sanity and "| undetermined |" in sanity
+    assert "not applicable | ground truth is LVE's reference" in sanity
+    head, body = _table(md)
+    assert "BeatAlign ↑ ⚠ sanity: undetermined" in head and "LSE-C ↑" in head  # LSE-C unmarked
+    assert "- ⚠ **BeatAlign ↑ ⚠ sanity: undetermined**: vs mismatched: the 95% interval of the paired difference contains 0" in md
+    # HTML: the marked column's head and every one of its cells carry the grey class, no other column does
+    assert html.index('id="sanity-banner"') < html.index('id="sanity"') < html.index('id="leaderboard"')
+    board = html.split('id="leaderboard"')[1].split("</table>")[0]
+    assert '<th class="flagged">BeatAlign ↑ ⚠ sanity: undetermined</th>' in board
+    assert board.count('<td class="flagged">') == len(SANE) and board.count('class="flagged"') == len(SANE) + 1
+    assert '<td class="v-undetermined">undetermined</td>' in html and '<td class="v-pass">pass</td>' in html
+
+
+def test_lse_with_weights_that_failed_their_check_is_marked_fail_and_named_in_the_banner(tmp_path):
+    md, html = _sane_report(tmp_path, check=CHECK_FAILED)
+    banner = md.split("## Sanity")[0]
+    assert "LSE-C ↑ FAILS its sanity check" in banner
+    assert "SyncNet weights /m/expert.pt (sha256 cdcdcdcdcdcd) FAILED their held-out check" in banner
+    head, _ = _table(md)
+    assert "LSE-C ↑ ⚠ sanity: fail" in head
+    assert "- ⚠ **LSE-C ↑ ⚠ sanity: fail**: scored with SyncNet weights /m/expert.pt" in md
+    assert '<th class="flagged">LSE-C ↑ ⚠ sanity: fail</th>' in html and "FAILED their held-out check" in html
+
+
+def test_report_reads_the_sanity_table_it_is_given(tmp_path):
+    from ksdiff.report.sanity import read_sanity, write_sanity
+
+    paths = _sane_tables(tmp_path, check=CHECK_FAILED)
+    out = tmp_path / "sanity.parquet"
+    write_sanity(config.defaults(), paths[:3], str(out))  # ground truth, mismatched, static
+    table, failed = read_sanity(out)
+    assert set(table.loc[table.metric == "lse_c", "verdict"]) == {"fail"} and failed[0]["weights"] == "/m/expert.pt"
+    # the tables now pass their check, but the given sanity table (the workflow's) decides
+    md, _ = _sane_report(tmp_path, check={**CHECK_FAILED, "detects_sync": True}, sanity=str(out))
+    assert "LSE-C ↑ ⚠ sanity: fail" in _table(md)[0]
+    md, _ = _sane_report(tmp_path, check={**CHECK_FAILED, "detects_sync": True})
+    assert "LSE-C ↑ ⚠ sanity" not in md and "LSE-C ↑ FAILS" not in md
+
+
+def test_report_lists_the_lse_deviations_and_which_published_lve_is_which(tmp_path):
+    from ksdiff.evaluate import LVE_SQ
+
+    md, html = _sane_report(tmp_path)
+    protocol = md.split("## Protocol")[1]
+    for d in PROTOCOL.lse_deviations:
+        assert f"- {d}" in protocol
+    assert len(PROTOCOL.lse_deviations) == 5
+    text = " ".join(PROTOCOL.lse_deviations)
+    for words in ("S3FD", "crop_box_scale", f"{PROTOCOL.crop_box_scale:g}", "min_track", "min_face_size", "XVID",
+                  f"{PROTOCOL.crop_median_frames}-frame kernel", "6 frames: 5; 7-8: 7; 9-10: 9; 11-12: 11", "speaking face"):
+        assert words in text, words
+    assert 'id="lse-deviations"' in html and "XVID" in html
+    # the squared LVE's note says which published tables use which variant
+    rows = [(m, c, 0, k, 0.1) for m in ("alpha",) for c in CLIPS for k in (LVE, LVE_SQ)]
+    p = _write(tmp_path / "alpha.parquet", "alpha", rows)
+    build_report(config.defaults(), [str(p)], str(tmp_path / "l.md"), str(tmp_path / "l.html"), str(tmp_path / "plots"))
+    notes = (tmp_path / "l.md").read_text()
+    assert "LVE (squared_l2) [inter-ocular units²] ↓" in notes
+    assert "FaceFormer defines LVE as the L2 variant" in notes and "DiffSpeaker and CodeTalker squares" in notes

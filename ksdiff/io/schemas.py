@@ -221,3 +221,24 @@ SYNTH_MOTION = pa.schema(
 )
 SCHEMAS["synth_motion"] = SYNTH_MOTION
 VERSIONS["synth_motion"] = 1
+
+# Sanity of a leaderboard (ksdiff.report.sanity): ground truth against each floor,
+# one row per (metric, floor); floor 'all' for a row that holds for every floor.
+# Differences are oriented so that > 0 means ground truth is better.
+# attrs: dataset, floors, ci_level, n_boot, seed, failed_weights, verdicts, sources.
+SANITY = pa.schema(
+    [
+        ("metric", pa.string()),
+        ("floor", pa.string()),  # mismatched | static | all
+        ("n_clips", pa.int32()),  # clips scored for both (the pairs)
+        ("gt_mean", pa.float64()),  # mean over those clips of ground truth's clip means (AV offset: |offset|)
+        ("floor_mean", pa.float64()),
+        ("diff_mean", pa.float64()),  # mean paired difference, > 0: ground truth better
+        ("diff_lo", pa.float64()),  # percentile-bootstrap interval of diff_mean
+        ("diff_hi", pa.float64()),
+        ("verdict", pa.string()),  # pass | fail | undetermined | not applicable | missing
+        ("reason", pa.string()),
+    ]
+)
+SCHEMAS["sanity"] = SANITY
+VERSIONS["sanity"] = 1

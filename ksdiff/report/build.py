@@ -19,9 +19,9 @@ from ksdiff.evaluate import GROUND_TRUTH, METRIC_INFO
 from ksdiff.io import parquet
 from ksdiff.io.files import atomic_write_bytes, sha256_file
 from ksdiff.metrics.protocol import PROTOCOL
-from ksdiff.report import plots
-from ksdiff.report.html import metric_definitions, render_html, software_versions, syncnet_statement
-from ksdiff.report.tables import leaderboard, metric_header, method_order, per_clip, summarise, to_markdown
+from ksdiff.report import plots, sanity as sane
+from ksdiff.report.html import html_table, metric_definitions, render_html, software_versions, syncnet_statement
+from ksdiff.report.tables import board_header, leaderboard, metric_header, method_order, per_clip, summarise, to_markdown
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +119,7 @@ def clip_figures(cfg: dict, results: Path, pred_dirs: dict[str, Path], clip: str
 def _protocol_summary() -> str:
     p = PROTOCOL
     return (f"Protocol {p.version}, every metric at {p.fps:g} fps (motion and video) and {p.sample_rate / 1000:g} kHz "
-            f"audio: LVE {p.lve_variant} over {len(p.lve_lip_indices)} MediaPipe lip landmarks "
+            f"audio: LVE ({' and '.join(p.lve_variants)}) over {len(p.lve_lip_indices)} MediaPipe lip landmarks "
             f"in inter-ocular units (FLAME meshes: over FLAME's 'lips' vertices in mm); "
             f"BeatAlign sigma {p.beat_sigma_frames:.4g} frames at {p.fps:g} fps ({1000 * p.beat_sigma_frames / p.fps:.0f} ms), "
             f"chance-corrected over {p.beat_chance_shifts} onset shifts of at least {p.beat_chance_min_shift_s:g} s; "
@@ -134,8 +134,13 @@ def build_report(
     plots_dir: str,
     results: str | None = None,
     predictions: list[str] | None = None,
+    sanity: str | None = None,
 ) -> int:
-    """Write the Markdown and HTML leaderboards and their PNGs from metrics tables."""
+    """Write the Markdown and HTML leaderboards and their PNGs from metrics tables.
+
+    sanity: a sanity table written by `ksdiff sanity` (the workflow's); without it
+    the sanity check is computed here from the ground-truth and floor rows.
+    """
     ecfg = cfg["eval"]
     n_boot, level, seed = int(ecfg["bootstrap_samples"]), float(ecfg["ci_level"]), int(ecfg["seed"])
     plots_dir = Path(plots_dir)
@@ -143,7 +148,12 @@ def build_report(
     df, attrs, sources = read_metrics(list(metrics))
     summary = summarise(df, n_boot=n_boot, alpha=1.0 - level, seed=seed)
     n_clips = {a["method"]: len(a.get("clips", [])) for a in attrs}
-    board = leaderboard(summary, n_clips) if not summary.empty else pd.DataFrame(columns=["Method", "n clips"])
+    if sanity:
+        checks, failed = sane.read_sanity(sanity)
+    else:
+        checks, failed = sane.sanity_table(df, attrs, n_boot=n_boot, alpha=1.0 - level, seed=seed), sane.failed_weights(attrs)
+    flags = sane.flagged(checks, failed)
+    board = leaderboard(summary, n_clips, flags) if not summary.empty else pd.DataFrame(columns=["Method", "n clips"])
     appendix = per_clip(df) if not df.empty else pd.DataFrame()
     skipped = [{"method": a["method"], **s} for a in attrs for s in a.get("skipped", [])]
     skipped += [{"method": s["method"], "clip_id": "(all)", "reason": f"metrics table {s['status']}: {s['reason']}"}
@@ -175,11 +185,17 @@ def build_report(
     defs = metric_definitions()
     present = [k for k in METRIC_INFO if k in set(summary["metric"])] if not summary.empty else []
     notes = [{"header": metric_header(k), "better": f"{METRIC_INFO[k][2]} is better", "definition": defs.get(k, "")} for k in present]
+    checked = {
+        "banner": sane.banner(checks, failed),
+        "text": sane.describe(level, n_boot, seed),
+        "table": sane.display(checks),
+        "flag_notes": [{"header": board_header(k, flags), "reason": r} for k, (_, r) in flags.items() if k in present],
+    }
     versions = software_versions()
     title = f"ksdiff leaderboard: {', '.join(sorted({a.get('dataset', '?') for a in attrs})) or 'no data'}"
 
-    md = _markdown(title, board, notes, lse_note, figures, figure_notes, versions, weight_rows, sources, skipped, undefined,
-                   appendix, Path(out_md), level, n_boot, seed)
+    md = _markdown(title, checked, board, notes, lse_note, figures, figure_notes, versions, weight_rows, sources, skipped,
+                   undefined, appendix, Path(out_md), level, n_boot, seed)
     atomic_write_bytes(out_md, md.encode())
     html = render_html({
         "title": title,
@@ -187,47 +203,53 @@ def build_report(
         "ci_percent": f"{100 * level:g}",
         "n_boot": n_boot,
         "seed": seed,
-        "leaderboard_html": _html_table(board),
+        "sanity_banner": checked["banner"],
+        "sanity_text": checked["text"],
+        "sanity_html": html_table(checked["table"], class_column="verdict"),
+        "leaderboard_html": html_table(board, grey_columns={board_header(k, flags) for k in flags}),
+        "flag_notes": checked["flag_notes"],
         "metric_notes": notes,
         "syncnet_statement": lse_note,
         "figures": [{"title": f["title"], "caption": f["caption"], "uri": plots.data_uri(f["path"])} for f in figures],
         "figure_notes": figure_notes,
         "protocol_text": PROTOCOL.describe(),
+        "lse_deviations": list(PROTOCOL.lse_deviations),
         "versions": versions,
         "weights": weight_rows,
         "sources": sources,
         "skipped": skipped,
         "undefined": undefined,
         "n_clip_rows": len(appendix),
-        "per_clip_html": _html_table(appendix),
+        "per_clip_html": html_table(appendix),
     })
     atomic_write_bytes(out_html, html.encode())
     log.info("leaderboard: %d methods, %d metrics -> %s, %s", len(board), len(present), out_md, out_html)
     return 0
 
 
-def _html_table(df: pd.DataFrame) -> str:
-    if df.empty:
-        return "<p class='note'>No values.</p>"
-    from ksdiff.report.tables import fmt
-
-    html = df.to_html(index=False, escape=True, border=0, float_format=fmt, na_rep="–")
-    return html.replace(f"<tr>\n      <td>{GROUND_TRUTH}</td>", f"<tr class=\"gt\">\n      <td>{GROUND_TRUTH}</td>")
-
-
-def _markdown(title, board, notes, lse_note, figures, figure_notes, versions, weight_rows, sources, skipped, undefined,
-              appendix, out_md: Path, level, n_boot, seed) -> str:
+def _markdown(title, checked, board, notes, lse_note, figures, figure_notes, versions, weight_rows, sources, skipped,
+              undefined, appendix, out_md: Path, level, n_boot, seed) -> str:
     rel = lambda p: os.path.relpath(p, out_md.resolve().parent)  # noqa: E731
-    lines = [f"# {title}", "", _protocol_summary(), "",
+    lines = [f"# {title}", ""]
+    if checked["banner"]:
+        lines += ["> **⚠ Sanity warning.**", ">"] + [f"> - {b}" for b in checked["banner"]] + [""]
+    else:
+        lines += ["> Sanity: no metric fails or is undetermined against the floors; no weight file failed its check.", ""]
+    lines += ["## Sanity", "", checked["text"], "", to_markdown(checked["table"]) if not checked["table"].empty else "No values.", ""]
+    lines += [_protocol_summary(), "",
              f"Each cell: mean over test clips [{level:.0%} percentile-bootstrap interval over clips, "
              f"{n_boot} resamples, seed {seed}]; samples are averaged within a clip first. "
              "Ground truth is scored by the same code as every method.", "",
              "## Leaderboard", "", to_markdown(board) if not board.empty else "No values.", ""]
+    lines += [f"- ⚠ **{n['header']}**: {n['reason']}" for n in checked["flag_notes"]]
+    lines += [""] if checked["flag_notes"] else []
     lines += [f"- **{n['header']}**: {n['better']}. {n['definition']}" for n in notes]
     lines += ["", f"LSE (SyncNet): {lse_note}", "", "## Figures", ""]
     lines += [f"![{f['title']}]({rel(Path(f['path']).resolve())})" for f in figures]
     lines += [f"- {n}" for n in figure_notes]
-    lines += ["", "## Protocol", "", "```json", PROTOCOL.describe(), "```", "", "## Software and weights", ""]
+    lines += ["", "## Protocol", "", "LSE departs from syncnet_python's pipeline in these ways:", ""]
+    lines += [f"- {d}" for d in PROTOCOL.lse_deviations]
+    lines += ["", "```json", PROTOCOL.describe(), "```", "", "## Software and weights", ""]
     lines += [to_markdown(pd.DataFrame([{"component": k, "version / hash": v} for k, v in versions.items()]
                                        + [{"component": w["name"], "version / hash": w["value"]} for w in weight_rows])), ""]
     src = pd.DataFrame(sources)[["path", "method", "status", "n_clips", "n_skipped", "n_undefined", "sha256"]] if sources else pd.DataFrame()

@@ -13,7 +13,7 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
-from ksdiff.evaluate import LVE, LVE_FLAME, NO_SYNCNET
+from ksdiff.evaluate import GROUND_TRUTH, LVE, LVE_FLAME, LVE_FLAME_SQ, LVE_SQ, NO_SYNCNET
 from ksdiff.metrics.protocol import PROTOCOL
 
 TEMPLATE = "template.html"
@@ -31,14 +31,26 @@ def software_versions() -> dict[str, str]:
     return out
 
 
+# Which published LVE numbers compare with which column (the two differ by more than a constant).
+LVE_PUBLISHED = ("Published tables: FaceFormer defines LVE as the L2 variant (per frame the largest L2 distance over "
+                 "the lip vertices, averaged over frames; in mm on VOCASET and BIWI), so FaceFormer-style numbers "
+                 "compare with the l2 column; the evaluation code of DiffSpeaker and CodeTalker squares that distance "
+                 "(no square root), so their tables compare with the squared_l2 column. Either comparison also needs "
+                 "the same lip vertices and units: the landmark LVE here is in inter-ocular units on MediaPipe's lip "
+                 "landmarks, not mm on a registered mesh.")
+
+
 def metric_definitions() -> dict[str, str]:
     """One sentence per metric, built from the protocol so the text cannot drift from the code."""
     p = PROTOCOL
     return {
         LVE: (f"Per frame the largest {p.lve_variant} distance over the {len(p.lve_lip_indices)} lip landmarks "
               f"({p.lve_lip_set}) between prediction and ground truth, averaged over frames; units: {p.lve_units}."),
+        LVE_SQ: (f"The same per-frame maximum over the lip landmarks of the squared distance (no square root), "
+                 f"averaged over frames; units: squared {p.lve_units}. {LVE_PUBLISHED}"),
         LVE_FLAME: (f"The same LVE ({p.lve_variant}) on FLAME meshes (coefficient backend deca), over the "
                     f"{p.lve_flame_lip_set}; units: {p.lve_flame_units}. Not comparable with the landmark LVE."),
+        LVE_FLAME_SQ: (f"The squared LVE on the same FLAME lip vertices, in mm². {LVE_PUBLISHED}"),
         "sample_diversity": f"{p.sample_diversity_def}, on {p.diversity_signal}; methods with several samples only.",
         "temporal_diversity": f"{p.temporal_diversity_def}, on {p.diversity_signal}.",
         "beat_align": (f"Mean over speech onsets of exp(-d^2 / 2 sigma^2), d = frames to the nearest head-motion beat "
@@ -74,6 +86,43 @@ def syncnet_statement(attrs_list: list[dict]) -> tuple[str, list[dict]]:
             note += f"; held-out check of these weights: {describe_check(check)}"
             rows.append({"name": "SyncNet check", "value": describe_check(check)})
     return note + ".", rows
+
+
+def html_table(df, grey_columns=(), class_column: str | None = None) -> str:
+    """A plain HTML table of a display frame: floats to 4 significant digits, missing as '–'.
+
+    The ground-truth row gets class 'gt'; cells of ``grey_columns`` class 'flagged'
+    (metrics that failed the sanity check); with ``class_column``, that column's
+    cells get class 'v-<value>' (the sanity verdicts).
+    """
+    from html import escape
+
+    import numpy as np
+    import pandas as pd
+
+    from ksdiff.report.tables import fmt
+
+    if df.empty:
+        return "<p class='note'>No values.</p>"
+
+    def text(v):
+        if v is None or (isinstance(v, (float, np.floating)) and pd.isna(v)):
+            return "–"
+        return fmt(v) if isinstance(v, (float, np.floating)) else str(v)
+
+    def cls(col, v):
+        c = ["flagged"] if col in grey_columns else []
+        if col == class_column:
+            c.append("v-" + str(v).replace(" ", "-"))
+        return f' class="{" ".join(c)}"' if c else ""
+
+    cols = list(df.columns)
+    head = "".join(f"<th{cls(c, '') if c in grey_columns else ''}>{escape(str(c))}</th>" for c in cols)
+    body = []
+    for row in df.itertuples(index=False):
+        tr = ' class="gt"' if str(row[0]) == GROUND_TRUTH else ""
+        body.append(f"<tr{tr}>" + "".join(f"<td{cls(c, v)}>{escape(text(v))}</td>" for c, v in zip(cols, row)) + "</tr>")
+    return "<table>\n<thead><tr>" + head + "</tr></thead>\n<tbody>\n" + "\n".join(body) + "\n</tbody>\n</table>"
 
 
 def render_html(context: dict) -> str:

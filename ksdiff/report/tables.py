@@ -57,11 +57,24 @@ def metric_header(metric: str) -> str:
     return f"{label}{unit} {arrow}".strip()
 
 
-def leaderboard(summary: pd.DataFrame, n_clips: dict[str, int] | None = None) -> pd.DataFrame:
+SANITY_MARK = "⚠ sanity:"
+
+
+def board_header(metric: str, flags: dict | None = None) -> str:
+    """A leaderboard column head; a metric flagged by the sanity check says so: 'LSE-C ↑ ⚠ sanity: fail'."""
+    head = metric_header(metric)
+    if flags and metric in flags:
+        head += f" {SANITY_MARK} {flags[metric][0]}"
+    return head
+
+
+def leaderboard(summary: pd.DataFrame, n_clips: dict[str, int] | None = None, flags: dict | None = None) -> pd.DataFrame:
     """Display table: Method, n clips, then one 'mean [lo, hi]' column per metric.
 
     A cell whose metric covers fewer clips than the method's count says so: (n=k).
     n_clips: clips scored per method (default: the most clips of any of its metrics).
+    flags: metric -> (verdict, reason) of metrics that failed the sanity check
+    (ksdiff.report.sanity.flagged); their column heads are marked.
     """
     methods = method_order(summary["method"])
     metrics = metric_order(summary["metric"])
@@ -71,14 +84,15 @@ def leaderboard(summary: pd.DataFrame, n_clips: dict[str, int] | None = None) ->
         n = (n_clips or {}).get(m, int(summary.loc[summary["method"] == m, "n_clips"].max()))
         row = {"Method": m, "n clips": n}
         for k in metrics:
+            head = board_header(k, flags)
             if (m, k) not in idx.index:
-                row[metric_header(k)] = "–"
+                row[head] = "–"
                 continue
             r = idx.loc[(m, k)]
             cell = f"{fmt(r['mean'])} [{fmt(r['lo'])}, {fmt(r['hi'])}]"
             if int(r["n_clips"]) != n:
                 cell += f" (n={int(r['n_clips'])})"
-            row[metric_header(k)] = cell
+            row[head] = cell
         rows.append(row)
     return pd.DataFrame(rows)
 

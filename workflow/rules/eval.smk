@@ -1,6 +1,9 @@
 # Scoring and the leaderboard: every method, ground truth included, through the
 # same metric code with the protocol pinned in ksdiff/metrics/protocol.py.
 
+# The floors every metric must put ground truth above (the sanity rule); only those the config runs.
+FLOORS = [m for m in ("mismatched", "static") if m in BASELINES]
+
 
 rule syncnet_expert:
     input:
@@ -95,10 +98,32 @@ rule evaluate_external:
         " --method {wildcards.method} --syncnet {input.syncnet} --out {output} --opts {params.opts} > {log} 2>&1"
 
 
+# Does each metric score ground truth above the floors (mismatched motion, static face)?
+# Paired over clips; ksdiff.report.sanity. The leaderboard opens with this table.
+rule sanity:
+    input:
+        metrics=lambda wc: [f"{METRICS}/{wc.dataset}/{m}.parquet" for m in ["ground_truth"] + FLOORS],
+    output:
+        report(f"{METRICS}/{{dataset}}/sanity.parquet", caption="../report/sanity.rst", category="Metrics"),
+    params:
+        ksdiff=KSDIFF,
+        opts=opts("eval"),
+    log:
+        f"{LOGS}/{{dataset}}/sanity.log",
+    threads: 1
+    resources:
+        mem_mb=1000,
+    conda:
+        "../../envs/ksdiff.yaml"
+    shell:
+        "{params.ksdiff} sanity --metrics {input.metrics} --out {output} --opts {params.opts} > {log} 2>&1"
+
+
 rule leaderboard:
     input:
         metrics=lambda wc: [f"{METRICS}/{wc.dataset}/{m}.parquet" for m in ["ground_truth"] + TRAINED + BASELINES]
         + [f"{METRICS}/{wc.dataset}/ext-{m}.parquet" for m in EXTERNAL],
+        sanity=f"{METRICS}/{{dataset}}/sanity.parquet",
         predictions=lambda wc: [p for m in TRAINED + BASELINES for p in predictions_for(wc.dataset, m)],
     output:
         md=f"{REPORTS}/{{dataset}}/leaderboard.md",
@@ -125,4 +150,4 @@ rule leaderboard:
     shell:
         "{params.ksdiff} report --metrics {input.metrics} --out-md {output.md} --out-html {output.html}"
         " --plots-dir {output.plots} --results {params.results} --predictions {params.predictions}"
-        " --opts {params.opts} > {log} 2>&1"
+        " --sanity {input.sanity} --opts {params.opts} > {log} 2>&1"

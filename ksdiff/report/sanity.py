@@ -1,0 +1,291 @@
+"""Sanity of the leaderboard: does each metric tell ground truth from the floors?
+
+A metric earns its column only if it scores ground truth (the extracted motion,
+re-rendered like every method's) better than the two floors no method should
+lose to: ``mismatched`` (another clip's motion) and ``static`` (the mean face).
+``sanity_table`` tests that metric by metric, PAIRED over the clips both were
+scored on:
+
+  1. per clip, the mean over samples (``ksdiff.report.bootstrap.clip_means``);
+     the AV offset ('closer to 0') is compared as |offset|;
+  2. per clip, the difference oriented so that > 0 means ground truth is better
+     (METRIC_INFO: 'higher' -> GT - floor, 'lower' / 'closer to 0' -> floor - GT);
+  3. the mean difference with a seeded percentile-bootstrap interval over clips
+     (``ksdiff.report.bootstrap.bootstrap_ci``: the clip is the resampled unit,
+     and pairing keeps each clip's two values together);
+  4. verdict: pass (interval above 0), fail (below 0), undetermined (contains 0).
+
+Some metrics cannot be tested this way, and their row says why ('not
+applicable'): LVE is the distance to ground truth (0 for it by definition,
+never scored for it), temporal diversity is better when closer to ground
+truth's own value, sample diversity needs several samples (ground truth has
+one), and the source-video LSE exists for ground truth only. A floor that has
+no rows for a metric, or fewer than 2 clips in common, gives 'missing'.
+
+Weights sanity: LSE scored with SyncNet weights whose held-out check failed
+(metrics attrs ``lse.check``, ksdiff.metrics.syncnet_train.check_sync:
+``detects_sync`` false) marks every LSE row 'fail' with that reason, whatever
+the paired comparison says (it is kept in the reason).
+
+A metric passes overall (``metric_verdicts``) only if it passes against every
+floor it has; a failing or undetermined metric is named in the report's banner
+and its leaderboard column is marked.
+"""
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+
+from ksdiff.evaluate import GROUND_TRUTH, METRIC_INFO
+from ksdiff.report.bootstrap import bootstrap_ci, clip_means
+
+log = logging.getLogger(__name__)
+
+FLOORS = ("mismatched", "static")  # the baselines of ksdiff.infer.BASELINES, in the order reports show them
+FLOOR_LABELS = {"mismatched": "the mismatched motion", "static": "the static face"}
+ALL_FLOORS = "all"  # the 'floor' of a row that holds for every floor (not applicable, failed weights)
+PASS, FAIL, UNDETERMINED, NOT_APPLICABLE, MISSING = "pass", "fail", "undetermined", "not applicable", "missing"
+FLAGGED = (FAIL, UNDETERMINED)  # verdicts that mark a leaderboard column
+COLUMNS = ["metric", "floor", "n_clips", "gt_mean", "floor_mean", "diff_mean", "diff_lo", "diff_hi", "verdict", "reason"]
+
+# Metrics a comparison of ground truth against a floor cannot test, and why.
+NOT_TESTABLE = {
+    "sample_diversity": "needs several samples per clip; ground truth has one",
+    "lse_d_video": "ground truth only (its source video); the floors exist only rendered, see LSE-D",
+    "lse_c_video": "ground truth only (its source video); the floors exist only rendered, see LSE-C",
+}
+LVE_REASON = "ground truth is LVE's reference: LVE is the distance to ground truth, 0 for it by definition (not scored for it)"
+CLOSER_TO_GT_REASON = "better means closer to ground truth's own value, so ground truth cannot be tested against itself"
+
+
+def _not_testable(metric: str) -> str:
+    """Why a metric has no GT-vs-floor test ('' when it has one)."""
+    if metric.startswith("lve_"):  # every LVE name (ksdiff.metrics.lve.lve_name)
+        return LVE_REASON
+    if metric in NOT_TESTABLE:
+        return NOT_TESTABLE[metric]
+    better = METRIC_INFO.get(metric, ("", "", ""))[2]
+    if better == "closer to ground truth":
+        return CLOSER_TO_GT_REASON
+    if better not in ("higher", "lower", "closer to 0"):
+        return f"no known direction of 'better' for {metric!r}"
+    return ""
+
+
+def is_lse(metric: str) -> bool:
+    return metric.startswith("lse_")
+
+
+def failed_weights(attrs_list: list[dict]) -> list[dict]:
+    """SyncNet weights that scored LSE in these metrics tables and failed their held-out check.
+
+    [{weights, sha256, check (one sentence)}], one per weight file. Official weights
+    carry no check (None) and are never listed.
+    """
+    from ksdiff.metrics.syncnet_train import describe_check
+
+    out = {}
+    for a in attrs_list:
+        lse = a.get("lse") or {}
+        check = lse.get("check")
+        if lse.get("scored") and check and not check.get("detects_sync", True):
+            out[lse.get("sha256", "")] = {"weights": lse.get("weights", ""), "sha256": lse.get("sha256", ""),
+                                         "check": describe_check(check)}
+    return list(out.values())
+
+
+def weights_reason(failed: list[dict]) -> str:
+    """The reason an LSE row fails because of its weights ('' when none failed); the check's
+    numbers are in ``failed`` (and the report's banner)."""
+    return "; ".join(f"scored with SyncNet weights {w['weights']} (sha256 {w['sha256'][:12]}) that failed their "
+                     "held-out check" for w in failed)
+
+
+def _row(metric, floor, verdict, reason, n=0, gt=np.nan, fl=np.nan, d=(np.nan, np.nan, np.nan)) -> dict:
+    return {"metric": metric, "floor": floor, "n_clips": int(n), "gt_mean": float(gt), "floor_mean": float(fl),
+            "diff_mean": float(d[0]), "diff_lo": float(d[1]), "diff_hi": float(d[2]), "verdict": verdict, "reason": reason}
+
+
+def _compare(metric: str, floor: str, gt: pd.Series, fl: pd.Series, n_boot: int, alpha: float, seed: int) -> dict:
+    """One paired comparison: ``gt`` and ``fl`` are clip means indexed by clip id."""
+    better = METRIC_INFO[metric][2]
+    common = gt.index.intersection(fl.index)
+    if len(common) < 2:
+        return _row(metric, floor, MISSING, f"only {len(common)} clip(s) scored for both ground truth and {floor} "
+                    "(a paired interval needs at least 2)", n=len(common))
+    g, f = gt.loc[common].to_numpy(float), fl.loc[common].to_numpy(float)
+    d = g - f if better == "higher" else f - g  # > 0: ground truth better
+    mean, lo, hi = bootstrap_ci(d, n=n_boot, alpha=alpha, seed=seed)
+    wins = f"ground truth better on {int((d > 0).sum())} of {len(d)} clips"
+    level = f"{1 - alpha:.0%}"
+    if lo > 0:
+        verdict, reason = PASS, wins
+    elif hi < 0:
+        verdict, reason = FAIL, (f"{FLOOR_LABELS.get(floor, floor)} scores better than ground truth: the {level} interval "
+                                 f"of the paired difference lies below 0, {wins}")
+    else:
+        verdict, reason = UNDETERMINED, f"the {level} interval of the paired difference contains 0, {wins}"
+    return _row(metric, floor, verdict, reason, len(d), g.mean(), f.mean(), (mean, lo, hi))
+
+
+def sanity_table(
+    metrics: pd.DataFrame,
+    attrs: list[dict] | None = None,
+    floors: tuple[str, ...] = FLOORS,
+    n_boot: int = 2000,
+    alpha: float = 0.05,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Ground truth against each floor, metric by metric (columns: COLUMNS).
+
+    metrics: long-format rows (method, clip_id, sample, metric, value) holding at
+    least the ground-truth and floor methods (others are ignored). attrs: the
+    metrics tables' attrs, for the weights sanity of LSE (None: not checked).
+    Rows follow the leaderboard's metric order, floors in ``floors`` order.
+    """
+    from ksdiff.report.tables import metric_order
+
+    df = metrics[metrics["method"].isin([GROUND_TRUTH, *floors])].copy()
+    offset = df["metric"].map(lambda m: METRIC_INFO.get(m, ("", "", ""))[2] == "closer to 0")
+    df.loc[offset, "value"] = df.loc[offset, "value"].abs()  # |offset| per sample, then the clip mean
+    cm = clip_means(df) if not df.empty else pd.DataFrame(columns=["method", "metric", "clip_id", "value"])
+    by = {k: g.set_index("clip_id")["value"] for k, g in cm.groupby(["method", "metric"])}
+    rows = []
+    for metric in metric_order(cm["metric"].unique()):
+        why = _not_testable(metric)
+        if why:
+            rows.append(_row(metric, ALL_FLOORS, NOT_APPLICABLE, why))
+            continue
+        gt = by.get((GROUND_TRUTH, metric))
+        for floor in floors:
+            fl = by.get((floor, metric))
+            if gt is None:
+                rows.append(_row(metric, floor, MISSING, "no ground-truth values of this metric"))
+            elif fl is None:
+                rows.append(_row(metric, floor, MISSING, f"no {floor} values of this metric (its metrics table is "
+                                 "missing or failed, or the metric was not scored for it)"))
+            else:
+                rows.append(_compare(metric, floor, gt, fl, n_boot, alpha, seed))
+    table = pd.DataFrame(rows, columns=COLUMNS)
+    bad = weights_reason(failed_weights(attrs or []))
+    if bad:
+        lse = table["metric"].map(is_lse)
+        table.loc[lse, "reason"] = [f"{bad}; the paired comparison alone: {v}{' (' + r + ')' if r else ''}"
+                                    for v, r in zip(table.loc[lse, "verdict"], table.loc[lse, "reason"])]
+        table.loc[lse, "verdict"] = FAIL
+    return table
+
+
+def metric_verdicts(table: pd.DataFrame, failed: list[dict] | None = None) -> dict[str, tuple[str, str]]:
+    """metric -> (overall verdict, reason): pass only if it passes against every floor it has.
+
+    failed: weights that failed their check (``failed_weights``): every LSE metric
+    then fails with that one reason.
+    """
+    out = {}
+    for metric, g in table.groupby("metric", sort=False):
+        if failed and is_lse(metric):
+            out[metric] = (FAIL, weights_reason(failed))
+            continue
+        v = list(g["verdict"])
+        why = lambda keep: "; ".join(  # noqa: E731
+            (f"vs {f}: {r}" if f != ALL_FLOORS else r) for f, vv, r in zip(g["floor"], v, g["reason"]) if vv in keep)
+        if FAIL in v:
+            out[metric] = (FAIL, why((FAIL, UNDETERMINED)))
+        elif UNDETERMINED in v:
+            out[metric] = (UNDETERMINED, why((UNDETERMINED,)))
+        elif PASS in v:
+            out[metric] = (PASS, why((PASS,)))
+        elif NOT_APPLICABLE in v:
+            out[metric] = (NOT_APPLICABLE, why((NOT_APPLICABLE,)))
+        else:
+            out[metric] = (MISSING, why((MISSING,)))
+    return out
+
+
+def flagged(table: pd.DataFrame, failed: list[dict] | None = None) -> dict[str, tuple[str, str]]:
+    """The metrics whose leaderboard column gets marked: overall fail or undetermined."""
+    return {m: vr for m, vr in metric_verdicts(table, failed).items() if vr[0] in FLAGGED}
+
+
+def banner(table: pd.DataFrame, failed: list[dict]) -> list[str]:
+    """Plain sentences for the top of a report: every flagged metric, every failed weight file."""
+    from ksdiff.report.tables import metric_header
+
+    lines = []
+    for metric, (verdict, reason) in flagged(table, failed).items():
+        if verdict == FAIL:
+            lines.append(f"{metric_header(metric)} FAILS its sanity check ({reason}); do not read its column as evidence.")
+        else:
+            lines.append(f"{metric_header(metric)} is UNDETERMINED ({reason}): it does not tell ground truth from "
+                         "the floors, so its ranking of methods is not evidence.")
+    lines += [f"SyncNet weights {w['weights']} (sha256 {w['sha256'][:12]}) FAILED their held-out check: {w['check']}. "
+              "Every LSE column is marked fail." for w in failed]
+    return lines
+
+
+def read_sanity(path) -> tuple[pd.DataFrame, list[dict]]:
+    """(sanity table, failed weights) from a sanity.parquet."""
+    from ksdiff.io import parquet
+
+    t = parquet.read_table(path, "sanity")
+    if not t.ok:
+        raise ValueError(f"{path}: sanity table {t.status}: {t.reason}")
+    return t.to_pandas()[COLUMNS], list(t.attrs.get("failed_weights", []))
+
+
+def write_sanity(cfg: dict, metrics: list[str], out: str) -> int:
+    """`ksdiff sanity`: the ground-truth and floor metrics tables -> metrics/{dataset}/sanity.parquet."""
+    from ksdiff.io import parquet
+    from ksdiff.report.build import read_metrics
+
+    ecfg = cfg["eval"]
+    n_boot, level, seed = int(ecfg["bootstrap_samples"]), float(ecfg["ci_level"]), int(ecfg["seed"])
+    df, attrs, sources = read_metrics(list(metrics))
+    table = sanity_table(df, attrs, n_boot=n_boot, alpha=1.0 - level, seed=seed)
+    failed = failed_weights(attrs)
+    cols = {c: table[c].to_numpy() if c not in ("metric", "floor", "verdict", "reason") else list(table[c]) for c in COLUMNS}
+    parquet.write_table(out, "sanity", cols, attrs={
+        "dataset": ", ".join(sorted({a.get("dataset", "?") for a in attrs})),
+        "floors": list(FLOORS), "ci_level": level, "n_boot": n_boot, "seed": seed,
+        "failed_weights": failed, "verdicts": {m: v for m, (v, _) in metric_verdicts(table, failed).items()},
+        "sources": [{k: s[k] for k in ("path", "method", "status", "sha256")} for s in sources],
+    })
+    for line in banner(table, failed):
+        log.warning("%s", line)
+    log.info("sanity: %d rows, %d metrics flagged -> %s", len(table), len(flagged(table, failed)), out)
+    return 0
+
+
+def describe(level: float, n_boot: int, seed: int) -> str:
+    """What the sanity table shows, for the report."""
+    return (f"Does each metric score ground truth above the floors? Ground truth (its extracted motion re-rendered, "
+            f"like every method's) against mismatched motion (another clip's) and the static face, paired over the "
+            f"clips both were scored on: per clip the mean over samples; the difference is oriented so that > 0 "
+            f"means ground truth is better (lower-is-better metrics: floor - GT; AV offset: |offset|, shown as "
+            f"mean |offset|); its mean with a {level:.0%} paired percentile-bootstrap interval over clips "
+            f"({n_boot} resamples, seed {seed}). pass: the interval lies above 0; fail: below 0; undetermined: it "
+            f"contains 0. A metric passes only if it passes against every floor it has; a metric that fails or is "
+            f"undetermined is marked '⚠ sanity' in the leaderboard. LSE scored with SyncNet weights that failed "
+            f"their held-out check fails whatever the comparison says.")
+
+
+def display(table: pd.DataFrame) -> pd.DataFrame:
+    """The sanity table as the report shows it (metric labels, 'mean [lo, hi]' differences)."""
+    from ksdiff.report.tables import fmt, metric_header
+
+    def diff(r):
+        return "–" if not np.isfinite(r.diff_mean) else f"{fmt(r.diff_mean)} [{fmt(r.diff_lo)}, {fmt(r.diff_hi)}]"
+
+    return pd.DataFrame({
+        "Metric": [metric_header(m) for m in table["metric"]],
+        "vs floor": list(table["floor"]),
+        "n clips": [str(n) if n else "–" for n in table["n_clips"]],
+        "GT": [fmt(x) for x in table["gt_mean"]],
+        "floor": [fmt(x) for x in table["floor_mean"]],
+        "paired difference [lo, hi]": [diff(r) for r in table.itertuples()],
+        "verdict": list(table["verdict"]),
+        "reason": list(table["reason"]),
+    })
