@@ -12,7 +12,8 @@ benchmarks/README.md (other sections are kept).
   One sample, and three samples in one batch (what `ksdiff infer` does).
 - Training: steps per second at the TrainConfig defaults (batch 16, windows of
   100 frames + 10 previous frames), forward + backward + AdamW.
-Models are the default KSDiffConfig (d_model 128, 2 layers) per method.
+Models are the default KSDiffConfig per method (d_model 128; KSDiff's denoisers 2 layers, the
+capacity-matched baselines 7 layers with FFN 4 x d_model; "params" column).
 
 Timing: the process is pinned to one core with one torch thread and the numbers
 are CPU seconds of that core, because the development machine is shared with
@@ -77,6 +78,10 @@ def train_batch(cfg: KSDiffConfig, n: int) -> dict:
              prev_head=torch.randn(n, cfg.n_prev, cfg.head_dim, generator=g),
              prev_expr=torch.randn(n, cfg.n_prev, cfg.expr_dim, generator=g),
              prev_mask=torch.ones(n, cfg.n_prev, dtype=torch.bool))
+    p = cfg.n_prev * cfg.feat_per_frame  # the previous frames' speech, as training windows carry it
+    b.update(prev_feat=torch.randn(n, p, cfg.feat_dim, generator=g), prev_feat_mask=torch.ones(n, p, dtype=torch.bool),
+             prev_prosody=torch.randn(n, p, 2, generator=g),
+             prev_words=torch.randint(0, n_tokens(cfg), (n, cfg.n_prev), generator=g))
     return b
 
 
@@ -133,8 +138,10 @@ def write_readme(r: dict) -> None:
 Measured by `benchmarks/bench_model.py`: process pinned to one core of {m['cpus']} ({m['processor']}),
 torch {m['torch']} with 1 thread; results in `benchmarks/out/model.json`. Times are CPU seconds of that
 core (the machine is shared with other jobs, load average {m['load_average'][0]:.1f}; wall-clock
-figures are in the JSON). Default model sizes (d_model 128, 2 layers, 4 heads), 80 log-mel
-bands, 50 expression coefficients.
+figures are in the JSON). Default model sizes (d_model 128, 4 heads; KSDiff's denoisers 2 layers,
+the capacity-matched baselines 7 layers with FFN 4 x d_model), 80 log-mel bands, 50 expression
+coefficients. Training includes KEL's free-running keyframe decoding (no ground truth) that
+conditions KSDiff's denoisers.
 
 - **RTF**: compute seconds per second of audio for {r['audio_s']:.0f} s of speech, whole clip
   through `sample_long` (windows of 100 frames), default DDIM steps; target <= 0.05.

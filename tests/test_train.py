@@ -172,3 +172,17 @@ def test_validation_lip_error_is_the_leaderboards_lve_and_can_select_the_weights
         errors.append(lve(landmarks(expr[0])[a.valid], landmarks(a.expr)[a.valid], PROTOCOL.lve_lip_indices,
                           PROTOCOL.lve_variant, scale=1.0))
     assert curve[best] == pytest.approx(float(np.mean(errors)), rel=1e-4)
+
+
+def test_gpu_check_refuses_clearly_without_cuda():
+    """benchmarks/gpu_check.py needs a GPU; without one it says so instead of training on the CPU."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, CUDA_VISIBLE_DEVICES="")
+    r = subprocess.run([sys.executable, str(root / "benchmarks" / "gpu_check.py"), "--results", "/nonexistent"],
+                       env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1 and "no CUDA device" in r.stderr, r.stderr
