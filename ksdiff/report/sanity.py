@@ -84,13 +84,13 @@ def failed_weights(attrs_list: list[dict]) -> list[dict]:
     [{weights, sha256, check (one sentence)}], one per weight file. Official weights
     carry no check (None) and are never listed.
     """
-    from ksdiff.metrics.syncnet_train import describe_check
-
     out = {}
     for a in attrs_list:
         lse = a.get("lse") or {}
         check = lse.get("check")
         if lse.get("scored") and check and not check.get("detects_sync", True):
+            from ksdiff.metrics.syncnet_train import describe_check  # imports torch: only when a check failed
+
             out[lse.get("sha256", "")] = {"weights": lse.get("weights", ""), "sha256": lse.get("sha256", ""),
                                          "check": describe_check(check)}
     return list(out.values())
