@@ -11,10 +11,10 @@ import skimage.data
 import skimage.io
 
 from ksdiff.config import defaults
-from ksdiff.extract.face_detect import iou
-from ksdiff.extract.landmarks import extract_landmarks, landmarks_array
+from ksdiff.extract.face_detect import FaceDetector, FaceFinder, FullFrameMesh, iou
+from ksdiff.extract.landmarks import extract_landmarks, face_sources, landmarks_array
 from ksdiff.io.parquet import read_table, write_table
-from ksdiff.io.video import VideoError, probe, write_video
+from ksdiff.io.video import VideoError, iter_frames, probe, write_video
 
 SHARED = Path(__file__).parents[2] / "shared" / "data"
 FPS = 25
@@ -51,6 +51,18 @@ def shifted(img: np.ndarray, m: np.ndarray) -> np.ndarray:
     return cv2.warpAffine(img, m, img.shape[1::-1], borderMode=cv2.BORDER_REPLICATE)
 
 
+def closeup(img: np.ndarray, centre, half: float, size: int = 512) -> np.ndarray:
+    """The square of half-side ``half`` around ``centre`` of ``img``, scaled to ``size`` px."""
+    s = size / (2 * half)
+    m = np.float32([[s, 0, -(centre[0] - half) * s], [0, s, -(centre[1] - half) * s]])
+    return cv2.warpAffine(img, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+# The astronaut's face box (full-range detector) is (174, 68)-(278, 172): a
+# 104 px square around it fills the frame, a close-up the full-range model misses.
+ASTRO_FACE_CENTRE, ASTRO_CLOSE_HALF = (226, 120), 52
+
+
 @pytest.fixture(scope="module")
 def clips(tmp_path_factory):
     d = tmp_path_factory.mktemp("videos")
@@ -81,6 +93,10 @@ def clips(tmp_path_factory):
     group = skimage.io.imread(images + "t1.jpg")[..., :3]
     write_video(d / "group.mp4", [shifted(group, np.array([[1.0, 0, 2 * k], [0, 1, 0]])) for k in range(30)], FPS)
     videos["group"] = d / "group.mp4"
+    # A close-up: the face fills the frame, drifting 0.5 px/frame (of the photo) right, 0.3 down.
+    cx, cy = ASTRO_FACE_CENTRE
+    write_video(d / "closeup.mp4", [closeup(astro, (cx + k / 2, cy + 0.3 * k), ASTRO_CLOSE_HALF) for k in range(30)], FPS)
+    videos["closeup"] = d / "closeup.mp4"
     return write_manifest(d / "manifest.parquet", videos), d
 
 
@@ -191,13 +207,61 @@ def test_max_frames_limits_the_clip(clips):
     np.testing.assert_allclose(t.column("time_s"), np.arange(30) / FPS)
 
 
+def test_closeup_face_is_found_by_the_fallback_detector(clips):
+    t = run(clips, "closeup")
+    assert t.ok and t.column("detected").mean() >= 29 / 30
+    # The configured full-range detector finds nothing on the first frame; the
+    # short-range one found the face every landmark descends from.
+    _, _, _, first = next(iter_frames(clips[1] / "closeup.mp4"))
+    full = FaceDetector(1)
+    try:
+        assert full(first) == []
+    finally:
+        full.close()
+    src = face_sources(t)
+    assert len(src) == 30 and src[0] == "short-range"
+    assert t.attrs["face_source_counts"].get("short-range", 0) >= 25
+    lm = landmarks_array(t)
+    face_h = lm[0, 152, 1] - lm[0, 10, 1]  # forehead to chin: more than the frame's height
+    assert face_h > 0.9 * 512
+
+
+def test_fallbacks_run_only_when_the_detector_finds_nothing():
+    astro = skimage.data.astronaut()
+    finder = FaceFinder(1)
+    try:
+        dets, source = finder(astro)
+        assert source == "full-range" and len(dets) == 1 and finder.built == ["full-range"]
+        dets, source = finder(closeup(astro, ASTRO_FACE_CENTRE, ASTRO_CLOSE_HALF))
+        assert source == "short-range" and finder.built == ["full-range", "short-range"]
+        dets, source = finder(np.full((256, 256, 3), 128, np.uint8))
+        assert (dets, source) == ([], "") and finder.built == ["full-range", "short-range", "face-mesh"]
+    finally:
+        finder.close()
+    # The last resort, FaceMesh on the whole frame, boxes the same face as the detector.
+    mesh, det = FullFrameMesh(), FaceDetector(1)
+    try:
+        (m,), (d,) = mesh(astro), det(astro)
+        assert iou(m.box, d.box) > 0.5 and np.isnan(m.score)
+    finally:
+        mesh.close()
+        det.close()
+
+
 @pytest.mark.skipif(not (SHARED / "hdtf").exists(), reason="../shared/data/hdtf is absent")
 def test_hdtf_clips_detected_on_nearly_every_frame(tmp_path):
     videos = {p.stem: p for p in sorted((SHARED / "hdtf").glob("*.mp4"))}
+    # A close-up of a real clip: a fixed 322 px square around the face of
+    # hdtf_sample_01 (the face box is 293 px wide), at 964x964, 4 s. The
+    # full-range detector alone finds its face on 2% of these frames.
+    frames = [f[3] for _, f in zip(range(100), iter_frames(videos["hdtf_sample_01"], FPS))]
+    write_video(tmp_path / "close.mp4", [cv2.resize(f[133:455, 102:424], (964, 964)) for f in frames], FPS)
+    videos["close"] = tmp_path / "close.mp4"
     manifest = write_manifest(tmp_path / "manifest.parquet", videos)
     for clip in videos:
         out = tmp_path / f"{clip}.parquet"
-        extract_landmarks(defaults(), manifest, clip, out, max_frames=50)
+        extract_landmarks(defaults(), manifest, clip, out)
         t = read_table(out, "landmarks")
         assert t.ok, t.reason
-        assert t.column("detected").mean() >= 0.95, clip
+        assert t.column("detected").mean() >= 0.99, (clip, t.column("detected").mean())
+    assert "short-range" in t.attrs["face_source_counts"]  # the close-up needed the fallback

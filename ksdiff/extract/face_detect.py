@@ -5,6 +5,15 @@ misses faces smaller than about 15% of the frame. So we detect first with
 MediaPipe's face detector (full range by default), pick one face, cut a
 square crop around it and mesh the crop (see ksdiff.extract.landmarks).
 
+Close-ups: the full-range detector misses faces that fill most of the frame
+(a 964x964 HDTF close-up lost its last 25 frames). FaceFinder therefore asks
+the configured detector first and, only when it finds nothing, the other
+MediaPipe detector (short range after full range) and then FaceMesh on the
+whole frame, whose own detector and landmark model see the frame at their
+own scale; each found face says which of them found it (``source``). The
+fallbacks are built on first use and run only on frames the first finds no
+face in, so frames it handles cost nothing more.
+
 Which face when there are several: the face tracked so far (largest IoU with
 the current crop box) and, when nothing is tracked yet, the largest face,
 weighted towards the centre of the frame. Talking-head datasets (HDTF,
@@ -34,7 +43,7 @@ AREA_ABOVE = 2.0
 @dataclass
 class Detection:
     box: np.ndarray  # x0, y0, x1, y1 in full-frame pixels
-    score: float
+    score: float  # NaN when found by FaceMesh, which reports no score
 
 
 class FaceDetector:
@@ -64,6 +73,65 @@ class FaceDetector:
 
     def close(self) -> None:
         self._fd.close()
+
+
+DETECTOR_NAMES = {1: "full-range", 0: "short-range"}
+FULL_FRAME_MESH = "face-mesh"  # source name of a face found by FaceMesh on the whole frame
+
+
+class FullFrameMesh:
+    """FaceMesh (static mode) on the whole frame, as a detector: boxes around the landmarks."""
+
+    def __init__(self, min_score: float = 0.5, max_faces: int = 1):
+        import mediapipe as mp
+
+        self._fm = mp.solutions.face_mesh.FaceMesh(
+            static_image_mode=True, max_num_faces=max_faces, refine_landmarks=False, min_detection_confidence=min_score
+        )
+
+    def __call__(self, rgb: np.ndarray) -> list[Detection]:
+        h, w = rgb.shape[:2]
+        res = self._fm.process(rgb)
+        out = []
+        for lm in res.multi_face_landmarks or []:
+            p = np.array([[q.x * w, q.y * h] for q in lm.landmark])
+            out.append(Detection(box=np.r_[p.min(0), p.max(0)], score=float("nan")))
+        return out
+
+    def close(self) -> None:
+        self._fm.close()
+
+
+class FaceFinder:
+    """The configured detector, then (only when it finds nothing) the other detector, then full-frame FaceMesh."""
+
+    def __init__(self, model_selection: int = 1, min_score: float = 0.5):
+        self.order = [DETECTOR_NAMES[model_selection], DETECTOR_NAMES[1 - model_selection], FULL_FRAME_MESH]
+        self._min_score = min_score
+        self._finders: dict = {self.order[0]: FaceDetector(model_selection, min_score)}
+
+    def _finder(self, name: str):
+        if name not in self._finders:  # a fallback is built on first use
+            self._finders[name] = (FullFrameMesh(self._min_score) if name == FULL_FRAME_MESH
+                                   else FaceDetector(1 if name == "full-range" else 0, self._min_score))
+        return self._finders[name]
+
+    @property
+    def built(self) -> list[str]:
+        """Names of the finders built so far (a fallback is built when first needed)."""
+        return list(self._finders)
+
+    def __call__(self, rgb: np.ndarray) -> tuple[list[Detection], str]:
+        """(faces, name of the finder that found them); ([], '') when none did."""
+        for name in self.order:
+            dets = self._finder(name)(rgb)
+            if dets:
+                return dets, name
+        return [], ""
+
+    def close(self) -> None:
+        for f in self._finders.values():
+            f.close()
 
 
 def iou(a: np.ndarray, b: np.ndarray) -> float:

@@ -3,6 +3,9 @@
 Pipeline per frame (FaceTracker):
   1. Face detection (MediaPipe, full range by default) on the first frame,
      every ``redetect_every`` frames, and whenever the mesh loses the face.
+     When it finds nothing (close-ups defeat the full-range model), the
+     short-range detector and then FaceMesh on the whole frame are asked
+     before the frame is declared faceless (ksdiff.extract.face_detect.FaceFinder).
      With several faces the tracked one is kept (IoU), else the largest,
      most central one (ksdiff.extract.face_detect.choose_face).
   2. A square crop around the face (box + ``crop_margin`` on each side),
@@ -22,7 +25,11 @@ Pipeline per frame (FaceTracker):
 
 n_faces is the number of faces the detector saw at its latest run (it runs at
 least every ``redetect_every`` frames); score is that run's score of the
-followed face.
+followed face (NaN when full-frame FaceMesh found it: it reports no score).
+Which finder located the face a frame's landmarks descend from (full-range,
+short-range, face-mesh; '' without a face) is recorded per frame, run-length
+encoded in the table's attrs (``face_source_runs``, decoded by face_sources,
+and ``face_source_counts``), without changing the table's columns.
 """
 from __future__ import annotations
 
@@ -33,7 +40,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 
 from ksdiff.data.manifest import clip_row
-from ksdiff.extract.face_detect import FaceDetector, choose_face, crop_square, square_box
+from ksdiff.extract.face_detect import FaceDetector, FaceFinder, choose_face, crop_square, square_box
 from ksdiff.io.parquet import write_failure, write_table
 from ksdiff.io.schemas import N_LANDMARKS
 
@@ -66,6 +73,7 @@ class FrameResult:
     box: np.ndarray  # crop box x0, y0, x1, y1 (NaN when nothing to crop)
     landmarks: np.ndarray | None  # (n_points, 3) full-frame pixels
     failure: str = ""
+    source: str = ""  # finder that located the face these landmarks descend from; '' without a face
 
 
 # A serialised NormalizedLandmarkList whose landmarks carry exactly x, y, z is
@@ -99,7 +107,7 @@ class FaceTracker:
         import mediapipe as mp
 
         self.opts = opts or LandmarkOptions()
-        self.detector = FaceDetector(self.opts.detector_model, self.opts.min_detection_score)
+        self.detector = FaceFinder(self.opts.detector_model, self.opts.min_detection_score)
         self._mp = mp
         self.mesh = self._new_mesh()
         self.crop_box: np.ndarray | None = None
@@ -107,6 +115,7 @@ class FaceTracker:
         self.since_detect = 0
         self.score = 0.0
         self.n_faces = 0
+        self.source = ""  # finder of the followed face's latest detection
         self.prefer_box: np.ndarray | None = None  # detector box of the face to follow first (speaking_face)
 
     def _new_mesh(self):
@@ -122,9 +131,10 @@ class FaceTracker:
     def description(self) -> str:
         import mediapipe as mp
 
-        kind = "full-range" if self.opts.detector_model == 1 else "short-range"
+        first, *fallbacks = self.detector.order
+        fallback = f"; when it finds nothing: {', then '.join(fallbacks)}" if fallbacks else ""
         return (
-            f"mediapipe {mp.__version__} face_detection ({kind}, every {self.opts.redetect_every} frames) -> "
+            f"mediapipe {mp.__version__} face_detection ({first}, every {self.opts.redetect_every} frames{fallback}) -> "
             f"square crop (margin {self.opts.crop_margin}, {self.opts.crop_size}px) -> "
             f"face_mesh (tracking, refine_landmarks={self.opts.refine_landmarks})"
         )
@@ -135,14 +145,14 @@ class FaceTracker:
 
     def _detect(self, rgb: np.ndarray) -> str:
         """Run the detector and set the crop box; '' on success, else why not."""
-        dets = self.detector(rgb)
+        dets, source = self.detector(rgb)
         self.n_faces = len(dets)
         self.since_detect = 0
         i = choose_face(dets, rgb.shape[:2], self.crop_box if self.crop_box is not None else self.prefer_box)
         if i is None:
             self.crop_box = None
             return "no face detected"
-        self.score = dets[i].score
+        self.score, self.source = dets[i].score, source
         self._det_box = dets[i].box
         self._follow(square_box(dets[i].box, self.opts.crop_margin))
         return ""
@@ -206,7 +216,7 @@ class FaceTracker:
         x0, y0 = p[:, :2].min(0)
         x1, y1 = p[:, :2].max(0)
         self._follow(square_box(np.array([x0, y0, x1, y1]), self.opts.crop_margin))
-        return FrameResult(True, self.score, self.n_faces, box, p)
+        return FrameResult(True, self.score, self.n_faces, box, p, source=self.source)
 
 
 def _inside(p: np.ndarray, box: np.ndarray) -> bool:
@@ -302,11 +312,28 @@ def track_frames(frames, opts: LandmarkOptions | None = None, *, progress: bool 
         "box": np.array([r[3].box for r in rows], np.float32).reshape(n, 4),
         "failure": [r[3].failure for r in rows],
     }
+    sources = [r[3].source for r in rows]
+    info["face_source_runs"] = [[k, len(g), src] for k, src, g in _runs(sources)]
+    info["face_source_counts"] = {src: sources.count(src) for src in sorted(set(sources)) if src}
     for i, r in enumerate(rows):
         if r[3].landmarks is not None:
             lm[i, : n_pts * 3] = r[3].landmarks.reshape(-1)
     cols["landmarks"] = lm
     return cols, info
+
+
+def _runs(values: list[str]):
+    """(first index, value, group) of each run of equal values."""
+    k = 0
+    for v, g in itertools.groupby(values):
+        g = list(g)
+        yield k, v, g
+        k += len(g)
+
+
+def face_sources(table) -> list[str]:
+    """Per row of a 'landmarks' Table: the finder that located its face (full-range, short-range, face-mesh; '' none)."""
+    return [src for _, n, src in table.attrs.get("face_source_runs", []) for _ in range(n)]
 
 
 def landmarks_array(table) -> np.ndarray:
