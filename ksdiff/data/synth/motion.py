@@ -33,7 +33,14 @@ WIDE_FULL_LEVEL = 0.5  # lip shape reaches full strength at this relative level
 
 # --- head -----------------------------------------------------------------------
 ENERGY_SMOOTH_S = 0.25  # prosodic envelope: syllable-rate detail removed
-NOD_WIDTH_S = 0.40  # duration of a nod (raised cosine)
+# Duration of a nod (raised cosine). Its bottom, where the head stops, is the
+# motion beat the nod puts after a stressed onset; it must outlast the head-speed
+# smoothing of the pinned BeatAlign protocol (83 ms sigma) to be one. At 0.4 s
+# the speed's dip at the bottom (|sin|, 5 frames a period) keeps 3% of its depth
+# after that smoothing, so the smoothed speed PEAKED at stressed onsets; at
+# 0.6 s (7.5 frames) 21%, and the true pose has a speed minimum 0..3 frames after
+# 62% of the stressed onsets (17% at 0.4 s; demo corpus, issue 12).
+NOD_WIDTH_S = 0.60
 NOD_DELAY_S = 0.08  # nods peak shortly after the stressed onset
 NOD_MIN_STRENGTH = 0.35  # onset strength (fraction of the clip's strongest) that counts as stress
 NOD_DROP = 0.004  # the head also sinks a little in a nod: fraction of the frame size per full nod
