@@ -52,6 +52,7 @@ sys.path.insert(0, str(ROOT))
 
 from ksdiff.metrics import syncnet as sn  # noqa: E402
 from ksdiff.metrics.beat_align import audio_beats, beat_align, motion_beats  # noqa: E402
+from ksdiff.metrics.beat_chance import beat_align_corrected  # noqa: E402
 from ksdiff.metrics.diversity import sample_diversity, temporal_diversity  # noqa: E402
 from ksdiff.metrics.lve import lve  # noqa: E402
 from ksdiff.metrics.mouth_crops import face_boxes, face_crops  # noqa: E402
@@ -147,6 +148,7 @@ def bench_simple(wav: np.ndarray) -> dict:
     _, t_score = timed(beat_align, mb, ab)
     res["beat_align"] = _add(t_audio, t_motion, t_score)
     res["beat_align_audio_onsets"] = t_audio
+    _, res["beat_align_corrected"] = timed(beat_align_corrected, mb, ab, N, FPS)
     _, t_sd = timed(sample_diversity, samples)
     _, t_td = timed(temporal_diversity, head)
     res["diversity"] = _add(t_sd, t_td)
@@ -325,6 +327,7 @@ def markdown(res: dict) -> str:
         ("LVE (478 landmarks, 40 lip)", m["lve"]),
         ("BeatAlign (onsets + motion beats + score)", m["beat_align"]),
         ("  of which librosa onsets", m["beat_align_audio_onsets"]),
+        (f"BeatAlign chance correction (+{PROTOCOL.beat_chance_shifts} shifted scores, same beats)", m["beat_align_corrected"]),
         ("Diversity (10 samples + temporal)", m["diversity"]),
     ]
     lines = [
