@@ -75,14 +75,16 @@ TRANSCRIPT = pa.schema(
     ]
 )
 
-# One row per motion frame. attrs: fps, source_fps, width, height, detector.
+# One row per motion frame. attrs: fps, source_fps, width, height, detector,
+# face_source_runs ([first row, n rows, finder] runs: full-range | short-range |
+# face-mesh | '' without a face; ksdiff.extract.landmarks.face_sources), face_source_counts.
 LANDMARKS = pa.schema(
     [
         ("frame", pa.int32()),
         ("time_s", pa.float64()),
         ("source_frame", pa.int32()),  # index of the decoded source frame used
         ("detected", pa.bool_()),
-        ("score", pa.float32()),  # face detection / presence score, 0..1
+        ("score", pa.float32()),  # face detection score, 0..1; NaN when full-frame FaceMesh found the face
         ("n_faces", pa.int16()),
         ("box", _fixed(4)),  # x0, y0, x1, y1 of the face crop, pixels
         ("landmarks", _fixed(N_LANDMARKS * 3)),  # x, y, z per landmark; x,y pixels, z same scale
