@@ -204,7 +204,7 @@ def generate_motion(cfg: dict, audio: str, ref: str, checkpoint: str, transcript
         words = np.zeros(n_frames, dtype=np.int64)  # the model takes no transcript
     stats = ds.Stats.from_dict(payload["stats"])
     head, expr = sample_motion(model, stats, feat, fmask, pros, words, 1, int(seed), steps=steps,
-                               guidance=icfg.guidance)
+                               guidance=icfg.guidance, pose_frame=pose_frame(payload))
     cols = motion.coeffs_from_motion(head[0], expr[0], anchor, fps, pose_frame=pose_frame(payload))
     return Generated(cols, template, anchor, rgb, ref_lm, x, sr, fps, basis)
 

@@ -6,7 +6,13 @@ with the statistics stored in the checkpoint and placed at the clip's anchor
 (its first valid frame, see ksdiff.data.motion): the models generate the head
 pose relative to the reference frame and the reference's own rotation,
 translation and scale are composed back in, so predictions are written as
-absolute coefficients and metrics and the renderer compare like with like. The
+absolute coefficients and metrics and the renderer compare like with like.
+Each sample's head motion is taken relative to its own first frame before it
+is placed (``motion.from_first_frame``): the reference frame is where a
+clip's motion starts (its relative pose there is 0 by construction), and a
+sample must start where the photo it animates is, not at the random offset a
+model's noise gave its first window (on the demo, 300 steps in, ksdiff's
+samples started 10-20 deg of yaw away from their reference). The
 reference pose is an input (the photo a method animates), not the motion: it
 is the pose of the one frame the renderer warps. Checkpoints from before the
 pose was anchored (representation head6-anchor-v1) generate absolute angles and
@@ -151,8 +157,12 @@ def check_features(payload: dict, feat_attrs: dict, dim: int) -> None:
 
 def sample_motion(model, stats: ds.Stats, feat: np.ndarray, feat_valid: np.ndarray, prosody: np.ndarray,
                   words: np.ndarray, n_samples: int, seed: int, steps: int | None = None,
-                  guidance: float | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Raw speech arrays -> de-normalised head (S, T, 6) and expr (S, T, K) for ``n_samples`` samples."""
+                  guidance: float | None = None, pose_frame: str = "absolute") -> tuple[np.ndarray, np.ndarray]:
+    """Raw speech arrays -> de-normalised head (S, T, 6) and expr (S, T, K) for ``n_samples`` samples.
+
+    ``pose_frame`` 'reference' (the checkpoint's, see ``pose_frame``): each sample's head motion is returned
+    relative to its own first frame, i.e. starting at the reference (module docstring); 'absolute': as sampled.
+    """
     from ksdiff.models import sample_long
 
     c = model.cfg
@@ -162,7 +172,10 @@ def sample_motion(model, stats: ds.Stats, feat: np.ndarray, feat_valid: np.ndarr
     batch = {k: v.to(device) for k, v in batch.items()}
     gen = torch.Generator().manual_seed(int(seed))
     out = sample_long(model, batch, steps=steps, guidance=guidance, generator=gen)
-    return stats.denormalise("head", out["head"]), stats.denormalise("expr", out["expr"])
+    head = stats.denormalise("head", out["head"])
+    if pose_frame == "reference":
+        head = np.stack([motion.from_first_frame(h) for h in head])
+    return head, stats.denormalise("expr", out["expr"])
 
 
 # ---------------------------------------------------------------------------- baselines
@@ -294,7 +307,7 @@ def predict_clip(cfg: dict, results: str, clip: str, out: str, checkpoint: str |
     stats = ds.Stats.from_dict(payload["stats"])
     s = clip_seed(seed, clip)
     head, expr = sample_motion(model, stats, arrays.feat, arrays.feat_valid, arrays.prosody, arrays.words,
-                               n_samples, s, steps=steps, guidance=icfg.guidance)
+                               n_samples, s, steps=steps, guidance=icfg.guidance, pose_frame=pose_frame(payload))
     write_prediction(out, head, expr, anchor, fps, {
         **base_attrs, "method": payload.get("name", payload["method"]), "architecture": payload["method"],
         "pose_frame": pose_frame(payload),

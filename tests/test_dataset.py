@@ -251,3 +251,18 @@ def test_stats_describe_the_relative_pose(fake):
     rel = np.concatenate(rel)
     np.testing.assert_allclose(st.mean["head"][:3], rel.mean(0), atol=1e-3)
     np.testing.assert_allclose(st.std["head"][:3], rel.std(0), rtol=1e-3)
+
+
+def test_motion_from_its_first_frame(fake):
+    """A ground-truth clip's relative motion already starts at the reference (unchanged); a sample whose
+    whole head is offset (rotated by q, shifted, scaled) is brought back to start there."""
+    from ksdiff import geometry
+
+    t = read_table(fake["root"] / "coeffs" / "spk1_clip0.parquet", "coeffs")
+    head, _, _ = motion.motion_from_coeffs(t)
+    np.testing.assert_allclose(motion.from_first_frame(head), head, atol=1e-4)
+    q = geometry.euler_to_matrix(12.0, -7.0, 4.0)
+    off = head.astype(np.float64).copy()
+    off[:, :3] = geometry.matrix_to_euler(q @ geometry.euler_to_matrix(head[:, 0], head[:, 1], head[:, 2]))
+    off[:, 3:] += [0.3, -0.2, 0.1]
+    np.testing.assert_allclose(motion.from_first_frame(off), head, atol=1e-4)

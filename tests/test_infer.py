@@ -62,6 +62,13 @@ def test_prediction_is_coeffs_with_n_samples(setup, tmp_path):
     # the samples differ from each other (diversity exists)
     yaw = p.column("yaw").reshape(3, n)
     assert np.abs(yaw[0] - yaw[1]).mean() > 1e-3
+    # every sample starts exactly at the reference frame's pose (the photo it animates), then moves
+    anchor = motion.anchor_from_coeffs(gt)
+    first = p.column("frame") == 0
+    ypr = np.stack([p.column(a) for a in ("yaw", "pitch", "roll")], 1)
+    np.testing.assert_allclose(ypr[first], np.repeat(anchor.ypr[None], 3, 0), atol=1e-3)
+    np.testing.assert_allclose(p.column("trans")[first][:, :2], np.repeat(anchor.trans[None, :2], 3, 0), atol=1e-2)
+    np.testing.assert_allclose(p.column("scale")[first], anchor.scale, rtol=1e-5)
 
 
 def test_same_seed_same_motion_other_seed_other_motion(setup, tmp_path):
@@ -193,8 +200,9 @@ def test_checkpoints_with_absolute_pose_behave_as_before(setup, tmp_path):
     assert new.attrs["pose_frame"] == "reference" and old.attrs["pose_frame"] == "absolute"
     anchor = motion.anchor_from_coeffs(gt_table(root, "spk3_clip0"))
     ypr = lambda t: np.stack([t.column(a) for a in ("yaw", "pitch", "roll")], 1)  # noqa: E731
-    # the same raw output: absolute as it is (old), composed with the reference (new)
-    np.testing.assert_allclose(ypr(old), motion.relative_angles(ypr(new), anchor.ypr), atol=1e-3)
+    # the same raw output: absolute as it is (old); from its first frame, composed with the reference (new)
+    np.testing.assert_allclose(motion.relative_angles(ypr(old), ypr(old)[0]),
+                               motion.relative_angles(ypr(new), anchor.ypr), atol=1e-3)
     assert np.abs(ypr(old) - ypr(new)).max() > 1e-2  # the reference is not the zero pose here
     payload["motion"]["representation"] = "head5-v0"
     torch.save(payload, tmp_path / "alien.pt")

@@ -172,6 +172,22 @@ def _columns(table):
     return yaw, pitch, roll, trans, scale, expr, valid
 
 
+def from_first_frame(head: np.ndarray) -> np.ndarray:
+    """(T, 6) head motion re-expressed relative to its own first frame (rotation R(0)^T R(t); translation and
+    log-scale minus frame 0's), so that it starts exactly at the reference.
+
+    A ground-truth clip's relative motion is unchanged by it (its first frame is the reference, 0 by
+    construction). A generated sample also starts where the reference is, whatever offset the model's
+    noise gave its first window (see ksdiff.infer).
+    """
+    head = np.asarray(head, dtype=np.float64)
+    if len(head) == 0:
+        return head.astype(np.float32)
+    out = head - head[:1]
+    out[:, 0:3] = relative_angles(head[:, 0:3], head[0, 0:3])
+    return out.astype(np.float32)
+
+
 def anchor_from_coeffs(table) -> Anchor:
     """The clip's anchor: its first valid frame (placement and rotation), with the template radius from the
     table's attrs."""
