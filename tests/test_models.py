@@ -27,7 +27,7 @@ def one_thread():
 
 def tiny(**kw) -> KSDiffConfig:
     base = dict(d_model=32, n_heads=4, n_layers=1, msdc_dilations=(1, 2), msdc_groups=4, vocab_size=64, expr_dim=5,
-                pool_long=10, pool_mid=4, n_train_steps=100, ddim_steps=5, window=24, n_prev=4)
+                pool_long=10, pool_mid=4, n_train_steps=100, ddim_steps=5, window=24, n_prev=4, window_overlap=0)
     base.update(kw)
     return KSDiffConfig(**base)
 
@@ -515,6 +515,7 @@ def test_window_seams_measure_jumps_at_joins_against_ground_truth():
     assert sm["jump_max"] == pytest.approx(0.6) and sm["ratio_max"] == pytest.approx(6.0)
     assert sm["jump_median"] == pytest.approx(0.35) and sm["interior_p95"] == pytest.approx(0.1)
     assert window_seams(gt, gt, window=10)["ratio_max"] == pytest.approx(1.0)  # no seam: as smooth as gt
+    assert sm["gt_ratio_median"] == pytest.approx(1.0)  # ground truth's own step at the joins
     # with overlap 3 the join spans steps 7..10 (fade start to the new window's own frames)
     assert window_joins(25, 10, overlap=3) == [(7, 10), (14, 17), (21, 24)]
     valid = np.ones(25, bool)

@@ -48,8 +48,11 @@ def window_seams(pred: np.ndarray, gt: np.ndarray, window: int, overlap: int = 0
     Returns ``gt_p95`` (95th percentile of gt's frame-to-frame change over steps between
     two valid frames), ``jump_median``/``jump_max`` (over samples and joins: the largest
     step within each join), their ratios ``ratio_median``/``ratio_max`` to gt_p95, the
-    prediction's own 95th-percentile step away from the joins (``interior_p95``) and
-    ``n_joins``. With no join (a clip within one window) the jumps are nan.
+    prediction's own 95th-percentile step away from the joins (``interior_p95``), ground
+    truth's own median largest step over the same spans over gt_p95 (``gt_ratio_median``:
+    the reference for joins that span several steps, whose largest natural step exceeds
+    the 95th percentile more often than one step does) and ``n_joins``. With no join (a
+    clip within one window) the jumps are nan.
     """
     gt = np.asarray(gt, dtype=np.float64)
     pred = np.asarray(pred, dtype=np.float64)
@@ -70,6 +73,9 @@ def window_seams(pred: np.ndarray, gt: np.ndarray, window: int, overlap: int = 0
         at_join[first: last + 1] = True
         jumps.append(steps[:, first: last + 1].max(axis=1))
     jumps = np.concatenate(jumps) if jumps else np.array([])
+    gt_steps_all = frame_steps(gt)
+    gt_jumps = np.array([np.nanmax(np.where(step_ok, gt_steps_all, np.nan)[first: last + 1])
+                         if step_ok[first: last + 1].any() else np.nan for first, last in joins])
     interior = steps[:, step_ok & ~at_join]
     out = {
         "gt_p95": gt_p95,
@@ -80,4 +86,6 @@ def window_seams(pred: np.ndarray, gt: np.ndarray, window: int, overlap: int = 0
     }
     out["ratio_median"] = out["jump_median"] / gt_p95 if gt_p95 > 0 else float("nan")
     out["ratio_max"] = out["jump_max"] / gt_p95 if gt_p95 > 0 else float("nan")
+    ok = gt_jumps[np.isfinite(gt_jumps)]
+    out["gt_ratio_median"] = float(np.median(ok)) / gt_p95 if ok.size and gt_p95 > 0 else float("nan")
     return out
