@@ -141,3 +141,38 @@ def test_frames_without_landmarks_show_the_reference():
     out = list(render_frames(ref, lm, [nan]))
     assert np.array_equal(out[0], ref)
     assert next(render_mesh([nan], (160, 160))).max() == 0
+
+
+def test_mouth_open_in_the_reference_is_painted_only_beyond_its_own_opening():
+    """A smiling reference (teeth showing) keeps its own mouth at its own opening; wider is painted dark."""
+    from ksdiff.render.warp import lip_gap
+
+    ref0, lm = face_photo()
+    _, mouth, *_ = boundary_loops()
+    lower = sorted((set(mouth) - set(upper_inner_lip().tolist()))
+                   | {i for i in range(468) if lm[i, 1] > lm[14, 1] and abs(lm[i, 0] - lm[14, 0]) < 40})
+    open6 = lm.copy()
+    open6[lower, 1] += 6.0
+    ref = FaceWarper(ref0, lm).render(open6)  # a reference whose mouth is already open (cavity and teeth)
+    warper = FaceWarper(ref, open6)
+    assert warper.ref_gap == pytest.approx(lip_gap(open6)) and warper.ref_gap > 0.05
+    same = warper.render(open6)
+    assert np.abs(same.astype(int) - ref.astype(int)).mean() < 0.5  # nothing painted over the reference's mouth
+    teeth = np.round(open6[13, :2] - 0.5 + [0, 1.5]).astype(int)
+    wider = open6.copy()
+    wider[lower, 1] += 8.0
+    out = warper.render(wider)
+    centre = np.round((wider[13, :2] + wider[14, :2]) / 2 - 0.5).astype(int)
+    assert out[centre[1], centre[0]].mean() < 80  # the extra opening is the cavity
+    assert out[teeth[1], teeth[0]].mean() > 150  # with teeth under the upper lip
+    # Just beyond the reference's opening the cavity fades in: on a flat grey frame, an opening
+    # 0.02 inter-ocular distances wider than the reference's is half-way to the cavity colour.
+    from ksdiff.render.warp import MOUTH, paint_mouth
+
+    grey = np.full_like(ref, 200)
+    darkest = lambda img: img.reshape(-1, 3).mean(1).min()  # noqa: E731
+    assert darkest(paint_mouth(grey.copy(), open6, ref_gap=lip_gap(open6) - 0.005)) == 200  # below closed_threshold
+    half = darkest(paint_mouth(grey.copy(), open6, ref_gap=lip_gap(open6) - 0.02))
+    cavity = float(np.mean(MOUTH.cavity_rgb))
+    assert half == pytest.approx((200 + cavity) / 2, abs=3)
+    assert darkest(paint_mouth(grey.copy(), open6, ref_gap=lip_gap(open6) - 0.05)) == pytest.approx(cavity, abs=2)

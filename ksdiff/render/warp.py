@@ -11,8 +11,15 @@ location query, which is why it is hand-written here.
 
 The mouth opening has no texture in the reference (it may even be closed), so
 it is painted: the inner-lip polygon dark, with a lighter band of teeth under
-the upper lip when the mouth is open. Methods and ground truth go through the
-same code, so the video metrics compare motion, not rendering.
+the upper lip when the mouth is open. The opening is measured against the
+reference frame's own: the warped reference already shows the mouth as it is
+at that opening (a smile's teeth, a parted mouth), so only the opening beyond
+it is painted, fading in with it. Painting every frame's whole opening dark
+instead hid a smiling reference's teeth on every frame, so a mouth at rest and
+a mouth wide open looked alike: on the demo's test speaker (an open smile)
+SyncNet then found no sync in re-rendered ground truth (benchmarks/README.md,
+"Ground truth through extraction and rendering"). Methods and ground truth go
+through the same code, so the video metrics compare motion, not rendering.
 """
 from __future__ import annotations
 
@@ -50,8 +57,9 @@ class MouthStyle:
 
     cavity_rgb: tuple[int, int, int] = (45, 18, 22)  # dark red-brown: reads as an open mouth, not a hole
     teeth_rgb: tuple[int, int, int] = (215, 210, 196)  # off-white: pure white looks pasted on
-    closed_threshold: float = 0.01  # lip gap / inter-ocular distance below which nothing is painted (lips touch)
-    open_threshold: float = 0.03  # lip gap / inter-ocular distance above which teeth show (~2 px at 256 px)
+    # Openings are the inner-lip gap / inter-ocular distance BEYOND the reference frame's own gap.
+    closed_threshold: float = 0.01  # below this nothing is painted: the warped reference is right as it is
+    open_threshold: float = 0.03  # the cavity fades in between the two thresholds; above it teeth show (~2 px at 256 px)
     teeth_fraction: float = 0.35  # teeth band height as a fraction of the lip gap
     teeth_max_fraction: float = 0.06  # ... but at most this fraction of the inter-ocular distance
 
@@ -128,32 +136,49 @@ def piecewise_affine_warp(
     return cv2.remap(image, map_x, map_y, interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
-def paint_mouth(frame: np.ndarray, landmarks: np.ndarray, style: MouthStyle = MOUTH) -> np.ndarray:
-    """Paint the mouth opening of ``frame`` (in place) from its (478, 2|3) landmark pixels."""
+def lip_gap(landmarks: np.ndarray) -> float:
+    """Inner-lip gap (landmarks 13-14) in inter-ocular distances (outer eye corners); 0 without a face size."""
+    p = np.asarray(landmarks, dtype=np.float64)[:, :2]
+    iod = float(np.linalg.norm(p[LEFT_EYE_OUTER] - p[RIGHT_EYE_OUTER]))
+    return float(np.linalg.norm(p[LOWER_INNER_LIP] - p[UPPER_INNER_LIP])) / iod if iod > 0 else 0.0
+
+
+def paint_mouth(frame: np.ndarray, landmarks: np.ndarray, style: MouthStyle = MOUTH, ref_gap: float = 0.0) -> np.ndarray:
+    """Paint the mouth opening of ``frame`` (in place) from its (478, 2|3) landmark pixels.
+
+    ref_gap: the reference frame's own lip gap (``lip_gap``): only the opening beyond it
+    is painted, the cavity fading in between style.closed_threshold and open_threshold.
+    """
     import cv2
 
     p = to_array_coords(landmarks)
     iod = float(np.linalg.norm(p[LEFT_EYE_OUTER] - p[RIGHT_EYE_OUTER]))
     gap = float(np.linalg.norm(p[LOWER_INNER_LIP] - p[UPPER_INNER_LIP]))
-    if iod <= 0 or gap / iod < style.closed_threshold:
-        return frame  # closed: the warped reference already shows the lips meeting
+    extra = gap / iod - ref_gap if iod > 0 else 0.0
+    if extra < style.closed_threshold:
+        return frame  # no wider than the reference: the warped reference already shows this mouth
     mouth = np.round(p[mouth_loop()] * 16).astype(np.int32)
-    cv2.fillPoly(frame, [mouth], style.cavity_rgb, lineType=cv2.LINE_AA, shift=4)
-    if gap / iod < style.open_threshold:
+    fade = min(1.0, (extra - style.closed_threshold) / (style.open_threshold - style.closed_threshold))
+    x0, y0 = np.floor(p[mouth_loop()].min(0)).astype(int) - 1
+    x1, y1 = np.ceil(p[mouth_loop()].max(0)).astype(int) + 2
+    x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, frame.shape[1]), min(y1, frame.shape[0])
+    if x1 <= x0 or y1 <= y0:
         return frame
+    off = np.array([x0, y0])
+    if fade < 1.0:  # opening just beyond the reference's: the cavity fades in over the reference's pixels
+        m = np.zeros((y1 - y0, x1 - x0), np.uint8)
+        cv2.fillPoly(m, [mouth - off * 16], 255, lineType=cv2.LINE_AA, shift=4)
+        a = (m.astype(np.float32) * (fade / 255.0))[..., None]
+        roi = frame[y0:y1, x0:x1].astype(np.float32)
+        frame[y0:y1, x0:x1] = (roi * (1 - a) + np.float32(style.cavity_rgb) * a + 0.5).astype(np.uint8)
+        return frame
+    cv2.fillPoly(frame, [mouth], style.cavity_rgb, lineType=cv2.LINE_AA, shift=4)
     # Teeth: the upper inner-lip arc and the same arc moved down by the band height,
     # clipped to the opening so they never cover the lower lip.
     band = min(style.teeth_fraction * gap, style.teeth_max_fraction * iod)
     arc = p[upper_inner_lip()]
     down = (p[LOWER_INNER_LIP] - p[UPPER_INNER_LIP]) / gap
     teeth = np.concatenate([arc, arc[::-1] + band * down])
-    x0, y0 = np.floor(p[mouth_loop()].min(0)).astype(int) - 1
-    x1, y1 = np.ceil(p[mouth_loop()].max(0)).astype(int) + 2
-    x0, y0 = max(x0, 0), max(y0, 0)
-    x1, y1 = min(x1, frame.shape[1]), min(y1, frame.shape[0])
-    if x1 <= x0 or y1 <= y0:
-        return frame
-    off = np.array([x0, y0])
     m_open = np.zeros((y1 - y0, x1 - x0), np.uint8)
     m_teeth = np.zeros_like(m_open)
     cv2.fillPoly(m_open, [np.round((p[mouth_loop()] - off) * 16).astype(np.int32)], 255, cv2.LINE_AA, shift=4)
@@ -179,6 +204,7 @@ class FaceWarper:
         self.style = style
         self.mesh: WarpMesh = build_warp_mesh(ref_landmarks, self.size)
         self.src = self.mesh.extend(to_array_coords(ref_landmarks))
+        self.ref_gap = lip_gap(ref_landmarks)  # the reference's own opening is already in its pixels
 
     def draw_order(self, posed: np.ndarray) -> np.ndarray:
         """Background ring first, then hole fans and face triangles far to near (z grows away)."""
@@ -194,7 +220,7 @@ class FaceWarper:
         frame = piecewise_affine_warp(
             self.ref, self.src, self.mesh.extend(to_array_coords(posed)), self.mesh.triangles, order=self.draw_order(posed)
         )
-        return paint_mouth(frame, posed, self.style)
+        return paint_mouth(frame, posed, self.style, self.ref_gap)
 
 
 def render_frames(ref_rgb: np.ndarray, ref_landmarks: np.ndarray, posed: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
