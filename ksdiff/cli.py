@@ -92,7 +92,8 @@ command("report", "ksdiff.report.build:build_report", "leaderboard Markdown + se
         ("--metrics", {"nargs": "+", "required": True}), ("--out-md", P), ("--out-html", P), ("--plots-dir", P),
         ("--sanity", {"default": None, "help": "sanity table from `ksdiff sanity` (default: computed from --metrics)"}),
         ("--results", {"default": None, "help": "results/{dataset}, for pose trajectories and frame strips"}),
-        ("--predictions", {"nargs": "*", "default": None, "help": "method prediction folders: 'name=folder' or 'folder'"}))
+        ("--predictions", {"nargs": "*", "default": None, "help": "method prediction folders: 'name=folder' or 'folder'"}),
+        ("--models", {"default": None, "help": "models/{dataset}: parameter counts from each method's train_log.csv"}))
 
 
 def build_parser() -> argparse.ArgumentParser:

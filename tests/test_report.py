@@ -262,3 +262,21 @@ def test_report_lists_the_lse_deviations_and_which_published_lve_is_which(tmp_pa
     notes = (tmp_path / "l.md").read_text()
     assert "LVE (squared_l2) [inter-ocular units²] ↓" in notes
     assert "FaceFormer defines LVE as the L2 variant" in notes and "DiffSpeaker and CodeTalker squares" in notes
+
+
+def test_leaderboard_shows_each_trained_methods_parameter_count(tmp_path):
+    """The capacity column comes from the 'model' row ksdiff.train writes to train_log.csv."""
+    from ksdiff.train import CsvLog
+
+    paths = [str(_write(tmp_path / f"{m}.parquet", m)) for m in (GROUND_TRUTH, "alpha", "beta")]
+    models = tmp_path / "models"
+    (models / "alpha").mkdir(parents=True)
+    log = CsvLog(models / "alpha" / "train_log.csv", resume_step=0)
+    log.write(0, "model", {"n_params": 1972338})
+    log.write(0, "val", {"loss": 1.0})
+    md = tmp_path / "board.md"
+    build_report(config.defaults(), paths, str(md), str(tmp_path / "b.html"), str(tmp_path / "plots"), models=str(models))
+    head, body = _table(md.read_text())
+    col = head.index("Parameters")
+    got = {row[0]: row[col] for row in body}
+    assert got == {GROUND_TRUTH: "–", "alpha": "1,972,338", "beta": "–"}

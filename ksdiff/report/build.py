@@ -59,6 +59,20 @@ def parse_predictions(predictions: list[str] | None) -> dict[str, Path]:
     return out
 
 
+def parameter_counts(models: Path, methods: list[str]) -> dict[str, int]:
+    """method -> trained parameter count, from the 'model' row ksdiff.train writes to train_log.csv."""
+    out = {}
+    for m in methods:
+        log_csv = models / m / "train_log.csv"
+        if not log_csv.exists():
+            continue  # ground truth and the non-learned baselines have no model
+        t = pd.read_csv(log_csv)
+        hit = t.loc[(t["phase"] == "model") & (t["metric"] == "n_params"), "value"]
+        if len(hit):
+            out[m] = int(hit.iloc[-1])
+    return out
+
+
 def choose_clips(attrs: list[dict], k: int) -> list[str]:
     """The first k clips (by id) scored for every method; if none is common, the most covered."""
     scored = [set(a.get("clips", [])) for a in attrs]
@@ -135,11 +149,14 @@ def build_report(
     results: str | None = None,
     predictions: list[str] | None = None,
     sanity: str | None = None,
+    models: str | None = None,
 ) -> int:
     """Write the Markdown and HTML leaderboards and their PNGs from metrics tables.
 
     sanity: a sanity table written by `ksdiff sanity` (the workflow's); without it
     the sanity check is computed here from the ground-truth and floor rows.
+    models: models/{dataset}: each trained method's parameter count (its train_log.csv)
+    becomes the leaderboard's 'Parameters' column, so capacity is read beside the scores.
     """
     ecfg = cfg["eval"]
     n_boot, level, seed = int(ecfg["bootstrap_samples"]), float(ecfg["ci_level"]), int(ecfg["seed"])
@@ -154,6 +171,9 @@ def build_report(
         checks, failed = sane.sanity_table(df, attrs, n_boot=n_boot, alpha=1.0 - level, seed=seed), sane.failed_weights(attrs)
     flags = sane.flagged(checks, failed)
     board = leaderboard(summary, n_clips, flags) if not summary.empty else pd.DataFrame(columns=["Method", "n clips"])
+    if models is not None and not board.empty:
+        counts = parameter_counts(Path(models), list(board["Method"]))
+        board.insert(2, "Parameters", [f"{counts[m]:,}" if m in counts else "–" for m in board["Method"]])
     appendix = per_clip(df) if not df.empty else pd.DataFrame()
     skipped = [{"method": a["method"], **s} for a in attrs for s in a.get("skipped", [])]
     skipped += [{"method": s["method"], "clip_id": "(all)", "reason": f"metrics table {s['status']}: {s['reason']}"}

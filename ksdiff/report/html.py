@@ -55,6 +55,9 @@ def metric_definitions() -> dict[str, str]:
         "temporal_diversity": f"{p.temporal_diversity_def}, on {p.diversity_signal}.",
         "beat_align": (f"Mean over speech onsets of exp(-d^2 / 2 sigma^2), d = frames to the nearest head-motion beat "
                        f"(local minimum of the smoothed head speed), sigma = {p.beat_sigma_frames:.4g} frames at {p.fps:g} fps."),
+        "beat_align_corrected": (f"BeatAlign minus its mean over the same motion against the clip's onsets circularly "
+                                 f"shifted by {p.beat_chance_shifts} seeded offsets of at least {p.beat_chance_min_shift_s:g} s: "
+                                 "about 0 for head motion unrelated to the speech."),
         "lse_d": "SyncNet: minimum over offsets -15..15 of the mean audio-video embedding distance.",
         "lse_c": f"SyncNet confidence: {p.syncnet_lse_c}.",
         "lse_offset": f"SyncNet offset at the minimum distance; {p.syncnet_offset_sign}.",

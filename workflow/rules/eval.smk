@@ -136,6 +136,7 @@ rule leaderboard:
         ),
     params:
         ksdiff=KSDIFF,
+        models=lambda wc: f"{MODELS}/{wc.dataset}",  # parameter counts (train_log.csv)
         results=lambda wc: f"{RESULTS}/{wc.dataset}",
         predictions=lambda wc: " ".join(f"{m}={PREDICTIONS}/{wc.dataset}/{m}" for m in TRAINED + BASELINES)
         + "".join(f" {m}={RESULTS}/{wc.dataset}-ext-{m}/coeffs" for m in EXTERNAL),
@@ -150,4 +151,4 @@ rule leaderboard:
     shell:
         "{params.ksdiff} report --metrics {input.metrics} --out-md {output.md} --out-html {output.html}"
         " --plots-dir {output.plots} --results {params.results} --predictions {params.predictions}"
-        " --sanity {input.sanity} --opts {params.opts} > {log} 2>&1"
+        " --sanity {input.sanity} --models {params.models} --opts {params.opts} > {log} 2>&1"
