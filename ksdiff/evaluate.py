@@ -280,18 +280,22 @@ def _lve_plan(ref: ClipRef, motion: parquet.Table, basis, flame) -> _LvePlan:
                     scale=inter_ocular_distance(ref.template))
 
 
+def _lve_names(metric: str) -> list[str]:
+    """The names of every PROTOCOL.lve_variants variant in ``metric``'s units (landmark or FLAME LVE)."""
+    units = "mm" if metric == LVE_FLAME else "iod"
+    return [lve_name(v, units) for v in PROTOCOL.lve_variants]
+
+
 def _add_lve(rows: _Rows, clip: str, s: int, metric: str, pred: np.ndarray, gt: np.ndarray, lip_idx, scale: float):
     """LVE of one sample on the frames valid in both (the first min(T) frames when lengths differ),
     in every variant of PROTOCOL.lve_variants, each under its own name (``metric``'s units)."""
     from ksdiff.metrics.lve import lve
 
-    units = "mm" if metric == LVE_FLAME else "iod"
     n = min(len(pred), len(gt))
     if len(pred) != len(gt):
         log.warning("%s sample %d: %d frames vs %d in ground truth; LVE on the first %d", clip, s, len(pred), len(gt), n)
     m = np.isfinite(gt[:n]).all((1, 2)) & np.isfinite(pred[:n]).all((1, 2))
-    for variant in PROTOCOL.lve_variants:
-        name = lve_name(variant, units)
+    for variant, name in zip(PROTOCOL.lve_variants, _lve_names(metric)):
         if m.any():
             rows.add(clip, s, name, lve(pred[:n][m], gt[:n][m], lip_idx, variant, scale))
         else:
@@ -332,14 +336,16 @@ def score_clip(
         heads.append(head)
         aligned, posed = (None, None) if undecodable else decode_sample(motion, ref.template, basis, s)
         if plan is not None and plan.why:
-            rows.add(clip, s, plan.metric, float("nan"), plan.why)
+            for name in _lve_names(plan.metric):
+                rows.add(clip, s, name, float("nan"), plan.why)
         elif plan is not None:
             _add_lve(rows, clip, s, plan.metric, plan.pred(flame[0], motion, s, aligned), plan.gt, plan.lip_idx, plan.scale)
         rows.add(clip, s, "temporal_diversity", temporal_diversity(head))
         a_beats = audio_beats(ref.wav, PROTOCOL.sample_rate, fps, n_frames=len(head))
-        score, why = beat_align_with_reason(motion_beats(head, fps), a_beats, fps=fps)
+        m_beats = motion_beats(head, fps)
+        score, why = beat_align_with_reason(m_beats, a_beats, fps=fps)
         rows.add(clip, s, "beat_align", score, why)
-        rows.add(clip, s, "beat_align_corrected", *beat_align_corrected(motion_beats(head, fps), a_beats, len(head), fps))
+        rows.add(clip, s, "beat_align_corrected", *beat_align_corrected(m_beats, a_beats, len(head), fps))
         if lse_fn is not None and (lse_samples is None or s < lse_samples):
             try:
                 r = lse_fn(s, posed)
