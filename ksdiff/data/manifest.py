@@ -2,7 +2,9 @@
 
 Layouts
 - ``hdtf``: ``{RD|WDA|WRA}_{Name}_{index}.mp4`` files (HDTF's clip naming); the
-  speaker is ``Name``. Other video files in the folder are kept with their stem
+  speaker is ``Name``, unless ``ksdiff hdtf-prepare`` wrote the clip: its
+  preparation table in the root names the person (AdamKinzinger0 and
+  AdamKinzinger1 are one speaker, so no split holds him twice). Other video files in the folder are kept with their stem
   as speaker (and a warning), so a stray file is never silently dropped.
 - ``voxceleb``: ``id{NNNNN}/{youtube_id}/{NNNNN}.mp4`` (VoxCeleb1/2); the speaker
   is the ``id`` folder, the clip id ``{id}_{youtube_id}_{NNNNN}``.
@@ -52,6 +54,17 @@ def detect_layout(root: Path) -> str:
     return "folder"
 
 
+def _prepared_speakers(root: Path) -> dict[str, str]:
+    """clip -> speaker from the table ``ksdiff hdtf-prepare`` leaves in ``root`` (empty without one)."""
+    from ksdiff.data.hdtf_prepare import TABLE_NAME
+
+    path = root / TABLE_NAME
+    if not path.exists():
+        return {}
+    t = parquet.read_table(path, "hdtf_preparation").table
+    return dict(zip(t.column("clip_id").to_pylist(), t.column("speaker_id").to_pylist()))
+
+
 def scan(root: str | Path, layout: str = "auto") -> list[dict]:
     """(clip_id, speaker_id, path, layout) for every video of a dataset root."""
     root = Path(root)
@@ -61,11 +74,12 @@ def scan(root: str | Path, layout: str = "auto") -> list[dict]:
         layout = detect_layout(root)
     rows = []
     if layout == "hdtf":
+        prepared = _prepared_speakers(root)
         for p in _videos(root, recursive=False):
             m = HDTF_RE.match(p.stem)
             if m is None:
                 log.warning("%s does not follow HDTF naming; its stem is taken as the speaker", p.name)
-            speaker = m.group("name") if m else p.stem
+            speaker = prepared.get(p.stem) or (m.group("name") if m else p.stem)
             rows.append(dict(clip_id=safe_id(p.stem), speaker_id=safe_id(speaker), path=p))
     elif layout == "voxceleb":
         for p in _videos(root, recursive=True):

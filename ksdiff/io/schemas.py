@@ -244,3 +244,38 @@ SANITY = pa.schema(
 )
 SCHEMAS["sanity"] = SANITY
 VERSIONS["sanity"] = 1
+
+# Raw HDTF -> clips (ksdiff.data.hdtf_prepare): one row per annotated span, and one
+# per annotation problem or video without spans (span_index -1). Written into the
+# prepared folder as hdtf_preparation.parquet. attrs: videos, annotations, crop.
+HDTF_PREPARATION = pa.schema(
+    [
+        ("clip_id", pa.string()),  # {subset}_{video}_{index}; '' for a problem of no one clip
+        ("speaker_id", pa.string()),
+        ("subset", pa.string()),  # RD | WDA | WRA
+        ("video", pa.string()),
+        ("span_index", pa.int32()),
+        ("start_s", pa.float64()),
+        ("end_s", pa.float64()),
+        ("url", pa.string()),
+        ("source_path", pa.string()),  # the downloaded video ('' when missing)
+        ("listed_resolution", pa.int32()),  # height in {subset}_resolution.txt (0: not listed)
+        ("source_width", pa.int32()),
+        ("source_height", pa.int32()),
+        ("interlaced", pa.bool_()),  # the source's field order says interlaced (deinterlaced)
+        ("crop_method", pa.string()),  # fixed | landmarks
+        ("crop_x", pa.int32()),  # crop window in source pixels
+        ("crop_y", pa.int32()),
+        ("crop_w", pa.int32()),
+        ("crop_h", pa.int32()),
+        ("crop_ratio", pa.float64()),  # landmarks: enlargement applied (NaN for fixed)
+        ("face_rate", pa.float64()),  # landmarks: fraction of sampled frames with a face (NaN for fixed)
+        ("out_path", pa.string()),  # the prepared clip ('' when skipped)
+        ("duration_s", pa.float64()),  # of the prepared clip
+        ("status", pa.string()),  # ok | reused | skipped
+        ("reason", pa.string()),  # why skipped ('' otherwise)
+        ("notes", pa.string()),  # what was adjusted (window scaled, clamped, span clipped, no audio)
+    ]
+)
+SCHEMAS["hdtf_preparation"] = HDTF_PREPARATION
+VERSIONS["hdtf_preparation"] = 1
