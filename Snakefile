@@ -13,6 +13,7 @@ validate(config, "workflow/schemas/config.schema.yaml")
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/synth.smk"
+include: "workflow/rules/hdtf.smk"
 include: "workflow/rules/preprocess.smk"
 include: "workflow/rules/dataset.smk"
 include: "workflow/rules/model.smk"

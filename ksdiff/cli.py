@@ -30,6 +30,10 @@ P = {"required": True}  # a required path flag
 # --- preprocessing (issue 2) ---------------------------------------------------
 command("synth", "ksdiff.data.synth.corpus:make_corpus", "generate the synthetic talking-head corpus",
         ("--out", P), ("--layout", {"default": "hdtf", "choices": ["hdtf", "voxceleb"]}))
+command("hdtf-prepare", "ksdiff.data.hdtf_prepare:prepare_hdtf",
+        "raw HDTF (downloads + annotation files) -> 512x512 25 fps clips and a preparation table",
+        ("--videos", P), ("--annotations", P), ("--out", P),
+        ("--crop", {"default": "fixed", "choices": ["fixed", "landmarks"]}), ("--threads", {"type": int, "default": 1}))
 command("manifest", "ksdiff.data.manifest:build_manifest", "scan a dataset root into a manifest table",
         ("--root", P), ("--dataset", P), ("--layout", {"default": "auto"}), ("--out", P))
 command("audio", "ksdiff.extract.audio:extract_audio", "16 kHz mono audio + loudness statistics of one clip",

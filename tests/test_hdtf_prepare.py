@@ -189,3 +189,45 @@ def test_landmark_crop_lands_on_the_face(raw, tmp_path):
         assert 0.6 < r["crop_w"] / side < 1.6 and r["crop_w"] == r["crop_h"]
         info = probe(out / f"WDA_JaneDoe0_{k}.mp4")
         assert (info.width, info.height, info.n_frames, info.has_audio) == (512, 512, 50, True)
+
+
+@needs_data
+def test_the_workflow_prepares_raw_hdtf_into_the_manifest(raw, tmp_path):
+    """`layout: hdtf_raw` in the config: the workflow cuts the clips, then its manifest lists them."""
+    import sys
+
+    import yaml
+
+    from tests.conftest import REPO
+
+    root = tmp_path / "clips"
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(yaml.safe_dump({
+        "datasets": [{"name": "hdtfraw", "root": str(root), "layout": "hdtf_raw", "videos": str(raw / "videos"),
+                      "annotations": str(raw / "annotations"), "crop": "fixed"}],
+        "results_dir": str(tmp_path / "results"), "logs_dir": str(tmp_path / "logs"),
+    }))
+    snakemake = [str(Path(sys.executable).parent / "snakemake")]
+    target = tmp_path / "results" / "hdtfraw" / "manifest.parquet"
+    dry = subprocess.run(snakemake + ["-n", "-p", "--cores", "1", "--configfile", str(cfg)], cwd=REPO,
+                         capture_output=True, text=True, timeout=120)
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    assert "rule hdtf_prepare:" in dry.stdout and f"--out {root} --crop fixed" in dry.stdout
+    r = subprocess.run(snakemake + [str(target), "--cores", "1", "--configfile", str(cfg)], cwd=REPO,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    t = parquet.read_table(target, "manifest").table
+    assert sorted(t.column("clip_id").to_pylist()) == ["WDA_JaneDoe0_0", "WDA_JaneDoe0_1", "WRA_JaneDoe1_0", "WRA_JaneDoe1_1"]
+    assert set(t.column("speaker_id").to_pylist()) == {"JaneDoe"} and set(t.column("width").to_pylist()) == {512}
+
+
+@needs_data
+def test_an_interlaced_download_comes_out_progressive(raw, tmp_path):
+    src = tmp_path / "interlaced.mp4"
+    _ffmpeg("-t", "2", "-i", str(raw / "videos" / "WDA_JaneDoe0.mp4"), "-vf", "scale=640:360", "-flags", "+ilme+ildct",
+            "-top", "1", "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "copy", str(src))
+    info = hp.probe_source(src)
+    assert info["interlaced"]
+    hp.cut_clip(src, 0.0, 1.0, (50, 30, 298, 298), tmp_path / "out.mp4", 512, 25, info["interlaced"])
+    out = hp.probe_source(tmp_path / "out.mp4")
+    assert not out["interlaced"] and (out["width"], out["height"]) == (512, 512) and out["has_audio"]

@@ -20,6 +20,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -214,6 +215,9 @@ def prepare_hdtf(cfg: dict, videos: str, annotations: str, out: str, crop: str =
     """Cut, crop and resize every annotated span; write the clips, the table and the marker into ``out``."""
     if crop not in ("fixed", "landmarks"):
         raise ValueError(f"crop must be fixed or landmarks, not {crop!r}")
+    missing = [t for t in ("ffmpeg", "ffprobe") if shutil.which(t) is None]
+    if missing:
+        raise RuntimeError(f"{' and '.join(missing)} not found: install FFmpeg (envs/install.sh does)")
     videos_dir, out_dir = Path(videos), Path(out)
     if not videos_dir.is_dir():
         raise FileNotFoundError(f"videos folder not found: {videos_dir}")

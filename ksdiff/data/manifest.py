@@ -10,6 +10,7 @@ Layouts
   is the ``id`` folder, the clip id ``{id}_{youtube_id}_{NNNNN}``.
 - ``folder``: every video below the root; a clip in a sub-folder takes the
   first sub-folder as speaker, a clip directly in the root is its own speaker.
+- ``hdtf_raw``: ``hdtf``, for a root that ``ksdiff hdtf-prepare`` filled.
 - ``auto``: ``voxceleb`` if the root holds ``id*`` folders, ``hdtf`` if any file
   matches the HDTF pattern, else ``folder``.
 
@@ -61,7 +62,11 @@ def _prepared_speakers(root: Path) -> dict[str, str]:
     path = root / TABLE_NAME
     if not path.exists():
         return {}
-    t = parquet.read_table(path, "hdtf_preparation").table
+    try:
+        t = parquet.read_table(path, "hdtf_preparation").table
+    except Exception as e:  # e.g. another schema version: names still give speakers
+        log.warning("%s not read (%s): speakers from the clip names", path, e)
+        return {}
     return dict(zip(t.column("clip_id").to_pylist(), t.column("speaker_id").to_pylist()))
 
 
@@ -72,6 +77,8 @@ def scan(root: str | Path, layout: str = "auto") -> list[dict]:
         raise FileNotFoundError(f"dataset root is not a folder: {root}")
     if layout == "auto":
         layout = detect_layout(root)
+    elif layout == "hdtf_raw":  # root holds what `ksdiff hdtf-prepare` cut: HDTF's clip naming
+        layout = "hdtf"
     rows = []
     if layout == "hdtf":
         prepared = _prepared_speakers(root)

@@ -75,8 +75,23 @@ def dataset_root(wildcards):
 
 
 def synth_marker(wildcards):
+    """The marker of the step filling the dataset's root first (the synthetic
+    corpus, synth.smk, or raw HDTF's preparation, hdtf.smk); none for a plain folder."""
     d = DATASETS[wildcards.dataset]
+    if d.get("layout") == "hdtf_raw":
+        return [f"{os.path.normpath(d['root'])}/.hdtf-complete"]  # the key of HDTF_RAW
     return [f"{d['root'].rstrip('/')}/.complete"] if d["synthetic"] else []
+
+
+# Datasets prepared from raw HDTF (rules/hdtf.smk), by the root their clips go to.
+HDTF_RAW = {os.path.normpath(d["root"]): d for d in config["datasets"] if d.get("layout") == "hdtf_raw"}
+
+
+def hdtf_inputs(wildcards):
+    """The annotation files and the videos folder: a new download or an edited annotation reruns it."""
+    d = HDTF_RAW[wildcards.root]
+    notes = [os.path.join(d["annotations"], f) for f in sorted(os.listdir(d["annotations"])) if f.endswith(".txt")]
+    return notes + [d["videos"]]
 
 
 def manifest_clips(dataset):
