@@ -192,6 +192,24 @@ def test_landmark_crop_lands_on_the_face(raw, tmp_path):
 
 
 @needs_data
+def test_a_span_without_a_listed_window_gets_the_landmark_window(raw, tmp_path):
+    videos, notes = tmp_path / "videos", tmp_path / "annotations"
+    videos.mkdir()
+    (videos / "WDA_JaneDoe0.mp4").symlink_to(raw / "videos" / "WDA_JaneDoe0.mp4")
+    shutil.copytree(raw / "annotations", notes)
+    wh = notes / "WDA_crop_wh.txt"
+    wh.write_text("".join(ln for ln in wh.read_text().splitlines(keepends=True) if not ln.startswith("JaneDoe0_1.mp4")))
+    hp.prepare_hdtf({}, videos, notes, tmp_path / "clips", crop="fixed")
+    t = _table(tmp_path / "clips")
+    assert (t["WDA_JaneDoe0_0"]["crop_x"], t["WDA_JaneDoe0_0"]["crop_w"], t["WDA_JaneDoe0_0"]["notes"]) == (100, 598, "")
+    r = t["WDA_JaneDoe0_1"]
+    assert r["status"] == "ok" and r["crop_method"] == "landmarks" and "landmark window" in r["notes"]
+    assert r["face_rate"] > 0.9 and t["WDA_JaneDoe0_0"]["crop_method"] == "fixed"
+    _, x, y, side = PADS[1]
+    assert abs(r["crop_x"] + r["crop_w"] / 2 - (x + side / 2)) < 0.2 * side
+
+
+@needs_data
 def test_the_workflow_prepares_raw_hdtf_into_the_manifest(raw, tmp_path):
     """`layout: hdtf_raw` in the config: the workflow cuts the clips, then its manifest lists them."""
     import sys

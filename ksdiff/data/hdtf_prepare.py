@@ -7,8 +7,8 @@ whole span, enlarged by ``crop_ratio`` (``crop: landmarks``), deinterlace
 interlaced sources, resize to 512x512 at 25 fps and keep the audio. Clips are
 named ``{subset}_{video}_{index}.mp4`` (the manifest's ``hdtf`` layout), and
 every span gets a row in ``hdtf_preparation.parquet`` beside them: done, or
-skipped and why (video missing or unreadable, span past the end, no window
-listed, no face found). One bad video never stops the others; a clip prepared
+skipped and why (video missing or unreadable, span past the end, no face
+found; a span ``crop_wh`` has no window for is cropped the landmark way). One bad video never stops the others; a clip prepared
 by an earlier run with the same settings is kept, not cut again.
 
 ffmpeg does the cutting (the project installs it, envs/install.sh): its seek,
@@ -194,6 +194,10 @@ def _row(subset, video, index, **kw) -> dict:
     return row
 
 
+# An earlier run's clip is kept when these agree (its source, span and how it was cropped).
+_SAME = ("source_path", "source_width", "source_height", "start_s", "end_s", "listed_resolution", "crop_method")
+
+
 def _previous(out: Path, settings: dict) -> dict[str, dict]:
     """Rows of an earlier run with the same size/fps whose clip is still there (to reuse)."""
     path = out / TABLE_NAME
@@ -239,22 +243,24 @@ def prepare_hdtf(cfg: dict, videos: str, annotations: str, out: str, crop: str =
                 except (VideoError, OSError) as e:
                     src_error = str(e)
             for i, (start, end) in enumerate(v.spans):
-                base = dict(start_s=start, end_s=end, url=v.url, listed_resolution=v.resolution, crop_method=crop,
+                method = "fixed" if crop == "fixed" and i in v.windows else "landmarks"
+                base = dict(start_s=start, end_s=end, url=v.url, listed_resolution=v.resolution, crop_method=method,
                             source_path=str(src_path.resolve()) if src_path else "")
                 if src is not None:
                     base.update(source_width=src["width"], source_height=src["height"], interlaced=src["interlaced"])
                 clip = ann.clip_name(subset, name, i)
                 prev = done.get(clip)
-                if prev and src is not None and all(prev[k] == base[k] for k in ("source_path", "start_s", "end_s", "crop_method")):
+                if prev and src is not None and all(prev[k] == base[k] for k in _SAME):
                     rows.append(dict(prev, status="reused"))
                     continue
                 if src is None:
                     rows.append(_row(subset, name, i, **base, reason=src_error))
                     continue
-                if crop == "landmarks" and finder is None:
+                if method == "landmarks" and finder is None:
                     from ksdiff.extract.face_detect import FaceFinder
 
-                    finder = FaceFinder(cfg.get("landmarks", {}).get("detector_model", 1))
+                    lm = cfg.get("landmarks", {})
+                    finder = FaceFinder(lm.get("detector_model", 1), lm.get("min_detection_score", 0.5))
                 rows.append(_prepare_span(subset, name, i, v, src_path, src, base, out_dir, crop, size, fps, threads, finder))
     finally:
         if finder is not None:
@@ -282,11 +288,11 @@ def _prepare_span(subset, name, i, v, src_path, src, base, out_dir, crop, size, 
         notes.append("no audio stream")
     ratio, rate = math.nan, math.nan
     try:
-        if crop == "fixed":
-            if i not in v.windows:
-                return _row(subset, name, i, **base, reason=f"no fixed window for {name}_{i} in {subset}_crop_wh.txt (crop: landmarks does not need one)")
+        if base["crop_method"] == "fixed":
             window, n = fixed_window(v.windows[i], v.resolution, src["width"], src["height"])
         else:
+            if crop == "fixed":  # HDTF lists no window for 15 of its 436 spans: HDTF's other method
+                notes.append(f"no window for {name}_{i} in {subset}_crop_wh.txt: landmark window")
             ratio = v.ratios.get(i, math.nan)
             if not ratio > 0:
                 ratio = 1.2

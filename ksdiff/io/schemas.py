@@ -263,7 +263,7 @@ HDTF_PREPARATION = pa.schema(
         ("source_width", pa.int32()),
         ("source_height", pa.int32()),
         ("interlaced", pa.bool_()),  # the source's field order says interlaced (deinterlaced)
-        ("crop_method", pa.string()),  # fixed | landmarks
+        ("crop_method", pa.string()),  # fixed | landmarks: the one used (landmarks where crop_wh lists no window)
         ("crop_x", pa.int32()),  # crop window in source pixels
         ("crop_y", pa.int32()),
         ("crop_w", pa.int32()),
