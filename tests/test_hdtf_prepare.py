@@ -18,10 +18,10 @@ from ksdiff.data import hdtf_prepare as hp
 from ksdiff.data import manifest
 from ksdiff.io import parquet
 from ksdiff.io.video import probe, read_frames
+from tests.conftest import REPO, SHARED_DATA
 
-REAL_ANN = Path(__file__).resolve().parents[1] / "../shared/data/hdtf-annotations"
-REAL_ANN = REAL_ANN if REAL_ANN.is_dir() else Path("/work/shared/data/hdtf-annotations")
-CLIPS = Path("/work/shared/data/hdtf") if Path("/work/shared/data/hdtf").is_dir() else REAL_ANN.parent / "hdtf"
+REAL_ANN = SHARED_DATA / "hdtf-annotations"
+CLIPS = SHARED_DATA / "hdtf"
 # (clip, offset x, offset y, side) of the two faces in the 1280x720 download
 PADS = [("hdtf_gt_01.mp4", 100, 61, 598), ("hdtf_gt_02.mp4", 700, 110, 500)]
 SEG_S = 3
@@ -215,8 +215,6 @@ def test_the_workflow_prepares_raw_hdtf_into_the_manifest(raw, tmp_path):
     import sys
 
     import yaml
-
-    from tests.conftest import REPO
 
     root = tmp_path / "clips"
     cfg = tmp_path / "config.yaml"
