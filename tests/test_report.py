@@ -280,3 +280,20 @@ def test_leaderboard_shows_each_trained_methods_parameter_count(tmp_path):
     col = head.index("Parameters")
     got = {row[0]: row[col] for row in body}
     assert got == {GROUND_TRUTH: "–", "alpha": "1,972,338", "beta": "–"}
+
+
+def test_a_flagged_metric_is_named_and_faded_in_the_metric_bars(tmp_path):
+    from PIL import Image
+
+    from ksdiff.report.plots import metric_bars, panel_title
+
+    summary = pd.DataFrame({
+        "method": ["ground_truth", "m", "ground_truth", "m"], "metric": ["lse_c", "lse_c", "beat_align", "beat_align"],
+        "mean": [1.0, 0.8, 0.3, 0.3], "lo": [0.9, 0.7, 0.2, 0.2], "hi": [1.1, 0.9, 0.4, 0.4],
+    })
+    flags = {"beat_align": ("undetermined", "the interval contains 0")}
+    assert "sanity: undetermined" in panel_title("beat_align", flags)
+    assert "sanity" not in panel_title("lse_c", flags) and "sanity" not in panel_title("beat_align", None)
+    plain = np.asarray(Image.open(metric_bars(summary, tmp_path / "plain.png")).convert("RGB"), float)
+    marked = np.asarray(Image.open(metric_bars(summary, tmp_path / "marked.png", flags)).convert("RGB"), float)
+    assert plain.shape == marked.shape and np.abs(plain - marked).mean() > 0.1  # the flagged panel looks different

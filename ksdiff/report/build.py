@@ -191,7 +191,7 @@ def build_report(
     figures: list[dict] = []
     if not summary.empty:
         figures.append({"title": "Metrics per method", "caption": f"mean over clips with {level:.0%} bootstrap interval",
-                        "path": plots.metric_bars(summary, plots_dir / "metric_bars.png")})
+                        "path": plots.metric_bars(summary, plots_dir / "metric_bars.png", flags)})
     figure_notes = []
     if results is not None:
         methods = method_order([a["method"] for a in attrs] + [GROUND_TRUTH])

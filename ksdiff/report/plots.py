@@ -1,7 +1,8 @@
 """Leaderboard figures as PNG files (matplotlib, Agg backend: no display needed).
 
   metric_bars        one panel per metric: the mean per method with its
-                     bootstrap interval as an error bar
+                     bootstrap interval as an error bar; a metric whose sanity
+                     check fails or is undetermined is drawn faded and titled so
   pose_trajectories  yaw / pitch / roll over time, ground truth vs methods
   frame_strip        a few rendered frames side by side, one row per method
 
@@ -40,8 +41,21 @@ def _colours(methods: list[str]) -> dict[str, str]:
     return col
 
 
-def metric_bars(summary: pd.DataFrame, path: str | Path) -> Path:
-    """One bar panel per metric with (lo, hi) error bars; ground truth in grey."""
+def panel_title(metric: str, flags: dict[str, tuple[str, str]] | None = None) -> str:
+    """A panel's title: the metric's header, plus the sanity verdict when the metric is flagged."""
+    title = metric_header(metric)
+    if flags and metric in flags:
+        title += f"\n\u26a0 sanity: {flags[metric][0]}"
+    return title
+
+
+def metric_bars(summary: pd.DataFrame, path: str | Path, flags: dict[str, tuple[str, str]] | None = None) -> Path:
+    """One bar panel per metric with (lo, hi) error bars; ground truth in grey.
+
+    flags: metric -> (verdict, reason) from ksdiff.report.sanity.flagged. A flagged
+    metric's bars are faded and its title names the verdict, as its leaderboard
+    column is marked: a reader looking only at the figure must not rank methods by it.
+    """
     plt = _plt()
     metrics = metric_order(summary["metric"])
     methods = method_order(summary["method"])
@@ -54,7 +68,8 @@ def metric_bars(summary: pd.DataFrame, path: str | Path) -> Path:
         s = summary[summary["metric"] == k].set_index("method").reindex([m for m in methods if m in set(summary.loc[summary["metric"] == k, "method"])])
         y = np.arange(len(s))
         lo, hi = s["lo"].to_numpy(float), s["hi"].to_numpy(float)
-        ax.barh(y, s["mean"].to_numpy(float), color=[col[m] for m in s.index], height=0.6)
+        faded = bool(flags) and k in flags
+        ax.barh(y, s["mean"].to_numpy(float), color=[col[m] for m in s.index], height=0.6, alpha=0.3 if faded else 1.0)
         # Interval as a line with end caps (drawn directly: errorbar's xerr handling
         # trips a numpy deprecation for single-bar panels).
         ax.hlines(y, lo, hi, color="black", lw=1.2)
@@ -63,7 +78,7 @@ def metric_bars(summary: pd.DataFrame, path: str | Path) -> Path:
             ax.axvline(s.loc[GROUND_TRUTH, "mean"], color=GT_STYLE["color"], ls="--", lw=1.0)
         ax.set_yticks(y, s.index)
         ax.invert_yaxis()
-        ax.set_title(metric_header(k), fontsize=10)
+        ax.set_title(panel_title(k, flags), fontsize=10, color="#b00000" if faded else "black")
         ax.grid(axis="x", alpha=0.3)
     for ax in list(axes.flat)[len(metrics):]:
         ax.axis("off")
