@@ -6,6 +6,7 @@ import shlex
 import sys
 
 import pyarrow.parquet as pq
+from snakemake.exceptions import WorkflowError
 
 DATASETS = {d["name"]: d for d in config["datasets"]}
 # Other systems' generated videos (eval.external: name -> folder) run through the
@@ -25,19 +26,30 @@ REPORTS = config["reports_dir"]
 LOGS = config["logs_dir"]
 
 
-def _ksdiff_command():
-    """`python -m ksdiff` of the rule's environment: the conda env's under
-    --sdm conda, else the interpreter running Snakemake (the project's venv)."""
-    try:
-        methods = {str(m).lower() for m in workflow.deployment_settings.deployment_method}
-    except AttributeError:
-        methods = set()
-    if any("conda" in m for m in methods):
-        return "python -m ksdiff"
-    return f"{shlex.quote(sys.executable)} -m ksdiff"
+def use_software_env(software, basedir):
+    """Put the environment holding `ksdiff` first on PATH; every rule's shell runs
+    plain `ksdiff`. Chosen through the environment and not through the rules' params
+    or commands, so switching between the venv and a cluster env reruns nothing.
+    Returns the bin/ folder used, or None (PATH as it is, e.g. under --sdm conda,
+    whose activation puts envs/ksdiff.yaml's env first anyway)."""
+    venv = software["venv"]
+    if venv is None:
+        # The venv of the interpreter running Snakemake; a driver-only env
+        # (envs/workflow.yaml) has no ksdiff, and then PATH decides.
+        bindir = os.path.dirname(sys.executable)
+        if not os.access(os.path.join(bindir, "ksdiff"), os.X_OK):
+            return None
+    else:
+        bindir = os.path.join(basedir, os.path.expanduser(venv), "bin")
+        if not os.access(os.path.join(bindir, "ksdiff"), os.X_OK):
+            raise WorkflowError(f"software.venv: {bindir}/ksdiff is missing or not executable (install with envs/install.sh)")
+    # Set here, in every Snakemake process (a cluster job re-parses this file), not
+    # passed on with `envvars:`: the driver's PATH may not exist on the nodes.
+    os.environ.update(PATH=bindir + os.pathsep + os.environ.get("PATH", ""))
+    return bindir
 
 
-KSDIFF = _ksdiff_command()
+use_software_env(config["software"], workflow.basedir)
 
 # Top-level keys every stage may read; each rule adds the sections it uses, so
 # changing one stage's options reruns that stage (Snakemake tracks params).

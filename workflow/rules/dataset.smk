@@ -12,7 +12,6 @@ rule splits:
     output:
         f"{RESULTS}/{{dataset}}/splits.parquet",
     params:
-        ksdiff=KSDIFF,
         opts=opts("dataset"),
     log:
         f"{LOGS}/{{dataset}}/splits.log",
@@ -22,7 +21,7 @@ rule splits:
     conda:
         "../../envs/ksdiff.yaml"
     shell:
-        "{params.ksdiff} splits --manifest {input.manifest} --out {output} --opts {params.opts} > {log} 2>&1"
+        "ksdiff splits --manifest {input.manifest} --out {output} --opts {params.opts} > {log} 2>&1"
 
 
 rule basis:
@@ -32,7 +31,6 @@ rule basis:
     output:
         f"{RESULTS}/{{dataset}}/basis.npz",
     params:
-        ksdiff=KSDIFF,
         opts=opts("coeffs", "dataset"),
     log:
         f"{LOGS}/{{dataset}}/basis.log",
@@ -42,7 +40,7 @@ rule basis:
     conda:
         "../../envs/ksdiff.yaml"
     shell:
-        "{params.ksdiff} basis --splits {input.splits} --pose {input.pose} --out {output} --opts {params.opts} > {log} 2>&1"
+        "ksdiff basis --splits {input.splits} --pose {input.pose} --out {output} --opts {params.opts} > {log} 2>&1"
 
 
 checkpoint qc:
@@ -57,7 +55,6 @@ checkpoint qc:
     output:
         f"{RESULTS}/{{dataset}}/qc.parquet",
     params:
-        ksdiff=KSDIFF,
         results=lambda wc: f"{RESULTS}/{wc.dataset}",
         opts=opts("dataset"),
     log:
@@ -68,7 +65,7 @@ checkpoint qc:
     conda:
         "../../envs/ksdiff.yaml"
     shell:
-        "{params.ksdiff} qc --manifest {input.manifest} --results {params.results} --out {output}"
+        "ksdiff qc --manifest {input.manifest} --results {params.results} --out {output}"
         " --opts {params.opts} > {log} 2>&1"
 
 
@@ -79,7 +76,6 @@ rule stats:
     output:
         f"{RESULTS}/{{dataset}}/stats.parquet",
     params:
-        ksdiff=KSDIFF,
         results=lambda wc: f"{RESULTS}/{wc.dataset}",
         opts=opts("dataset", "features"),
     log:
@@ -90,5 +86,5 @@ rule stats:
     conda:
         "../../envs/ksdiff.yaml"
     shell:
-        "{params.ksdiff} stats --qc {input.qc} --splits {input.splits} --results {params.results}"
+        "ksdiff stats --qc {input.qc} --splits {input.splits} --results {params.results}"
         " --out {output} --opts {params.opts} > {log} 2>&1"

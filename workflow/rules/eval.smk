@@ -11,7 +11,6 @@ rule syncnet_expert:
     output:
         f"{MODELS}/{{dataset}}/syncnet/expert.pt",
     params:
-        ksdiff=KSDIFF,
         results=lambda wc: f"{RESULTS}/{wc.dataset}",
         opts=opts("eval", eval_keys=("expert", "expert_max_clips", "expert_check_clips")),
     log:
@@ -23,7 +22,7 @@ rule syncnet_expert:
     conda:
         "../../envs/ksdiff.yaml"
     shell:
-        "{params.ksdiff} syncnet-expert --results {params.results} --out {output} --opts {params.opts} > {log} 2>&1"
+        "ksdiff syncnet-expert --results {params.results} --out {output} --opts {params.opts} > {log} 2>&1"
 
 
 rule evaluate:
@@ -34,7 +33,6 @@ rule evaluate:
     output:
         report(f"{METRICS}/{{dataset}}/{{method}}.parquet", caption="../report/metrics.rst", category="Metrics"),
     params:
-        ksdiff=KSDIFF,
         results=lambda wc: f"{RESULTS}/{wc.dataset}",
         predictions=lambda wc: f"{PREDICTIONS}/{wc.dataset}/{wc.method}",
         opts=opts("coeffs", "eval"),  # coeffs.deca_dir: the default FLAME model for LVE on FLAME meshes
@@ -48,7 +46,7 @@ rule evaluate:
     conda:
         "../../envs/ksdiff.yaml"
     shell:
-        "{params.ksdiff} evaluate --results {params.results} --predictions {params.predictions}"
+        "ksdiff evaluate --results {params.results} --predictions {params.predictions}"
         " --method {wildcards.method} --syncnet {input.syncnet} --out {output} --opts {params.opts} > {log} 2>&1"
 
 
@@ -59,7 +57,6 @@ rule evaluate_ground_truth:
     output:
         report(f"{METRICS}/{{dataset}}/ground_truth.parquet", caption="../report/metrics.rst", category="Metrics"),
     params:
-        ksdiff=KSDIFF,
         results=lambda wc: f"{RESULTS}/{wc.dataset}",
         opts=opts("eval"),
     log:
@@ -70,7 +67,7 @@ rule evaluate_ground_truth:
     conda:
         "../../envs/ksdiff.yaml"
     shell:
-        "{params.ksdiff} evaluate --results {params.results} --method ground_truth"
+        "ksdiff evaluate --results {params.results} --method ground_truth"
         " --syncnet {input.syncnet} --out {output} --opts {params.opts} > {log} 2>&1"
 
 
@@ -82,7 +79,6 @@ rule evaluate_external:
     output:
         report(f"{METRICS}/{{dataset}}/ext-{{method}}.parquet", caption="../report/metrics.rst", category="Metrics"),
     params:
-        ksdiff=KSDIFF,
         results=lambda wc: f"{RESULTS}/{wc.dataset}",
         predictions=lambda wc: f"{RESULTS}/{wc.dataset}-ext-{wc.method}/coeffs",
         opts=opts("coeffs", "eval"),
@@ -94,7 +90,7 @@ rule evaluate_external:
     conda:
         "../../envs/ksdiff.yaml"
     shell:
-        "{params.ksdiff} evaluate --results {params.results} --predictions {params.predictions} --external"
+        "ksdiff evaluate --results {params.results} --predictions {params.predictions} --external"
         " --method {wildcards.method} --syncnet {input.syncnet} --out {output} --opts {params.opts} > {log} 2>&1"
 
 
@@ -106,7 +102,6 @@ rule sanity:
     output:
         report(f"{METRICS}/{{dataset}}/sanity.parquet", caption="../report/sanity.rst", category="Metrics"),
     params:
-        ksdiff=KSDIFF,
         opts=opts("eval"),
     log:
         f"{LOGS}/{{dataset}}/sanity.log",
@@ -116,7 +111,7 @@ rule sanity:
     conda:
         "../../envs/ksdiff.yaml"
     shell:
-        "{params.ksdiff} sanity --metrics {input.metrics} --out {output} --opts {params.opts} > {log} 2>&1"
+        "ksdiff sanity --metrics {input.metrics} --out {output} --opts {params.opts} > {log} 2>&1"
 
 
 rule leaderboard:
@@ -135,7 +130,6 @@ rule leaderboard:
             category="Leaderboard",
         ),
     params:
-        ksdiff=KSDIFF,
         models=lambda wc: f"{MODELS}/{wc.dataset}",  # parameter counts (train_log.csv)
         results=lambda wc: f"{RESULTS}/{wc.dataset}",
         predictions=lambda wc: " ".join(f"{m}={PREDICTIONS}/{wc.dataset}/{m}" for m in TRAINED + BASELINES)
@@ -149,6 +143,6 @@ rule leaderboard:
     conda:
         "../../envs/ksdiff.yaml"
     shell:
-        "{params.ksdiff} report --metrics {input.metrics} --out-md {output.md} --out-html {output.html}"
+        "ksdiff report --metrics {input.metrics} --out-md {output.md} --out-html {output.html}"
         " --plots-dir {output.plots} --results {params.results} --predictions {params.predictions}"
         " --sanity {input.sanity} --models {params.models} --opts {params.opts} > {log} 2>&1"

@@ -8,7 +8,6 @@ rule train:
     output:
         f"{MODELS}/{{dataset}}/{{method}}/model.pt",
     params:
-        ksdiff=KSDIFF,
         results=lambda wc: f"{RESULTS}/{wc.dataset}",
         opts=opts("model", "methods", "train", "features"),
     log:
@@ -22,7 +21,7 @@ rule train:
     conda:
         "../../envs/ksdiff.yaml"
     shell:
-        "{params.ksdiff} train --results {params.results} --method {wildcards.method} --out {output}"
+        "ksdiff train --results {params.results} --method {wildcards.method} --out {output}"
         " --opts {params.opts} > {log} 2>&1"
 
 
@@ -33,7 +32,6 @@ rule infer:
     output:
         f"{PREDICTIONS}/{{dataset}}/{{method}}/{{clip}}.parquet",
     params:
-        ksdiff=KSDIFF,
         results=lambda wc: f"{RESULTS}/{wc.dataset}",
         opts=opts("infer"),
     log:
@@ -46,7 +44,7 @@ rule infer:
     conda:
         "../../envs/ksdiff.yaml"
     shell:
-        "{params.ksdiff} infer --results {params.results} --clip {wildcards.clip} --checkpoint {input.checkpoint}"
+        "ksdiff infer --results {params.results} --clip {wildcards.clip} --checkpoint {input.checkpoint}"
         " --out {output} --opts {params.opts} > {log} 2>&1"
 
 
@@ -56,7 +54,6 @@ rule baseline:
     output:
         f"{PREDICTIONS}/{{dataset}}/{{method}}/{{clip}}.parquet",
     params:
-        ksdiff=KSDIFF,
         results=lambda wc: f"{RESULTS}/{wc.dataset}",
         opts=opts("infer"),
     log:
@@ -69,5 +66,5 @@ rule baseline:
     conda:
         "../../envs/ksdiff.yaml"
     shell:
-        "{params.ksdiff} infer --results {params.results} --clip {wildcards.clip} --method {wildcards.method}"
+        "ksdiff infer --results {params.results} --clip {wildcards.clip} --method {wildcards.method}"
         " --out {output} --opts {params.opts} > {log} 2>&1"

@@ -9,7 +9,6 @@ checkpoint manifest:
     output:
         f"{RESULTS}/{{dataset}}/manifest.parquet",
     params:
-        ksdiff=KSDIFF,
         root=dataset_root,
         layout=lambda wc: DATASETS[wc.dataset]["layout"],
         opts=opts(),
@@ -21,7 +20,7 @@ checkpoint manifest:
     conda:
         "../../envs/ksdiff.yaml"
     shell:
-        "{params.ksdiff} manifest --root {params.root} --dataset {wildcards.dataset} --layout {params.layout}"
+        "ksdiff manifest --root {params.root} --dataset {wildcards.dataset} --layout {params.layout}"
         " --out {output} --opts {params.opts} > {log} 2>&1"
 
 
@@ -32,7 +31,6 @@ rule audio:
         wav=f"{RESULTS}/{{dataset}}/audio/{{clip}}.wav",
         table=f"{RESULTS}/{{dataset}}/audio/{{clip}}.parquet",
     params:
-        ksdiff=KSDIFF,
         opts=opts(),
     log:
         f"{LOGS}/{{dataset}}/audio/{{clip}}.log",
@@ -42,7 +40,7 @@ rule audio:
     conda:
         "../../envs/ksdiff.yaml"
     shell:
-        "{params.ksdiff} audio --manifest {input.manifest} --clip {wildcards.clip} --out-wav {output.wav}"
+        "ksdiff audio --manifest {input.manifest} --clip {wildcards.clip} --out-wav {output.wav}"
         " --out {output.table} --opts {params.opts} > {log} 2>&1"
 
 
@@ -55,7 +53,6 @@ rule transcript:
     output:
         f"{RESULTS}/{{dataset}}/transcripts/{{clip}}.parquet",
     params:
-        ksdiff=KSDIFF,
         opts=opts("transcript"),
     log:
         f"{LOGS}/{{dataset}}/transcript/{{clip}}.log",
@@ -65,7 +62,7 @@ rule transcript:
     conda:
         "../../envs/ksdiff.yaml"
     shell:
-        "{params.ksdiff} transcript --manifest {input.manifest} --clip {wildcards.clip} --audio {input.audio}"
+        "ksdiff transcript --manifest {input.manifest} --clip {wildcards.clip} --audio {input.audio}"
         " --out {output} --opts {params.opts} > {log} 2>&1"
 
 
@@ -75,7 +72,6 @@ rule landmarks:
     output:
         f"{RESULTS}/{{dataset}}/landmarks/{{clip}}.parquet",
     params:
-        ksdiff=KSDIFF,
         opts=opts("landmarks"),
     log:
         f"{LOGS}/{{dataset}}/landmarks/{{clip}}.log",
@@ -85,7 +81,7 @@ rule landmarks:
     conda:
         "../../envs/ksdiff.yaml"
     shell:
-        "{params.ksdiff} landmarks --manifest {input.manifest} --clip {wildcards.clip} --out {output}"
+        "ksdiff landmarks --manifest {input.manifest} --clip {wildcards.clip} --out {output}"
         " --opts {params.opts} > {log} 2>&1"
 
 
@@ -95,7 +91,6 @@ rule pose:
     output:
         f"{RESULTS}/{{dataset}}/pose/{{clip}}.parquet",
     params:
-        ksdiff=KSDIFF,
         opts=opts("coeffs"),
     log:
         f"{LOGS}/{{dataset}}/pose/{{clip}}.log",
@@ -105,7 +100,7 @@ rule pose:
     conda:
         "../../envs/ksdiff.yaml"
     shell:
-        "{params.ksdiff} pose --landmarks {input} --out {output} --opts {params.opts} > {log} 2>&1"
+        "ksdiff pose --landmarks {input} --out {output} --opts {params.opts} > {log} 2>&1"
 
 
 if config["coeffs"]["backend"] == "landmarks":
@@ -117,7 +112,6 @@ if config["coeffs"]["backend"] == "landmarks":
         output:
             f"{RESULTS}/{{dataset}}/coeffs/{{clip}}.parquet",
         params:
-            ksdiff=KSDIFF,
             opts=opts("coeffs"),
         log:
             f"{LOGS}/{{dataset}}/coeffs/{{clip}}.log",
@@ -127,7 +121,7 @@ if config["coeffs"]["backend"] == "landmarks":
         conda:
             "../../envs/ksdiff.yaml"
         shell:
-            "{params.ksdiff} coeffs --pose {input.pose} --basis {input.basis} --out {output} --opts {params.opts} > {log} 2>&1"
+            "ksdiff coeffs --pose {input.pose} --basis {input.basis} --out {output} --opts {params.opts} > {log} 2>&1"
 
 else:
 
@@ -141,7 +135,6 @@ else:
         output:
             f"{RESULTS}/{{dataset}}/coeffs/{{clip}}.parquet",
         params:
-            ksdiff=KSDIFF,
             opts=opts("coeffs"),
         log:
             f"{LOGS}/{{dataset}}/coeffs/{{clip}}.log",
@@ -151,7 +144,7 @@ else:
         conda:
             "../../envs/ksdiff.yaml"
         shell:
-            "{params.ksdiff} deca --manifest {input.manifest} --clip {wildcards.clip} --landmarks {input.landmarks}"
+            "ksdiff deca --manifest {input.manifest} --clip {wildcards.clip} --landmarks {input.landmarks}"
             " --out {output} --opts {params.opts} > {log} 2>&1"
 
 
@@ -162,7 +155,6 @@ rule features:
     output:
         f"{RESULTS}/{{dataset}}/features/{{clip}}.parquet",
     params:
-        ksdiff=KSDIFF,
         opts=opts("features"),
     log:
         f"{LOGS}/{{dataset}}/features/{{clip}}.log",
@@ -172,4 +164,4 @@ rule features:
     conda:
         "../../envs/ksdiff.yaml"
     shell:
-        "{params.ksdiff} features --audio {input.audio} --out {output} --opts {params.opts} > {log} 2>&1"
+        "ksdiff features --audio {input.audio} --out {output} --opts {params.opts} > {log} 2>&1"

@@ -6,7 +6,6 @@ rule synth:
     output:
         "{root}/.complete",
     params:
-        ksdiff=KSDIFF,
         layout=lambda wc: next(
             (d["synthetic_layout"] for d in config["datasets"] if d["root"].rstrip("/") == wc.root),
             "hdtf",
@@ -20,5 +19,5 @@ rule synth:
     conda:
         "../../envs/ksdiff.yaml"
     shell:
-        "{params.ksdiff} synth --out {wildcards.root} --layout {params.layout} --opts {params.opts} > {log} 2>&1"
+        "ksdiff synth --out {wildcards.root} --layout {params.layout} --opts {params.opts} > {log} 2>&1"
 
