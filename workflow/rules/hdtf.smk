@@ -7,7 +7,6 @@ rule hdtf_prepare:
     output:
         "{root}/.hdtf-complete",
     params:
-        ksdiff=KSDIFF,
         videos=lambda wc: HDTF_RAW[wc.root]["videos"],
         annotations=lambda wc: HDTF_RAW[wc.root]["annotations"],
         crop=lambda wc: HDTF_RAW[wc.root].get("crop", "fixed"),
@@ -21,5 +20,5 @@ rule hdtf_prepare:
     conda:
         "../../envs/ksdiff.yaml"
     shell:
-        "{params.ksdiff} hdtf-prepare --videos {params.videos} --annotations {params.annotations}"
+        "ksdiff hdtf-prepare --videos {params.videos} --annotations {params.annotations}"
         " --out {wildcards.root} --crop {params.crop} --threads {threads} --opts {params.opts} > {log} 2>&1"
