@@ -229,6 +229,16 @@ def baseline_motion(method: str, results: Path, clip: str, n_frames: int) -> tup
 # ---------------------------------------------------------------------------- entry point
 
 
+def sampler_attrs(model, steps: int | None, guidance: float | None) -> dict:
+    """The sampler each path ran with: steps/guidance (the head path's, or the only path's) and, where
+    KSDiff's expression path differs, expr_steps/expr_guidance."""
+    head = model.sampler("head", steps, guidance)
+    out = {"steps": head[0], "guidance": head[1]}
+    if model.cfg.method == "ksdiff" and model.sampler("expr", steps, guidance) != head:
+        out["expr_steps"], out["expr_guidance"] = model.sampler("expr", steps, guidance)
+    return out
+
+
 def write_prediction(out, head: np.ndarray, expr: np.ndarray, anchor: motion.Anchor, fps: float, attrs: dict):
     """Samples (S, T, 6) + (S, T, K) placed at ``anchor`` (rotation composed in when attrs['pose_frame'] is
     'reference') -> one coeffs table of absolute coefficients."""
@@ -313,8 +323,7 @@ def predict_clip(cfg: dict, results: str, clip: str, out: str, checkpoint: str |
         "pose_frame": pose_frame(payload),
         "checkpoint": str(checkpoint),
         "checkpoint_sha256": sha256_file(checkpoint), "seed": s, "base_seed": seed, "n_samples": n_samples,
-        "steps": steps or model.cfg.ddim_steps,
-        "guidance": model.cfg.guidance if icfg.guidance is None else icfg.guidance,
+        **sampler_attrs(model, steps, icfg.guidance),
         "train_step": int(payload.get("step", 0))})
     log.info("%s: %d samples of %d frames -> %s", clip, n_samples, n_frames, out)
     return 0

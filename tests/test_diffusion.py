@@ -40,6 +40,7 @@ def test_ddim_timesteps_are_evenly_spaced_and_full_at_T():
     assert d.ddim_timesteps(100) == list(range(99, -1, -1))
     ts = d.ddim_timesteps(12)
     assert len(ts) == 12 and ts[0] == 99 and ts[-1] == 0 and all(a > b for a, b in zip(ts, ts[1:]))
+    assert d.ddim_timesteps(1) == [99]  # one step starts where the noise is pure, not at t = 0
     with pytest.raises(ValueError):
         d.ddim_timesteps(0)
 

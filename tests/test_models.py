@@ -415,6 +415,51 @@ def test_sample_is_reproducible_per_seed(method):
     assert not torch.allclose(a["head"], g["head"])  # guidance runs the unconditional pass and changes the result
 
 
+def test_expression_path_sampler_applies_to_the_expression_path_only():
+    """expr_ddim_steps / expr_guidance change KSDiff's expression sampler and nothing else; explicit
+    steps/guidance apply to both paths; single-path models use the shared settings."""
+    shared = tiny(expr_ddim_steps=None, expr_guidance=None, ddim_steps=5)
+    own = tiny(expr_ddim_steps=2, expr_guidance=1.5, ddim_steps=5)
+    torch.manual_seed(0)
+    model = build_model(shared)
+    batch = make_batch(shared, b=1)
+    ref_head = model.sample(batch, generator=torch.Generator().manual_seed(3))["head"]
+    ref_expr = model.sample(batch, steps=2, guidance=1.5, generator=torch.Generator().manual_seed(3))["expr"]
+    model.cfg = own  # same weights, the expression path's own sampler
+    for path in model.paths.values():
+        path.cfg = own
+    out = model.sample(batch, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(out["head"], ref_head)  # the head path keeps ddim_steps=5, guidance 1
+    assert torch.equal(out["expr"], ref_expr)  # the expression path: 2 steps at guidance 1.5
+    assert model.sampler("head") == (5, 1.0) and model.sampler("expr") == (2, 1.5)
+    assert model.sampler("expr", steps=7, guidance=1.0) == (7, 1.0)  # a caller's setting wins on every path
+    assert build_model(own.__class__(**{**own.to_dict(), "method": "diffspeaker"})).sampler("joint") == (5, 1.0)
+    with pytest.raises(ValueError, match="expr_ddim_steps"):
+        tiny(expr_ddim_steps=0)
+
+
+def test_one_ddim_step_is_the_denoisers_mean_estimate():
+    """Why few expression steps lower lip error: one DDIM step from pure noise returns the x0-predictor's
+    output at t = T - 1, its estimate of the speech-conditioned mean (the sample spread it removes adds to
+    a squared lip distance)."""
+    cfg = tiny(dropout=0.0)
+    model = build_model(cfg).eval()
+    diff = model.paths["expr"].denoiser
+    calls = []
+    orig = diff.run
+
+    def spy(ctx, x, t, n):
+        calls.append(int(t[0]))
+        return orig(ctx, x, t, n)
+
+    diff.run = spy
+    model.sample(make_batch(cfg, b=1), steps=1, guidance=1.0, generator=torch.Generator().manual_seed(0))
+    assert calls == [cfg.n_train_steps - 1]  # one conditional pass at the last training step
+    calls.clear()
+    model.sample(make_batch(cfg, b=1), generator=torch.Generator().manual_seed(0))
+    assert len(calls) == 2 * cfg.expr_ddim_steps  # default: expr_ddim_steps steps, conditional + unconditional
+
+
 def test_sample_ignores_ground_truth_and_uses_prev_frames():
     cfg = tiny(dropout=0.0)
     model = build_model(cfg)

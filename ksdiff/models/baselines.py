@@ -90,6 +90,7 @@ class DiffSpeakerModel(_JointMotionModel):
         return self.weighted(pred, batch, mask)
 
     def _sample(self, batch, steps, guidance, generator):
+        steps, guidance = self.sampler("joint", steps, guidance)  # one path: the shared defaults
         (cond, prev_cond, prev_cond_mask), mask = self.condition(batch), batch["mask"]
         prev, prev_mask = self.joint_prev(batch)
         b, n = mask.shape

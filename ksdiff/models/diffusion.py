@@ -49,10 +49,12 @@ class GaussianDiffusion(nn.Module):
         return a.sqrt() * x0 + (1 - a).sqrt() * noise
 
     def ddim_timesteps(self, steps: int) -> list[int]:
-        """``steps`` training steps, evenly spaced from T-1 down to 0."""
+        """``steps`` training steps, evenly spaced from T-1 down to 0; one step is T-1 (pure noise in: the
+        x0-predictor's estimate of the mean. Spacing from 0 made it t = 0, so pure noise was read as clean
+        motion)."""
         if not 1 <= steps <= self.n_steps:
             raise ValueError(f"DDIM steps must be in 1..{self.n_steps}, got {steps}")
-        return [int(t) for t in np.unique(np.linspace(0, self.n_steps - 1, steps).round().astype(int))[::-1]]
+        return [int(t) for t in np.unique(np.linspace(self.n_steps - 1, 0, steps).round().astype(int))[::-1]]
 
     @torch.no_grad()
     def ddim_sample(

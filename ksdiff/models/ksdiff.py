@@ -75,18 +75,27 @@ class MotionModel(nn.Module):
         keep = torch.rand(prev_mask.shape[0], device=prev_mask.device) >= self.cfg.p_drop_prev
         return prev_mask & keep[:, None]
 
+    def sampler(self, path: str, steps: int | None = None, guidance: float | None = None) -> tuple[int, float]:
+        """(DDIM steps, guidance) one path is sampled with: the caller's where given (they apply to every
+        path), else the path's defaults (KSDiff's expression path: ``cfg.expr_ddim_steps``/``expr_guidance``)."""
+        c = self.cfg
+        own_steps, own_guidance = (c.expr_ddim_steps, c.expr_guidance) if path == "expr" else (None, None)
+        if steps is None:
+            steps = c.ddim_steps if own_steps is None else own_steps
+        if guidance is None:
+            guidance = c.guidance if own_guidance is None else own_guidance
+        return int(steps), float(guidance)
+
     def sample(
         self, batch: dict, steps: int | None = None, guidance: float | None = None,
         generator: torch.Generator | None = None,
     ) -> dict[str, torch.Tensor]:
+        """``steps``/``guidance`` None: each path's defaults (``sampler``)."""
         was_training = self.training
         self.eval()
         try:
             with torch.no_grad():
-                return self._sample(
-                    batch, self.cfg.ddim_steps if steps is None else steps,
-                    self.cfg.guidance if guidance is None else guidance, generator,
-                )
+                return self._sample(batch, steps, guidance, generator)
         finally:
             self.train(was_training)
 
@@ -214,8 +223,8 @@ class KSDiff(MotionModel):
         out = {}
         for name, path in self.paths.items():
             prev, prev_mask = batch_prev(batch, name, path.motion_dim)
-            out[name] = path.sample(self.diffusion, enc["feats"][name], enc["words"], mask, prev, prev_mask, steps,
-                                    guidance, generator, *self.prev_condition(enc, name))
+            out[name] = path.sample(self.diffusion, enc["feats"][name], enc["words"], mask, prev, prev_mask,
+                                    *self.sampler(name, steps, guidance), generator, *self.prev_condition(enc, name))
         return out
 
 
