@@ -436,6 +436,8 @@ def test_expression_path_sampler_applies_to_the_expression_path_only():
     assert build_model(own.__class__(**{**own.to_dict(), "method": "diffspeaker"})).sampler("joint") == (5, 1.0)
     with pytest.raises(ValueError, match="expr_ddim_steps"):
         tiny(expr_ddim_steps=0)
+    with pytest.raises(ValueError, match="expr_guidance != 1 needs p_uncond > 0"):
+        tiny(p_uncond=0.0)  # guidance without a trained unconditional model
 
 
 def test_one_ddim_step_is_the_denoisers_mean_estimate():
@@ -597,7 +599,7 @@ def test_ksdiff_overfits_and_follows_the_audio():
     on its own clip's motion, so the speech condition (not just memorisation) drives it."""
     torch.manual_seed(0)
     cfg = tiny(d_model=64, n_layers=2, expr_dim=8, dropout=0.0, p_uncond=0.0, p_drop_prev=0.0, n_train_steps=1000,
-               ddim_steps=10)
+               ddim_steps=10, expr_guidance=None)  # no condition dropping: no guidance
     g = torch.Generator().manual_seed(0)
     clips = make_batch(cfg, b=2, n=48, p=4)
     clips.update(

@@ -196,6 +196,10 @@ class KSDiffConfig:
                 raise ValueError(f"{name} must be in 1..{self.n_train_steps}, got {v}")
         if self.ddim_steps is None:
             raise ValueError("ddim_steps must be set")
+        guided = [n for n in ("guidance", "expr_guidance") if getattr(self, n) not in (None, 1.0)]
+        if guided and self.p_uncond <= 0:  # the unconditional model guidance extrapolates from is never trained
+            raise ValueError(f"{', '.join(guided)} != 1 needs p_uncond > 0 (classifier-free guidance trains the "
+                             "unconditional model by dropping the condition); set them to 1.0 or null")
         ratio = self.feat_rate_hz / self.fps
         if abs(ratio - round(ratio)) > 1e-6:
             raise ValueError(f"feat_rate_hz/fps must be an integer (got {ratio}); windows are cropped in whole frames")
