@@ -79,3 +79,17 @@ def test_a_software_venv_without_ksdiff_is_refused(tmp_path):
     r = _run("-n", "--cores", "1", "--config", f"results_dir={tmp_path}/results", f"software={{venv: {tmp_path}}}")
     assert r.returncode != 0
     assert "software.venv" in r.stdout + r.stderr and "ksdiff" in r.stdout + r.stderr
+
+
+def test_the_conda_env_resolves_from_snakemakes_copy_and_pins_the_tested_stack():
+    """Snakemake creates envs/ksdiff.yaml from a copy under .snakemake/conda/: it may not
+    name files by relative path, and its pins must be the venv's (envs/requirements.txt)."""
+    import yaml
+
+    env = yaml.safe_load((REPO / "envs" / "ksdiff.yaml").read_text())
+    pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+    assert not [p for p in pip if p.split()[0] in ("-r", "-e", "-c", "--requirement", "--editable")]
+    req = [ln.strip() for ln in (REPO / "envs" / "requirements.txt").read_text().splitlines()]
+    assert sorted(p for p in pip if not p.startswith("-")) == sorted(r for r in req if r and not r.startswith("#"))
+    post = (REPO / "envs" / "ksdiff.post-deploy.sh").read_text()
+    assert "$KSDIFF_SOURCE" in post and "requirements-nodeps.txt" in post

@@ -50,6 +50,8 @@ def use_software_env(software, basedir):
 
 
 use_software_env(config["software"], workflow.basedir)
+# envs/ksdiff.post-deploy.sh (--sdm conda) installs ksdiff from here.
+os.environ.setdefault("KSDIFF_SOURCE", workflow.basedir)
 
 # Top-level keys every stage may read; each rule adds the sections it uses, so
 # changing one stage's options reruns that stage (Snakemake tracks params).
