@@ -140,7 +140,9 @@ fi
 log "Slurm run ($RUN/slurm)"
 # This node has no GPU and $cpus CPUs: train/infer keep the profile's gpu partition
 # but drop its gpu request (the command line replaces the profile's set-resources).
-start=$(date +%Y-%m-%dT%H:%M:%S)
+# sacct's window starts at the first Slurm run in $RUN (a rerun submits nothing new).
+[ -s "$RUN/slurm.start" ] || date +%Y-%m-%dT%H:%M:%S > "$RUN/slurm.start"
+start=$(cat "$RUN/slurm.start")
 .venv-driver/bin/snakemake -s Snakefile -d "$RUN/slurm" --workflow-profile workflow/profiles/slurm \
   --set-resources train:slurm_partition=gpu infer:slurm_partition=gpu \
   > "$RUN/slurm.log" 2>&1 || { tail -60 "$RUN/slurm.log"; exit 1; }
