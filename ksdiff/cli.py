@@ -36,6 +36,23 @@ command("hdtf-prepare", "ksdiff.data.hdtf_prepare:prepare_hdtf",
         ("--crop", {"default": "fixed", "choices": ["fixed", "landmarks"]}), ("--threads", {"type": int, "default": 1}))
 command("manifest", "ksdiff.data.manifest:build_manifest", "scan a dataset root into a manifest table",
         ("--root", P), ("--dataset", P), ("--layout", {"default": "auto"}), ("--out", P))
+# The workflow's per-shard jobs (ksdiff.data.shards): one job loops over a shard's clips.
+command("list", "ksdiff.data.shards:list_clips", "scan a dataset root into the clip listing, in shards (no probing)",
+        ("--root", P), ("--dataset", P), ("--layout", {"default": "auto"}), ("--out", P))
+command("probe", "ksdiff.data.shards:probe_shard", "probe and hash one shard's videos -> its part of the manifest",
+        ("--listing", P), ("--shard", {"type": int, "required": True}), ("--out", P))
+command("merge-manifest", "ksdiff.data.shards:merge_manifest", "concatenate the shards' manifest parts",
+        ("--listing", P), ("--parts", {"required": True, "help": "folder of {shard}.parquet manifest parts"}), ("--out", P))
+command("shard", "ksdiff.data.shards:run_stage",
+        "run one per-clip step over a shard's clips, skipping clips whose output is current -> shard summary",
+        ("--stage", {"required": True, "choices": ["audio", "transcript", "landmarks", "pose", "coeffs", "deca", "features"]}),
+        ("--manifest", {"required": True, "help": "the shard's manifest part"}), ("--results", P), ("--out", P),
+        ("--basis", {"default": None, "help": "expression basis (stage coeffs)"}))
+command("test-shards", "ksdiff.data.shards:test_shards", "usable test clips in shards, for inference",
+        ("--results", P), ("--out", P))
+command("infer-shard", "ksdiff.data.shards:infer_shard", "predictions for one shard of test clips, one model load",
+        ("--results", P), ("--shards", P), ("--shard", {"type": int, "required": True}), ("--out-dir", P), ("--out", P),
+        ("--checkpoint", {"default": None}), ("--method", {"default": None}))
 command("audio", "ksdiff.extract.audio:extract_audio", "16 kHz mono audio + loudness statistics of one clip",
         ("--manifest", P), ("--clip", P), ("--out-wav", P), ("--out", P))
 command("transcript", "ksdiff.extract.transcript:transcribe", "word-timed transcript of one clip",
@@ -45,7 +62,8 @@ command("landmarks", "ksdiff.extract.landmarks:extract_landmarks", "face detecti
 command("pose", "ksdiff.extract.coeffs:fit_pose", "rigid head pose + identity template of one clip",
         ("--landmarks", P), ("--out", P))
 command("basis", "ksdiff.extract.coeffs:fit_basis", "PCA expression basis on the training split",
-        ("--splits", P), ("--pose", {"nargs": "+", "required": True}), ("--out", P))
+        ("--splits", P), ("--pose", {"nargs": "+", "required": True}), ("--out", P),
+        ("--pose-dir", {"default": None, "help": "--pose are shard summaries of the clips' tables in this folder"}))
 command("coeffs", "ksdiff.extract.coeffs:project_coeffs", "motion coefficients (pose + expression) of one clip",
         ("--pose", P), ("--basis", P), ("--out", P))
 command("deca", "ksdiff.extract.deca:fit_deca", "FLAME coefficients of one clip with a local DECA checkout (coeffs.backend=deca)",

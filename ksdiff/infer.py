@@ -41,6 +41,7 @@ A clip whose inputs are missing or failed gets a zero-row table with status
 """
 from __future__ import annotations
 
+import functools
 import logging
 import zlib
 from dataclasses import dataclass
@@ -249,6 +250,18 @@ def write_prediction(out, head: np.ndarray, expr: np.ndarray, anchor: motion.Anc
     parquet.write_table(out, "coeffs", cols, attrs=attrs)
 
 
+@functools.lru_cache(maxsize=2)
+def _loaded_model(checkpoint: str, mtime_ns: int, method: str | None, device: str):
+    """(payload, model, sha256) of a checkpoint file version, loaded once per process:
+    a shard job predicts all its clips with one model load (sampling is seeded per
+    clip, so the predictions do not depend on which clips share a process)."""
+    from ksdiff.io.files import sha256_file
+    from ksdiff.train import pick_device
+
+    payload = load_checkpoint(checkpoint, expect_method=method)
+    return payload, build_from_checkpoint(payload, pick_device(device)), sha256_file(checkpoint)
+
+
 def predict_clip(cfg: dict, results: str, clip: str, out: str, checkpoint: str | None = None,
                  method: str | None = None, n_samples: int | None = None, seed: int | None = None,
                  steps: int | None = None) -> int:
@@ -258,9 +271,7 @@ def predict_clip(cfg: dict, results: str, clip: str, out: str, checkpoint: str |
     one it holds), or ``method`` 'static' / 'mismatched' for a baseline.
     ``n_samples``/``seed``/``steps`` override cfg['infer'].
     """
-    from ksdiff.io.files import sha256_file
     from ksdiff.models.transcript import tokenizer
-    from ksdiff.train import pick_device
 
     icfg = InferConfig.from_dict(cfg.get("infer"))
     n_samples = icfg.n_samples if n_samples is None else int(n_samples)
@@ -299,10 +310,10 @@ def predict_clip(cfg: dict, results: str, clip: str, out: str, checkpoint: str |
         write_prediction(out, head, expr, anchor, fps, {**base_attrs, **extra, "method": method, "n_samples": 1})
         return 0
 
-    payload = load_checkpoint(checkpoint, expect_method=method)
     if icfg.num_threads > 0:
         torch.set_num_threads(icfg.num_threads)
-    model = build_from_checkpoint(payload, pick_device(icfg.device))
+    payload, model, checkpoint_sha = _loaded_model(str(checkpoint), Path(checkpoint).stat().st_mtime_ns
+                                                   if Path(checkpoint).exists() else 0, method, icfg.device)
     try:
         arrays = ds.load_clip(results, clip, fps, tokenizer(model.cfg))
     except ds.ClipError as e:
@@ -322,7 +333,7 @@ def predict_clip(cfg: dict, results: str, clip: str, out: str, checkpoint: str |
         **base_attrs, "method": payload.get("name", payload["method"]), "architecture": payload["method"],
         "pose_frame": pose_frame(payload),
         "checkpoint": str(checkpoint),
-        "checkpoint_sha256": sha256_file(checkpoint), "seed": s, "base_seed": seed, "n_samples": n_samples,
+        "checkpoint_sha256": checkpoint_sha, "seed": s, "base_seed": seed, "n_samples": n_samples,
         **sampler_attrs(model, steps, icfg.guidance),
         "train_step": int(payload.get("step", 0))})
     log.info("%s: %d samples of %d frames -> %s", clip, n_samples, n_frames, out)

@@ -25,6 +25,7 @@ def workdir(tmp_path_factory):
         "synth": {"seed": 3, "speakers": 4, "clips_per_speaker": 2, "sentences_per_clip": 1},
         "coeffs": {"n_expr": 16},
         "dataset": {"val_fraction": 0.2, "test_fraction": 0.2},
+        "shard_size": 4,  # three shards of the nine clips: several jobs per step, as on a real dataset
     }
     (wd / "config.yaml").write_text(yaml.safe_dump(cfg))
     # One bad clip beside the good ones: the run must record it and finish the rest.
@@ -132,25 +133,47 @@ def test_syncnet_expert_learns_sync_on_the_talking_head_corpus(workdir, tmp_path
     assert check["lse_c_sync_median"] > check["lse_c_mismatched_median"], check
 
 
+def _plan(workdir, *args):
+    r = subprocess.run(
+        [SNAKEMAKE, "-s", str(REPO / "Snakefile"), "-d", str(workdir), "--cores", "2", *args],
+        capture_output=True, text=True, timeout=900,
+    )
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    return r.stdout + r.stderr
+
+
+def _shard_of(workdir, clip):
+    t = parquet.read_table(workdir / "results/tiny/listing.parquet", "listing").to_pandas().set_index("clip_id")
+    return f"{int(t.loc[clip, 'shard']):05d}"
+
+
 def test_rerun_after_interruption_redoes_only_what_is_missing(workdir):
-    # As if the run had been killed while extracting one clip's landmarks: that
-    # clip's landmarks and everything after them are missing.
+    # As if the run had been killed in the middle of one shard's landmarks job, on
+    # good[0]: that clip's landmarks, the shard's summary and everything after are missing.
     _, good = _good_clips(workdir)
     res = workdir / "results/tiny"
+    shard = _shard_of(workdir, good[0])
     for p in [res / "landmarks" / f"{good[0]}.parquet", res / "pose" / f"{good[0]}.parquet",
-              res / "coeffs" / f"{good[0]}.parquet", res / "basis.npz", res / "qc.parquet", res / "stats.parquet"]:
+              res / "coeffs" / f"{good[0]}.parquet", res / "shards/landmarks" / f"{shard}.parquet",
+              res / "basis.npz", res / "qc.parquet", res / "stats.parquet"]:
         p.unlink()
-    untouched = res / "landmarks" / f"{good[1]}.parquet"
-    before = untouched.stat().st_mtime_ns
-    r = subprocess.run(
-        [SNAKEMAKE, "-s", str(REPO / "Snakefile"), "-d", str(workdir), "--cores", "2", "-n",
-         "results/tiny/qc.parquet"],
-        capture_output=True, text=True, timeout=300,
-    )
-    assert r.returncode == 0, r.stderr[-2000:]
-    plan = r.stdout + r.stderr
+    untouched = [p for p in (res / "landmarks").glob("*.parquet") if p.stem != good[0]]
+    before = {p: p.stat().st_mtime_ns for p in untouched}
+    plan = _plan(workdir, "-n", "results/tiny/qc.parquet")
     blocks = [b for b in plan.split("\nrule ")[1:] if b.startswith("landmarks:")]
     outputs = [line for b in blocks for line in b.splitlines() if line.strip().startswith("output:")]
-    assert len(outputs) == 1 and f"landmarks/{good[0]}.parquet" in outputs[0], plan[-3000:]
-    assert "rule audio:" not in plan and "rule transcript:" not in plan  # finished work is kept
-    assert untouched.stat().st_mtime_ns == before
+    assert len(outputs) == 1 and f"shards/landmarks/{shard}.parquet" in outputs[0], plan[-3000:]
+    assert "rule audio:" not in plan and "rule transcript:" not in plan  # finished steps are kept
+    _plan(workdir, "results/tiny/qc.parquet")
+    lm = parquet.read_table(res / "shards/landmarks" / f"{shard}.parquet", "shard").to_pandas().set_index("clip_id")
+    assert lm.loc[good[0], "action"] == "ran" and set(lm.drop(index=good[0])["action"]) == {"kept"}
+    assert all(p.stat().st_mtime_ns == t for p, t in before.items())  # finished clips untouched
+    q, now_good = _good_clips(workdir)
+    assert now_good == good
+
+
+def test_a_changed_option_plans_only_the_affected_step(workdir):
+    plan = _plan(workdir, "-n", "results/tiny/qc.parquet", "--config", "features={kind: logmel, n_mels: 40}")
+    assert "rule features:" in plan
+    for rule in ("audio", "transcript", "landmarks", "pose", "coeffs"):
+        assert f"rule {rule}:" not in plan, rule

@@ -22,7 +22,7 @@ def test_dry_run_plans_the_dag(tmp_path):
     r = _run("-n", "--cores", "1", "--config", f"results_dir={tmp_path}/results")
     out = r.stdout + r.stderr
     assert r.returncode == 0, out
-    for rule in ("synth", "manifest", "splits", "qc", "stats", "sanity", "leaderboard"):
+    for rule in ("synth", "listing", "manifest", "splits", "qc", "stats", "test_shards", "sanity", "leaderboard"):
         assert f"rule {rule}:" in out or f"checkpoint {rule}:" in out or f"\n{rule} " in out, rule
 
 

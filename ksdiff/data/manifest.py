@@ -19,6 +19,7 @@ saying why: the QC table reports it and every later step skips it.
 """
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from pathlib import Path
@@ -113,42 +114,60 @@ def scan(root: str | Path, layout: str = "auto") -> list[dict]:
     return rows
 
 
-def build_manifest(cfg: dict, root: str, dataset: str, out: str, layout: str = "auto") -> int:
-    """Scan ``root`` and write the manifest table to ``out``."""
-    rows = scan(root, layout)
-    cols = {f.name: [] for f in parquet.schemas.MANIFEST}
-    for r in tqdm(rows, desc=f"manifest {dataset}", unit="clip", disable=None):
-        path = Path(r["path"]).resolve()
-        rec = dict(
-            clip_id=r["clip_id"], speaker_id=r["speaker_id"], dataset=dataset, layout=r["layout"],
-            path=str(path), duration_s=0.0, fps=0.0, n_frames=0, width=0, height=0, has_audio=False,
-            audio_sample_rate=0, audio_channels=0, variable_fps=False, size_bytes=0, sha256="", probe_error="",
+def probe_row(r: dict, dataset: str) -> dict:
+    """The manifest row of one scanned clip: size, content hash and container probe.
+    An unreadable file gets its row with ``probe_error`` saying why."""
+    path = Path(r["path"]).resolve()
+    rec = dict(
+        clip_id=r["clip_id"], speaker_id=r["speaker_id"], dataset=dataset, layout=r["layout"],
+        path=str(path), duration_s=0.0, fps=0.0, n_frames=0, width=0, height=0, has_audio=False,
+        audio_sample_rate=0, audio_channels=0, variable_fps=False, size_bytes=0, sha256="", probe_error="",
+    )
+    try:
+        rec["size_bytes"] = path.stat().st_size
+        rec["sha256"] = sha256_file(path)
+        info = probe(path)
+        rec.update(
+            duration_s=info.duration_s, fps=info.fps, n_frames=info.n_frames, width=info.width,
+            height=info.height, has_audio=info.has_audio, audio_sample_rate=info.audio_sample_rate,
+            audio_channels=info.audio_channels, variable_fps=info.variable_fps,
         )
-        try:
-            rec["size_bytes"] = path.stat().st_size
-            rec["sha256"] = sha256_file(path)
-            info = probe(path)
-            rec.update(
-                duration_s=info.duration_s, fps=info.fps, n_frames=info.n_frames, width=info.width,
-                height=info.height, has_audio=info.has_audio, audio_sample_rate=info.audio_sample_rate,
-                audio_channels=info.audio_channels, variable_fps=info.variable_fps,
-            )
-        except (VideoError, OSError) as e:
-            rec["probe_error"] = str(e) or type(e).__name__
-            log.warning("%s: %s", r["clip_id"], rec["probe_error"])
+    except (VideoError, OSError) as e:
+        rec["probe_error"] = str(e) or type(e).__name__
+        log.warning("%s: %s", r["clip_id"], rec["probe_error"])
+    return rec
+
+
+def write_manifest(out, rows: list[dict], dataset: str, root, desc: str) -> None:
+    """Probe ``rows`` (from ``scan``) and write them as a manifest table."""
+    cols = {f.name: [] for f in parquet.schemas.MANIFEST}
+    for r in tqdm(rows, desc=desc, unit="clip", disable=None):
+        rec = probe_row(r, dataset)
         for k in cols:
             cols[k].append(rec[k])
     n_bad = sum(1 for e in cols["probe_error"] if e)
-    log.info("%s: %d clips (%d unreadable) in %s", dataset, len(rows), n_bad, root)
+    log.info("%s: %d clips (%d unreadable) in %s", desc, len(rows), n_bad, root)
     parquet.write_table(out, "manifest", cols, attrs={"root": str(Path(root).resolve()), "dataset": dataset})
+
+
+def build_manifest(cfg: dict, root: str, dataset: str, out: str, layout: str = "auto") -> int:
+    """Scan ``root`` and write the manifest table to ``out`` (one serial job; the
+    workflow probes shard by shard instead, ksdiff.data.shards)."""
+    write_manifest(out, scan(root, layout), dataset, root, f"manifest {dataset}")
     return 0
 
 
+@functools.lru_cache(maxsize=4)
+def _rows_by_clip(path: str, mtime_ns: int) -> dict[str, dict]:
+    t = parquet.read_table(path, "manifest").table.to_pylist()
+    return {r["clip_id"]: r for r in t}
+
+
 def clip_row(manifest: str | Path, clip: str) -> dict:
-    """The manifest row of one clip as a dict (KeyError if absent)."""
-    t = parquet.read_table(manifest, "manifest").table
-    ids = t.column("clip_id").to_pylist()
-    if clip not in ids:
+    """The manifest row of one clip as a dict (KeyError if absent). The table is read
+    once per process and file version: a shard job asks for each of its clips."""
+    p = Path(manifest)
+    rows = _rows_by_clip(str(p.resolve()), p.stat().st_mtime_ns)
+    if clip not in rows:
         raise KeyError(f"clip {clip!r} is not in {manifest}")
-    i = ids.index(clip)
-    return {name: t.column(name)[i].as_py() for name in t.column_names}
+    return dict(rows[clip])

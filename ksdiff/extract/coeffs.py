@@ -254,8 +254,11 @@ def load_basis(path) -> Basis:
     )
 
 
-def fit_basis(cfg: dict, splits, pose: list, out) -> None:
+def fit_basis(cfg: dict, splits, pose: list, out, pose_dir: str | None = None) -> None:
     """PCA expression basis over the training split's pose tables -> ``out`` (.npz).
+
+    ``pose``: pose tables, or with ``pose_dir`` the pose step's shard summaries
+    (ksdiff.data.shards), whose clips' tables lie in ``pose_dir``, in shard order.
 
     The covariance is accumulated clip by clip in float64 and diagonalised
     (numpy eigh): the same components as an SVD of the stacked frames, but
@@ -270,6 +273,9 @@ def fit_basis(cfg: dict, splits, pose: list, out) -> None:
     st = read_table(splits, "splits").table
     train = {c for c, s in zip(st.column("clip_id").to_pylist(), st.column("split").to_pylist()) if s == "train"}
     paths = [Path(p) for p in (pose if isinstance(pose, (list, tuple)) else [pose])]
+    if pose_dir is not None:
+        paths = [Path(pose_dir) / f"{c}.parquet" for p in paths
+                 for c in read_table(p, "shard").table.column("clip_id").to_pylist()]
     usable = [p for p in paths if p.stem in train and read_status(p)[0] == "ok"]
     if not usable:
         raise ValueError(f"no usable training clip among {len(paths)} pose tables ({len(train)} clips in the train split)")

@@ -12,11 +12,15 @@ Metadata keys (all strings, stored in the Arrow schema metadata):
   ksdiff.status   ok | failed | skipped
   ksdiff.reason   why not ok ('' when ok)
   ksdiff.attrs    JSON object of per-file attributes (e.g. fps, clip id, template)
+  ksdiff.options  hash of the options the step ran with, when written inside
+                  ``recording_options`` (the shard loop's staleness check, ksdiff.data.shards)
 """
 from __future__ import annotations
 
+import contextvars
 import json
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +32,26 @@ from ksdiff.io import schemas
 from ksdiff.io.files import atomic_path
 
 OK, FAILED, SKIPPED = "ok", "failed", "skipped"
+
+# The options hash stamped on every table written inside ``recording_options``.
+_OPTIONS: contextvars.ContextVar[str | None] = contextvars.ContextVar("ksdiff_options", default=None)
+
+
+@contextmanager
+def recording_options(options_hash: str):
+    """Stamp ``options_hash`` on every table written in this block (ksdiff.options)."""
+    token = _OPTIONS.set(options_hash)
+    try:
+        yield
+    finally:
+        _OPTIONS.reset(token)
+
+
+def read_options(path: str | os.PathLike) -> str | None:
+    """The options hash a table was written with (None: written outside a shard loop)."""
+    md = pq.read_schema(path).metadata or {}
+    v = md.get(b"ksdiff.options")
+    return v.decode() if v is not None else None
 
 
 class SchemaError(ValueError):
@@ -71,13 +95,16 @@ def column_to_numpy(col: pa.ChunkedArray):
 
 
 def _metadata(name: str, status: str, reason: str, attrs: dict | None) -> dict[bytes, bytes]:
-    return {
+    md = {
         b"ksdiff.table": name.encode(),
         b"ksdiff.version": str(schemas.VERSIONS[name]).encode(),
         b"ksdiff.status": status.encode(),
         b"ksdiff.reason": reason.encode(),
         b"ksdiff.attrs": json.dumps(attrs or {}, default=_json_default).encode(),
     }
+    if _OPTIONS.get() is not None:
+        md[b"ksdiff.options"] = _OPTIONS.get().encode()
+    return md
 
 
 def _json_default(o):

@@ -279,3 +279,40 @@ HDTF_PREPARATION = pa.schema(
 )
 SCHEMAS["hdtf_preparation"] = HDTF_PREPARATION
 VERSIONS["hdtf_preparation"] = 1
+
+# The clip listing a dataset root scans into (ksdiff.data.shards.list_clips), before
+# any file is probed: which shard each clip belongs to. attrs: dataset, root,
+# shard_size, n_shards. The workflow plans one job per shard from n_shards.
+LISTING = pa.schema(
+    [
+        ("clip_id", pa.string()),
+        ("speaker_id", pa.string()),
+        ("layout", pa.string()),
+        ("path", pa.string()),  # absolute path of the source video
+        ("text_path", pa.string()),  # the clip's known text ({video}.txt), '' when there is none
+        ("shard", pa.int32()),
+    ]
+)
+SCHEMAS["listing"] = LISTING
+VERSIONS["listing"] = 1
+
+# Usable test clips in shards, for inference (ksdiff.data.shards.test_shards). attrs: shard_size, n_shards.
+TEST_SHARDS = pa.schema([("clip_id", pa.string()), ("shard", pa.int32())])
+SCHEMAS["test_shards"] = TEST_SHARDS
+VERSIONS["test_shards"] = 1
+
+# What one shard job did, clip by clip (ksdiff.data.shards.run_loop): the status and
+# reason of the clip's own table, and whether this job made it ('ran'), found it
+# current ('kept') or caught an unexpected error ('error', retried by the next run).
+# attrs: stage, shard, options_hash, seconds.
+SHARD = pa.schema(
+    [
+        ("clip_id", pa.string()),
+        ("status", pa.string()),  # ok | failed | skipped
+        ("reason", pa.string()),
+        ("action", pa.string()),  # ran | kept | error
+        ("seconds", pa.float64()),
+    ]
+)
+SCHEMAS["shard"] = SHARD
+VERSIONS["shard"] = 1

@@ -73,15 +73,53 @@ def opts(*sections, eval_keys=None):
 wildcard_constraints:
     dataset="[A-Za-z0-9_-]+",
     clip="[A-Za-z0-9_.-]+",
+    shard="[0-9]+",
+
+
+# Shards are the DAG's unit for every per-clip step (ksdiff.data.shards): a job per
+# shard of config["shard_size"] clips, its files still one per clip. The listing
+# checkpoint says how many shards a dataset has; reading that is one Parquet footer.
+def _attrs(path):
+    md = pq.read_schema(path).metadata or {}
+    return json.loads(md.get(b"ksdiff.attrs", b"{}").decode() or "{}")
+
+
+def shard_names(n):
+    return [f"{i:05d}" for i in range(int(n))]  # ksdiff.data.shards.shard_name
+
+
+def dataset_shards(dataset):
+    """Shard names of a dataset, known once its listing checkpoint has run."""
+    return shard_names(_attrs(checkpoints.listing.get(dataset=dataset).output[0])["n_shards"])
+
+
+def per_shard(*patterns):
+    """Input function: each pattern (with {dataset} and {shard}) for every shard of the dataset."""
+
+    def inputs(wildcards):
+        shards = dataset_shards(wildcards.dataset)
+        return [p.format(dataset=wildcards.dataset, shard=s) for p in patterns for s in shards]
+
+    return inputs
+
+
+_TEXTS = {}
 
 
 def known_text(wildcards):
-    """The clip's `{video}.txt` when it exists, so that editing it reruns alignment."""
-    path = checkpoints.manifest.get(dataset=wildcards.dataset).output[0]
-    t = pq.read_table(path, columns=["clip_id", "path"]).to_pydict()
-    video = dict(zip(t["clip_id"], t["path"])).get(wildcards.clip)
-    txt = os.path.splitext(video)[0] + ".txt" if video else None
-    return [txt] if txt and os.path.exists(txt) else []
+    """The `{video}.txt` files of the shard's clips (recorded in the listing), so that
+    editing one reruns its shard's alignment. The listing is read once per version,
+    not once per job."""
+    path = checkpoints.listing.get(dataset=wildcards.dataset).output[0]
+    key = (path, os.stat(path).st_mtime_ns)
+    if key not in _TEXTS:
+        t = pq.read_table(path, columns=["shard", "text_path"]).to_pydict()
+        by_shard = {}
+        for shard, txt in zip(t["shard"], t["text_path"]):
+            if txt:
+                by_shard.setdefault(f"{shard:05d}", []).append(txt)
+        _TEXTS[key] = by_shard
+    return [t for t in _TEXTS[key].get(wildcards.shard, []) if os.path.exists(t)]
 
 
 def dataset_root(wildcards):
@@ -108,24 +146,6 @@ def hdtf_inputs(wildcards):
     return notes + [d["videos"]]
 
 
-def manifest_clips(dataset):
-    """Clip ids of a dataset, known once its manifest checkpoint has run."""
-    path = checkpoints.manifest.get(dataset=dataset).output[0]
-    return pq.read_table(path, columns=["clip_id"]).column("clip_id").to_pylist()
-
-
-def per_clip(*patterns):
-    """Input function: each pattern (with {dataset} and {clip}) for every clip of the dataset."""
-
-    def inputs(wildcards):
-        clips = manifest_clips(wildcards.dataset)
-        return [p.format(dataset=wildcards.dataset, clip=c) for p in patterns for c in clips]
-
-    return inputs
-
-
-
-
 TRAINED = list(config["methods"])
 # Cores a training job uses: train.num_threads (TrainConfig's default is 1; 0 = torch's
 # default, all cores). Declared so that --cores 2 runs two one-thread trainings at once.
@@ -135,16 +155,14 @@ EXTERNAL = dict(config["eval"]["external"])
 METHODS = TRAINED + BASELINES + list(EXTERNAL)
 
 
-def test_clips(dataset):
-    """Usable test-split clips, known once the QC checkpoint has run."""
-    qc = pq.read_table(checkpoints.qc.get(dataset=dataset).output[0], columns=["clip_id", "usable"])
-    usable = {c for c, u in zip(qc.column("clip_id").to_pylist(), qc.column("usable").to_pylist()) if u}
-    sp = pq.read_table(f"{RESULTS}/{dataset}/splits.parquet", columns=["clip_id", "split"])
-    return [c for c, s in zip(sp.column("clip_id").to_pylist(), sp.column("split").to_pylist()) if s == "test" and c in usable]
+def test_shards(dataset):
+    """Shard names of the usable test clips, known once the test_shards checkpoint has run."""
+    return shard_names(_attrs(checkpoints.test_shards.get(dataset=dataset).output[0])["n_shards"])
 
 
 def predictions_for(dataset, method):
-    return [f"{PREDICTIONS}/{dataset}/{method}/{c}.parquet" for c in test_clips(dataset)]
+    """The shard summaries of a method's predictions (the clips' files lie in {PREDICTIONS}/{dataset}/{method}/)."""
+    return [f"{PREDICTIONS}/{dataset}/shards/{method}/{s}.parquet" for s in test_shards(dataset)]
 
 
 def predictions_of(wildcards):
@@ -153,10 +171,9 @@ def predictions_of(wildcards):
 
 def external_tables(wildcards):
     """Coefficients (and audio, for clips without ground truth) extracted from an
-    external method's videos."""
+    external method's videos: the shard summaries of those steps."""
     pseudo = f"{wildcards.dataset}-ext-{wildcards.method}"
-    clips = manifest_clips(pseudo)
-    return [f"{RESULTS}/{pseudo}/{step}/{c}.{ext}" for c in clips for step, ext in (("coeffs", "parquet"), ("audio", "wav"))]
+    return [f"{RESULTS}/{pseudo}/shards/{step}/{s}.parquet" for s in dataset_shards(pseudo) for step in ("coeffs", "audio")]
 
 
 def syncnet_weights(wildcards):

@@ -27,10 +27,11 @@ rule splits:
 rule basis:
     input:
         splits=f"{RESULTS}/{{dataset}}/splits.parquet",
-        pose=per_clip(f"{RESULTS}/{{dataset}}/pose/{{clip}}.parquet"),
+        pose=per_shard(f"{RESULTS}/{{dataset}}/shards/pose/{{shard}}.parquet"),
     output:
         f"{RESULTS}/{{dataset}}/basis.npz",
     params:
+        pose_dir=lambda wc: f"{RESULTS}/{wc.dataset}/pose",
         opts=opts("coeffs", "dataset"),
     log:
         f"{LOGS}/{{dataset}}/basis.log",
@@ -40,16 +41,17 @@ rule basis:
     conda:
         "../../envs/ksdiff.yaml"
     shell:
-        "ksdiff basis --splits {input.splits} --pose {input.pose} --out {output} --opts {params.opts} > {log} 2>&1"
+        "ksdiff basis --splits {input.splits} --pose {input.pose} --pose-dir {params.pose_dir} --out {output}"
+        " --opts {params.opts} > {log} 2>&1"
 
 
-checkpoint qc:
+rule qc:
     input:
         manifest=f"{RESULTS}/{{dataset}}/manifest.parquet",
-        tables=per_clip(
+        tables=per_shard(
             *(
-                f"{RESULTS}/{{dataset}}/{step}/{{clip}}.parquet"
-                for step in ("audio", "transcripts", "landmarks", "pose", "coeffs", "features")
+                f"{RESULTS}/{{dataset}}/shards/{step}/{{shard}}.parquet"
+                for step in ("audio", "transcript", "landmarks", "pose", "coeffs", "features")
             )
         ),
     output:
@@ -67,6 +69,27 @@ checkpoint qc:
     shell:
         "ksdiff qc --manifest {input.manifest} --results {params.results} --out {output}"
         " --opts {params.opts} > {log} 2>&1"
+
+
+# The usable test clips in shards: inference runs one job per shard and method.
+checkpoint test_shards:
+    input:
+        qc=f"{RESULTS}/{{dataset}}/qc.parquet",
+        splits=f"{RESULTS}/{{dataset}}/splits.parquet",
+    output:
+        f"{RESULTS}/{{dataset}}/test_shards.parquet",
+    params:
+        results=lambda wc: f"{RESULTS}/{wc.dataset}",
+        opts=opts("shard_size"),
+    log:
+        f"{LOGS}/{{dataset}}/test_shards.log",
+    threads: 1
+    resources:
+        mem_mb=1000,
+    conda:
+        "../../envs/ksdiff.yaml"
+    shell:
+        "ksdiff test-shards --results {params.results} --out {output} --opts {params.opts} > {log} 2>&1"
 
 
 rule stats:

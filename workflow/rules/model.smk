@@ -1,5 +1,6 @@
 # Training and sampling: one model per trained method, predictions for every
-# usable test clip in the coefficient schema (several samples per clip).
+# usable test clip in the coefficient schema (several samples per clip), one job
+# per shard of test clips and method with one model load.
 
 
 rule train:
@@ -28,14 +29,16 @@ rule train:
 rule infer:
     input:
         tables=dataset_tables,
+        shards=f"{RESULTS}/{{dataset}}/test_shards.parquet",
         checkpoint=f"{MODELS}/{{dataset}}/{{method}}/model.pt",
     output:
-        f"{PREDICTIONS}/{{dataset}}/{{method}}/{{clip}}.parquet",
+        f"{PREDICTIONS}/{{dataset}}/shards/{{method}}/{{shard}}.parquet",
     params:
         results=lambda wc: f"{RESULTS}/{wc.dataset}",
+        out_dir=lambda wc: f"{PREDICTIONS}/{wc.dataset}/{wc.method}",
         opts=opts("infer"),
     log:
-        f"{LOGS}/{{dataset}}/infer/{{method}}/{{clip}}.log",
+        f"{LOGS}/{{dataset}}/infer/{{method}}/{{shard}}.log",
     wildcard_constraints:
         method="|".join(TRAINED) or "^$",
     threads: 1
@@ -44,20 +47,22 @@ rule infer:
     conda:
         "../../envs/ksdiff.yaml"
     shell:
-        "ksdiff infer --results {params.results} --clip {wildcards.clip} --checkpoint {input.checkpoint}"
-        " --out {output} --opts {params.opts} > {log} 2>&1"
+        "ksdiff infer-shard --results {params.results} --shards {input.shards} --shard {wildcards.shard}"
+        " --checkpoint {input.checkpoint} --out-dir {params.out_dir} --out {output} --opts {params.opts} > {log} 2>&1"
 
 
 rule baseline:
     input:
-        dataset_tables,
+        tables=dataset_tables,
+        shards=f"{RESULTS}/{{dataset}}/test_shards.parquet",
     output:
-        f"{PREDICTIONS}/{{dataset}}/{{method}}/{{clip}}.parquet",
+        f"{PREDICTIONS}/{{dataset}}/shards/{{method}}/{{shard}}.parquet",
     params:
         results=lambda wc: f"{RESULTS}/{wc.dataset}",
+        out_dir=lambda wc: f"{PREDICTIONS}/{wc.dataset}/{wc.method}",
         opts=opts("infer"),
     log:
-        f"{LOGS}/{{dataset}}/infer/{{method}}/{{clip}}.log",
+        f"{LOGS}/{{dataset}}/infer/{{method}}/{{shard}}.log",
     wildcard_constraints:
         method="static|mismatched",
     threads: 1
@@ -66,5 +71,5 @@ rule baseline:
     conda:
         "../../envs/ksdiff.yaml"
     shell:
-        "ksdiff infer --results {params.results} --clip {wildcards.clip} --method {wildcards.method}"
-        " --out {output} --opts {params.opts} > {log} 2>&1"
+        "ksdiff infer-shard --results {params.results} --shards {input.shards} --shard {wildcards.shard}"
+        " --method {wildcards.method} --out-dir {params.out_dir} --out {output} --opts {params.opts} > {log} 2>&1"

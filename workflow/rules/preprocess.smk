@@ -1,127 +1,180 @@
-# Per-clip preprocessing: one Parquet table per clip per step. A step that
-# cannot handle a clip still writes its table, marked failed or skipped with the
-# reason, so one bad clip never stops the run (see ksdiff/io/parquet.py).
+# Per-clip preprocessing, one job per shard of clips (ksdiff.data.shards): each job
+# loops over its shard's clips and writes one Parquet table per clip per step,
+# skipping clips whose table is current (same options, newer than its inputs).
+# A step that cannot handle a clip still writes its table, marked failed or
+# skipped with the reason, so one bad clip never stops the run
+# (ksdiff/io/parquet.py). Each job's output is its shard summary
+# (results/{dataset}/shards/{step}/{shard}.parquet), which the next step depends on.
 
 
-checkpoint manifest:
+# The clips of a dataset root and their shards (no probing: a quick scan).
+checkpoint listing:
     input:
         synth_marker,
     output:
-        f"{RESULTS}/{{dataset}}/manifest.parquet",
+        f"{RESULTS}/{{dataset}}/listing.parquet",
     params:
         root=dataset_root,
         layout=lambda wc: DATASETS[wc.dataset]["layout"],
-        opts=opts(),
+        opts=opts("shard_size"),
     log:
-        f"{LOGS}/{{dataset}}/manifest.log",
-    threads: 1
-    resources:
-        mem_mb=1000,
-    conda:
-        "../../envs/ksdiff.yaml"
-    shell:
-        "ksdiff manifest --root {params.root} --dataset {wildcards.dataset} --layout {params.layout}"
-        " --out {output} --opts {params.opts} > {log} 2>&1"
-
-
-rule audio:
-    input:
-        manifest=f"{RESULTS}/{{dataset}}/manifest.parquet",
-    output:
-        wav=f"{RESULTS}/{{dataset}}/audio/{{clip}}.wav",
-        table=f"{RESULTS}/{{dataset}}/audio/{{clip}}.parquet",
-    params:
-        opts=opts(),
-    log:
-        f"{LOGS}/{{dataset}}/audio/{{clip}}.log",
-    threads: 1
-    resources:
-        mem_mb=1000,
-    conda:
-        "../../envs/ksdiff.yaml"
-    shell:
-        "ksdiff audio --manifest {input.manifest} --clip {wildcards.clip} --out-wav {output.wav}"
-        " --out {output.table} --opts {params.opts} > {log} 2>&1"
-
-
-rule transcript:
-    input:
-        manifest=f"{RESULTS}/{{dataset}}/manifest.parquet",
-        audio=f"{RESULTS}/{{dataset}}/audio/{{clip}}.parquet",
-        wav=f"{RESULTS}/{{dataset}}/audio/{{clip}}.wav",
-        text=known_text,
-    output:
-        f"{RESULTS}/{{dataset}}/transcripts/{{clip}}.parquet",
-    params:
-        opts=opts("transcript"),
-    log:
-        f"{LOGS}/{{dataset}}/transcript/{{clip}}.log",
-    threads: 1
-    resources:
-        mem_mb=1500,
-    conda:
-        "../../envs/ksdiff.yaml"
-    shell:
-        "ksdiff transcript --manifest {input.manifest} --clip {wildcards.clip} --audio {input.audio}"
-        " --out {output} --opts {params.opts} > {log} 2>&1"
-
-
-rule landmarks:
-    input:
-        manifest=f"{RESULTS}/{{dataset}}/manifest.parquet",
-    output:
-        f"{RESULTS}/{{dataset}}/landmarks/{{clip}}.parquet",
-    params:
-        opts=opts("landmarks"),
-    log:
-        f"{LOGS}/{{dataset}}/landmarks/{{clip}}.log",
+        f"{LOGS}/{{dataset}}/listing.log",
     threads: 1
     resources:
         mem_mb=2000,
     conda:
         "../../envs/ksdiff.yaml"
     shell:
-        "ksdiff landmarks --manifest {input.manifest} --clip {wildcards.clip} --out {output}"
-        " --opts {params.opts} > {log} 2>&1"
+        "ksdiff list --root {params.root} --dataset {wildcards.dataset} --layout {params.layout}"
+        " --out {output} --opts {params.opts} > {log} 2>&1"
 
 
-rule pose:
+# Probe and hash one shard's videos: that shard's part of the manifest, which the
+# shard's extraction jobs read.
+rule probe:
     input:
-        f"{RESULTS}/{{dataset}}/landmarks/{{clip}}.parquet",
+        f"{RESULTS}/{{dataset}}/listing.parquet",
     output:
-        f"{RESULTS}/{{dataset}}/pose/{{clip}}.parquet",
+        f"{RESULTS}/{{dataset}}/manifest/{{shard}}.parquet",
     params:
-        opts=opts("coeffs"),
+        opts=opts(),
     log:
-        f"{LOGS}/{{dataset}}/pose/{{clip}}.log",
+        f"{LOGS}/{{dataset}}/probe/{{shard}}.log",
     threads: 1
     resources:
         mem_mb=1000,
     conda:
         "../../envs/ksdiff.yaml"
     shell:
-        "ksdiff pose --landmarks {input} --out {output} --opts {params.opts} > {log} 2>&1"
+        "ksdiff probe --listing {input} --shard {wildcards.shard} --out {output} --opts {params.opts} > {log} 2>&1"
+
+
+rule manifest:
+    input:
+        listing=f"{RESULTS}/{{dataset}}/listing.parquet",
+        parts=per_shard(f"{RESULTS}/{{dataset}}/manifest/{{shard}}.parquet"),
+    output:
+        f"{RESULTS}/{{dataset}}/manifest.parquet",
+    params:
+        parts=lambda wc: f"{RESULTS}/{wc.dataset}/manifest",
+        opts=opts(),
+    log:
+        f"{LOGS}/{{dataset}}/manifest.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+    conda:
+        "../../envs/ksdiff.yaml"
+    shell:
+        "ksdiff merge-manifest --listing {input.listing} --parts {params.parts} --out {output}"
+        " --opts {params.opts} > {log} 2>&1"
+
+
+rule audio:
+    input:
+        manifest=f"{RESULTS}/{{dataset}}/manifest/{{shard}}.parquet",
+    output:
+        f"{RESULTS}/{{dataset}}/shards/audio/{{shard}}.parquet",
+    params:
+        results=lambda wc: f"{RESULTS}/{wc.dataset}",
+        opts=opts(),
+    log:
+        f"{LOGS}/{{dataset}}/audio/{{shard}}.log",
+    threads: 1
+    resources:
+        mem_mb=1000,
+    conda:
+        "../../envs/ksdiff.yaml"
+    shell:
+        "ksdiff shard --stage audio --manifest {input.manifest} --results {params.results} --out {output}"
+        " --opts {params.opts} > {log} 2>&1"
+
+
+rule transcript:
+    input:
+        manifest=f"{RESULTS}/{{dataset}}/manifest/{{shard}}.parquet",
+        audio=f"{RESULTS}/{{dataset}}/shards/audio/{{shard}}.parquet",
+        text=known_text,
+    output:
+        f"{RESULTS}/{{dataset}}/shards/transcript/{{shard}}.parquet",
+    params:
+        results=lambda wc: f"{RESULTS}/{wc.dataset}",
+        opts=opts("transcript"),
+    log:
+        f"{LOGS}/{{dataset}}/transcript/{{shard}}.log",
+    threads: 1
+    resources:
+        mem_mb=1500,
+    conda:
+        "../../envs/ksdiff.yaml"
+    shell:
+        "ksdiff shard --stage transcript --manifest {input.manifest} --results {params.results} --out {output}"
+        " --opts {params.opts} > {log} 2>&1"
+
+
+rule landmarks:
+    input:
+        manifest=f"{RESULTS}/{{dataset}}/manifest/{{shard}}.parquet",
+    output:
+        f"{RESULTS}/{{dataset}}/shards/landmarks/{{shard}}.parquet",
+    params:
+        results=lambda wc: f"{RESULTS}/{wc.dataset}",
+        opts=opts("landmarks"),
+    log:
+        f"{LOGS}/{{dataset}}/landmarks/{{shard}}.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+    conda:
+        "../../envs/ksdiff.yaml"
+    shell:
+        "ksdiff shard --stage landmarks --manifest {input.manifest} --results {params.results} --out {output}"
+        " --opts {params.opts} > {log} 2>&1"
+
+
+rule pose:
+    input:
+        manifest=f"{RESULTS}/{{dataset}}/manifest/{{shard}}.parquet",
+        landmarks=f"{RESULTS}/{{dataset}}/shards/landmarks/{{shard}}.parquet",
+    output:
+        f"{RESULTS}/{{dataset}}/shards/pose/{{shard}}.parquet",
+    params:
+        results=lambda wc: f"{RESULTS}/{wc.dataset}",
+        opts=opts("coeffs"),
+    log:
+        f"{LOGS}/{{dataset}}/pose/{{shard}}.log",
+    threads: 1
+    resources:
+        mem_mb=1000,
+    conda:
+        "../../envs/ksdiff.yaml"
+    shell:
+        "ksdiff shard --stage pose --manifest {input.manifest} --results {params.results} --out {output}"
+        " --opts {params.opts} > {log} 2>&1"
 
 
 if config["coeffs"]["backend"] == "landmarks":
 
     rule coeffs:
         input:
-            pose=f"{RESULTS}/{{dataset}}/pose/{{clip}}.parquet",
+            manifest=f"{RESULTS}/{{dataset}}/manifest/{{shard}}.parquet",
+            pose=f"{RESULTS}/{{dataset}}/shards/pose/{{shard}}.parquet",
             basis=basis_of,
         output:
-            f"{RESULTS}/{{dataset}}/coeffs/{{clip}}.parquet",
+            f"{RESULTS}/{{dataset}}/shards/coeffs/{{shard}}.parquet",
         params:
+            results=lambda wc: f"{RESULTS}/{wc.dataset}",
             opts=opts("coeffs"),
         log:
-            f"{LOGS}/{{dataset}}/coeffs/{{clip}}.log",
+            f"{LOGS}/{{dataset}}/coeffs/{{shard}}.log",
         threads: 1
         resources:
             mem_mb=1000,
         conda:
             "../../envs/ksdiff.yaml"
         shell:
-            "ksdiff coeffs --pose {input.pose} --basis {input.basis} --out {output} --opts {params.opts} > {log} 2>&1"
+            "ksdiff shard --stage coeffs --manifest {input.manifest} --results {params.results}"
+            " --basis {input.basis} --out {output} --opts {params.opts} > {log} 2>&1"
 
 else:
 
@@ -130,38 +183,41 @@ else:
     # renderer works on landmark meshes (LVE uses FLAME's own, ksdiff.metrics.flame).
     rule coeffs:
         input:
-            manifest=f"{RESULTS}/{{dataset}}/manifest.parquet",
-            landmarks=f"{RESULTS}/{{dataset}}/landmarks/{{clip}}.parquet",
+            manifest=f"{RESULTS}/{{dataset}}/manifest/{{shard}}.parquet",
+            landmarks=f"{RESULTS}/{{dataset}}/shards/landmarks/{{shard}}.parquet",
         output:
-            f"{RESULTS}/{{dataset}}/coeffs/{{clip}}.parquet",
+            f"{RESULTS}/{{dataset}}/shards/coeffs/{{shard}}.parquet",
         params:
+            results=lambda wc: f"{RESULTS}/{wc.dataset}",
             opts=opts("coeffs"),
         log:
-            f"{LOGS}/{{dataset}}/coeffs/{{clip}}.log",
+            f"{LOGS}/{{dataset}}/coeffs/{{shard}}.log",
         threads: 1
         resources:
             mem_mb=4000,
         conda:
             "../../envs/ksdiff.yaml"
         shell:
-            "ksdiff deca --manifest {input.manifest} --clip {wildcards.clip} --landmarks {input.landmarks}"
-            " --out {output} --opts {params.opts} > {log} 2>&1"
+            "ksdiff shard --stage deca --manifest {input.manifest} --results {params.results} --out {output}"
+            " --opts {params.opts} > {log} 2>&1"
 
 
 rule features:
     input:
-        audio=f"{RESULTS}/{{dataset}}/audio/{{clip}}.parquet",
-        wav=f"{RESULTS}/{{dataset}}/audio/{{clip}}.wav",
+        manifest=f"{RESULTS}/{{dataset}}/manifest/{{shard}}.parquet",
+        audio=f"{RESULTS}/{{dataset}}/shards/audio/{{shard}}.parquet",
     output:
-        f"{RESULTS}/{{dataset}}/features/{{clip}}.parquet",
+        f"{RESULTS}/{{dataset}}/shards/features/{{shard}}.parquet",
     params:
+        results=lambda wc: f"{RESULTS}/{wc.dataset}",
         opts=opts("features"),
     log:
-        f"{LOGS}/{{dataset}}/features/{{clip}}.log",
+        f"{LOGS}/{{dataset}}/features/{{shard}}.log",
     threads: 1
     resources:
         mem_mb=2000,
     conda:
         "../../envs/ksdiff.yaml"
     shell:
-        "ksdiff features --audio {input.audio} --out {output} --opts {params.opts} > {log} 2>&1"
+        "ksdiff shard --stage features --manifest {input.manifest} --results {params.results} --out {output}"
+        " --opts {params.opts} > {log} 2>&1"
