@@ -105,7 +105,12 @@ command("evaluate", "ksdiff.evaluate:evaluate_method", "score one method on the 
         ("--results", P), ("--predictions", {"default": None, "help": "folder of {clip}.parquet coeffs tables (not for ground_truth)"}),
         ("--method", P), ("--out", P),
         ("--syncnet", {"default": None, "help": "SyncNet weights (default eval.syncnet; none: LSE not scored)"}),
-        ("--external", {"action": "store_true", "help": "predictions were extracted from another system's videos: LSE on their own frames"}))
+        ("--external", {"action": "store_true", "help": "predictions were extracted from another system's videos: LSE on their own frames"}),
+        ("--shards", {"default": None, "help": "test_shards table: score one shard of the test clips (with --shard)"}),
+        ("--shard", {"type": int, "default": None}))
+command("merge-metrics", "ksdiff.evaluate:merge_metrics", "one method's metrics table from its test shards' tables",
+        ("--results", P), ("--parts", {"nargs": "*", "default": [], "help": "the shards' metrics tables, in shard order"}),
+        ("--method", P), ("--out", P))
 command("sanity", "ksdiff.report.sanity:write_sanity",
         "does each metric score ground truth above the floors (mismatched, static)? -> sanity table",
         ("--metrics", {"nargs": "+", "required": True, "help": "the ground_truth, mismatched and static metrics tables"}),

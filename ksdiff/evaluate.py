@@ -377,6 +377,8 @@ def evaluate_method(
     out: str | None = None,
     syncnet: str | None = None,
     external: bool = False,
+    shards: str | None = None,
+    shard: int | None = None,
 ):
     """Score ``method`` on the test clips of ``results`` (results/{dataset}); write ``out``.
 
@@ -388,6 +390,9 @@ def evaluate_method(
     clips whose id is a ground-truth test clip get LVE and the GT audio; ids
     unknown to the dataset are scored without LVE on their own audio.
     syncnet: SyncNet weights (default cfg['eval']['syncnet']); none: no LSE.
+    shards, shard: score only that shard of the usable test clips (the test_shards
+    table, ksdiff.data.shards); ``merge_metrics`` joins the shards' tables and adds
+    the clips QC left out. Not with ``external``.
     Returns the metrics as a pandas DataFrame.
     """
     from tqdm import tqdm
@@ -409,6 +414,13 @@ def evaluate_method(
 
     test, skipped = test_clips(results)
     clips = list(test)
+    if shards is not None:
+        if external:
+            raise ValueError("external predictions are scored in one job (their clips are not the test shards)")
+        from ksdiff.data.shards import shard_rows
+
+        mine = {r["clip_id"] for r in shard_rows(shards, shard)}
+        clips, skipped = [c for c in test if c in mine], []  # QC's skips: once, by merge_metrics
     if external:
         splits = parquet.read_table(results / "splits.parquet", "splits").to_pandas()
         known = set(splits["clip_id"])
@@ -457,14 +469,39 @@ def evaluate_method(
     }
     log.info("%s: %d clips scored, %d skipped, %d rows", method, len(scored), len(skipped), len(rows.rows))
     if out is not None:
-        if rows.rows:
-            parquet.write_table(out, "metrics", rows.table(), attrs=attrs)
-        else:
-            reasons = "; ".join(f"{s['clip_id']}: {s['reason']}" for s in skipped[:5]) or "no test clips"
-            parquet.write_failure(out, "metrics", f"no clip could be scored ({reasons})", attrs=attrs)
+        _write_metrics(out, rows.table() if rows.rows else None, attrs)
     import pandas as pd
 
     return pd.DataFrame(rows.table())
+
+
+def _write_metrics(out, table, attrs: dict) -> None:
+    if table is not None:
+        parquet.write_table(out, "metrics", table, attrs=attrs)
+    else:
+        reasons = "; ".join(f"{s['clip_id']}: {s['reason']}" for s in attrs["skipped"][:5]) or "no test clips"
+        parquet.write_failure(out, "metrics", f"no clip could be scored ({reasons})", attrs=attrs)
+
+
+def merge_metrics(cfg: dict, results: str, parts: list, method: str, out: str) -> int:
+    """`ksdiff merge-metrics`: one method's metrics table from its test shards' tables (in
+    shard order: the rows and attrs a single job over all test clips writes), with the
+    test clips QC left out listed first as skipped."""
+    import pyarrow as pa
+
+    tabs = [parquet.read_table(p, "metrics") for p in parts]
+    _, qc_skipped = test_clips(Path(results))
+    if not tabs:  # no usable test clip, so no shard: the table one job over no clip writes
+        evaluate_method(cfg, results, predictions=str(Path(results) / "coeffs"), method=method, out=out)
+        return 0
+    attrs = dict(tabs[0].attrs)
+    attrs["clips"] = [c for t in tabs for c in t.attrs.get("clips", [])]
+    attrs["skipped"] = qc_skipped + [s for t in tabs for s in t.attrs.get("skipped", [])]
+    attrs["undefined"] = [u for t in tabs for u in t.attrs.get("undefined", [])]
+    ok = [t.table.replace_schema_metadata(None) for t in tabs if t.ok and t.table.num_rows]
+    _write_metrics(out, pa.concat_tables(ok).combine_chunks() if ok else None, attrs)
+    log.info("%s: %d shard(s), %d clips scored", method, len(tabs), len(attrs["clips"]))
+    return 0
 
 
 def _score_one(rows, clip, in_test, results, pred_dir, ext_root, basis, fps, model, is_gt, lse_samples=None,

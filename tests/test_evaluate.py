@@ -175,6 +175,25 @@ def test_skipped_clips_are_recorded_with_reasons(world, tmp_path):
     assert attrs["clips"] == ["spkA_0", "spkA_1"]
 
 
+def test_shards_of_the_test_clips_merge_into_the_single_job_table(world, tmp_path):
+    from ksdiff.data.shards import test_shards
+    from ksdiff.evaluate import merge_metrics
+
+    cfg = config.defaults(shard_size=2)  # usable test clips spkA_0 spkA_1 | spkB_0 spkB_1
+    test_shards(cfg, str(world["res"]), str(tmp_path / "ts.parquet"))
+    assert parquet.read_table(tmp_path / "ts.parquet", "test_shards").attrs["n_shards"] == 2
+    parts = []
+    for i in range(2):
+        parts.append(str(tmp_path / f"part{i}.parquet"))
+        evaluate_method(cfg, str(world["res"]), str(world["pred"] / "offset"), "offset", parts[-1],
+                        shards=str(tmp_path / "ts.parquet"), shard=i)
+    assert parquet.read_table(parts[1], "metrics").status == parquet.FAILED  # spkB: nothing to score
+    merge_metrics(cfg, str(world["res"]), parts, "offset", str(tmp_path / "merged.parquet"))
+    evaluate_method(cfg, str(world["res"]), str(world["pred"] / "offset"), "offset", str(tmp_path / "one.parquet"))
+    merged, one = parquet.read_table(tmp_path / "merged.parquet", "metrics"), parquet.read_table(tmp_path / "one.parquet", "metrics")
+    assert merged.table.equals(one.table) and merged.attrs == one.attrs and merged.status == one.status
+
+
 def test_ground_truth_is_scored_without_lve(world, tmp_path):
     df = evaluate_method(_cfg(), str(world["res"]), None, GROUND_TRUTH, str(tmp_path / "gt.parquet"))
     assert set(df.metric) <= {"temporal_diversity", "beat_align"} and "temporal_diversity" in set(df.metric)

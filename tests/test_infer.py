@@ -305,3 +305,33 @@ def test_trained_model_lip_error_is_clearly_below_the_mean_face(setup, tmp_path)
     print("LVE (inter-ocular units):", mean)
     assert mean["model"] < 0.75 * mean["static"], mean
     assert mean["static"] < mean["mismatched"], mean  # real motion with the wrong speech is worse than none
+
+
+def test_a_shard_of_clips_is_predicted_with_one_model_load_as_clip_by_clip(setup, tmp_path):
+    from ksdiff import infer
+    from ksdiff.data.shards import infer_shard
+    from ksdiff.io.parquet import write_table
+
+    root, ck, cfg = setup
+    clips = ["spk3_clip0", "spk3_clip1", "ghost-missing"]
+    write_table(tmp_path / "ts.parquet", "test_shards", {"clip_id": clips, "shard": [0, 0, 0]},
+                attrs={"n_shards": 1, "shard_size": 3})
+    infer._loaded_model.cache_clear()
+    infer_shard(cfg, str(root), str(tmp_path / "ts.parquet"), 0, str(tmp_path / "pred"), str(tmp_path / "s.parquet"),
+                checkpoint=str(ck))
+    assert infer._loaded_model.cache_info().misses == 1
+    s = read_table(tmp_path / "s.parquet", "shard").to_pandas().set_index("clip_id")
+    assert list(s["status"]) == ["ok", "ok", "skipped"] and "coeffs: output missing" in s.loc["ghost-missing", "reason"]
+    for clip in clips[:2]:
+        predict_clip(cfg, str(root), clip, str(tmp_path / f"{clip}.parquet"), checkpoint=str(ck))
+        a, b = read_table(tmp_path / "pred" / f"{clip}.parquet", "coeffs"), read_table(tmp_path / f"{clip}.parquet", "coeffs")
+        for col in a.table.column_names:  # NaN-aware (the residual column is NaN for predictions)
+            np.testing.assert_array_equal(a.column(col), b.column(col), err_msg=col)
+    # Retraining (a newer checkpoint) redoes every prediction; an unchanged one keeps them.
+    infer_shard(cfg, str(root), str(tmp_path / "ts.parquet"), 0, str(tmp_path / "pred"), str(tmp_path / "s.parquet"),
+                checkpoint=str(ck))
+    assert set(read_table(tmp_path / "s.parquet", "shard").to_pandas()["action"]) == {"kept"}
+    ck.touch()
+    infer_shard(cfg, str(root), str(tmp_path / "ts.parquet"), 0, str(tmp_path / "pred"), str(tmp_path / "s.parquet"),
+                checkpoint=str(ck))
+    assert set(read_table(tmp_path / "s.parquet", "shard").to_pandas()["action"]) == {"ran"}

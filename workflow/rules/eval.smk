@@ -25,19 +25,22 @@ rule syncnet_expert:
         "ksdiff syncnet-expert --results {params.results} --out {output} --opts {params.opts} > {log} 2>&1"
 
 
+# Scoring: one job per method and shard of test clips (the SyncNet weights loaded once
+# per job), merged per method in shard order.
 rule evaluate:
     input:
         tables=dataset_tables,
-        predictions=predictions_of,
+        shards=f"{RESULTS}/{{dataset}}/test_shards.parquet",
+        predictions=f"{PREDICTIONS}/{{dataset}}/shards/{{method}}/{{shard}}.parquet",
         syncnet=syncnet_weights,
     output:
-        report(f"{METRICS}/{{dataset}}/{{method}}.parquet", caption="../report/metrics.rst", category="Metrics"),
+        f"{METRICS}/{{dataset}}/shards/{{method}}/{{shard}}.parquet",
     params:
         results=lambda wc: f"{RESULTS}/{wc.dataset}",
         predictions=lambda wc: f"{PREDICTIONS}/{wc.dataset}/{wc.method}",
         opts=opts("coeffs", "eval"),  # coeffs.deca_dir: the default FLAME model for LVE on FLAME meshes
     log:
-        f"{LOGS}/{{dataset}}/evaluate/{{method}}.log",
+        f"{LOGS}/{{dataset}}/evaluate/{{method}}/{{shard}}.log",
     wildcard_constraints:
         method="|".join(TRAINED + BASELINES),
     threads: 1
@@ -47,20 +50,22 @@ rule evaluate:
         "../../envs/ksdiff.yaml"
     shell:
         "ksdiff evaluate --results {params.results} --predictions {params.predictions}"
-        " --method {wildcards.method} --syncnet {input.syncnet} --out {output} --opts {params.opts} > {log} 2>&1"
+        " --method {wildcards.method} --syncnet {input.syncnet} --shards {input.shards} --shard {wildcards.shard}"
+        " --out {output} --opts {params.opts} > {log} 2>&1"
 
 
 rule evaluate_ground_truth:
     input:
         tables=dataset_tables,
+        shards=f"{RESULTS}/{{dataset}}/test_shards.parquet",
         syncnet=syncnet_weights,
     output:
-        report(f"{METRICS}/{{dataset}}/ground_truth.parquet", caption="../report/metrics.rst", category="Metrics"),
+        f"{METRICS}/{{dataset}}/shards/ground_truth/{{shard}}.parquet",
     params:
         results=lambda wc: f"{RESULTS}/{wc.dataset}",
         opts=opts("eval"),
     log:
-        f"{LOGS}/{{dataset}}/evaluate/ground_truth.log",
+        f"{LOGS}/{{dataset}}/evaluate/ground_truth/{{shard}}.log",
     threads: 1
     resources:
         mem_mb=4000,
@@ -68,7 +73,31 @@ rule evaluate_ground_truth:
         "../../envs/ksdiff.yaml"
     shell:
         "ksdiff evaluate --results {params.results} --method ground_truth"
-        " --syncnet {input.syncnet} --out {output} --opts {params.opts} > {log} 2>&1"
+        " --syncnet {input.syncnet} --shards {input.shards} --shard {wildcards.shard} --out {output}"
+        " --opts {params.opts} > {log} 2>&1"
+
+
+rule merge_metrics:
+    input:
+        qc=f"{RESULTS}/{{dataset}}/qc.parquet",
+        parts=lambda wc: [f"{METRICS}/{wc.dataset}/shards/{wc.method}/{s}.parquet" for s in test_shards(wc.dataset)],
+    output:
+        report(f"{METRICS}/{{dataset}}/{{method}}.parquet", caption="../report/metrics.rst", category="Metrics"),
+    params:
+        results=lambda wc: f"{RESULTS}/{wc.dataset}",
+        opts=opts("coeffs", "eval"),
+    log:
+        f"{LOGS}/{{dataset}}/evaluate/{{method}}.log",
+    wildcard_constraints:
+        method="|".join(TRAINED + BASELINES + ["ground_truth"]),
+    threads: 1
+    resources:
+        mem_mb=2000,
+    conda:
+        "../../envs/ksdiff.yaml"
+    shell:
+        "ksdiff merge-metrics --results {params.results} --parts {input.parts} --method {wildcards.method}"
+        " --out {output} --opts {params.opts} > {log} 2>&1"
 
 
 rule evaluate_external:
