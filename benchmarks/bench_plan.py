@@ -1,6 +1,7 @@
 """Benchmark of workflow planning at VoxCeleb2 scale, and the shard jobs' overhead.
 
     .venv/bin/python benchmarks/bench_plan.py [--sizes 1000 10000 100000 1100000] [--results results/synth]
+    .venv/bin/python benchmarks/bench_plan.py --sizes --results results/synth   # the overhead alone
 
 Writes benchmarks/out/plan.json and rewrites the "Workflow planning" section of
 benchmarks/README.md (other sections are kept).
@@ -51,14 +52,14 @@ def make_root(root: Path, n: int) -> None:
         (root / f"WRA_Spk{i // CLIPS_PER_SPEAKER:06d}_{i % CLIPS_PER_SPEAKER:03d}.mp4").touch()
 
 
-def _timed(cmd: list[str], cwd: Path) -> tuple[float, float, str]:
-    """(wall s, peak RSS MB, output) of a command, through GNU time."""
+def _timed(cmd: list[str], cwd: Path) -> tuple[float, float, float, str]:
+    """(wall s, CPU s (user + system), peak RSS MB, output) of a command, through GNU time."""
     t = cwd / "time.txt"
-    r = subprocess.run(["/usr/bin/time", "-f", "%e %M", "-o", str(t)] + cmd, cwd=cwd, capture_output=True, text=True)
+    r = subprocess.run(["/usr/bin/time", "-f", "%e %U %S %M", "-o", str(t)] + cmd, cwd=cwd, capture_output=True, text=True)
     if r.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{r.stdout[-2000:]}\n{r.stderr[-3000:]}")
-    wall, kb = t.read_text().split()[-2:]
-    return float(wall), int(kb) / 1024, r.stdout + r.stderr
+    wall, user, system, kb = t.read_text().split()[-4:]
+    return float(wall), float(user) + float(system), int(kb) / 1024, r.stdout + r.stderr
 
 
 def plan(n: int, shard_size: int | None) -> dict:
@@ -73,14 +74,14 @@ def plan(n: int, shard_size: int | None) -> dict:
             cfg["shard_size"] = shard_size
         (wd / "config.yaml").write_text(yaml.safe_dump(cfg))
         base = [SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "-d", str(wd), "--cores", "1"]
-        listing_s, _, _ = _timed(base + ["results/bench/listing.parquet"], wd)
-        plan_s, peak_mb, out = _timed(base + ["-n", "--quiet", "rules"], wd)
+        listing_s, _, _, _ = _timed(base + ["results/bench/listing.parquet"], wd)
+        plan_s, cpu_s, peak_mb, out = _timed(base + ["-n", "--quiet", "rules"], wd)
         jobs = {}
         for line in out.splitlines():
             parts = line.split()
             if len(parts) == 2 and parts[1].isdigit():
                 jobs[parts[0]] = int(parts[1])
-        rec = {"n_clips": n, "plan_s": round(plan_s, 2), "peak_mb": round(peak_mb), "n_jobs": jobs.get("total"),
+        rec = {"n_clips": n, "plan_s": round(plan_s, 2), "plan_cpu_s": round(cpu_s, 2), "peak_mb": round(peak_mb), "n_jobs": jobs.get("total"),
                "listing_s": round(listing_s, 1), "make_videos_s": round(make_s, 1)}
         print(json.dumps(rec), flush=True)
         return rec
@@ -133,13 +134,15 @@ def write_readme(res: dict) -> None:
         "state after its listing checkpoint (written by the workflow's own `listing` rule); planned up to the",
         "test_shards checkpoint (probe, manifest, six per-clip steps per shard, basis, qc, splits, stats).",
         f"Shard size {res['shard_size']} (config `shard_size`). Wall time and peak RSS (GNU time) on "
-        f"{res['machine']}; targets: 1.1M clips < 60 s and < 2 GB, 100k clips < 10 s.",
+        f"{res['machine']} (CPU time: user + system, what the plan costs without other load; the wall time here "
+        "includes waiting for cores shared with other jobs); targets: 1.1M clips < 60 s and < 2 GB, 100k clips < 10 s.",
         "",
-        "| clips | jobs planned | plan (s) | peak memory (MB) | listing job (s) |",
-        "|---:|---:|---:|---:|---:|",
+        "| clips | jobs planned | plan, wall (s) | plan, CPU (s) | peak memory (MB) | listing job, wall (s) |",
+        "|---:|---:|---:|---:|---:|---:|",
     ]
     for r in res["plan"]:
-        lines.append(f"| {r['n_clips']:,} | {r['n_jobs']:,} | {r['plan_s']:.1f} | {r['peak_mb']:,} | {r['listing_s']:.1f} |")
+        lines.append(f"| {r['n_clips']:,} | {r['n_jobs']:,} | {r['plan_s']:.1f} | {r['plan_cpu_s']:.1f} | {r['peak_mb']:,} "
+                     f"| {r['listing_s']:.1f} |")
     lines += ["", "Before shards (issue 10, one job per clip per step, same machine): 1,000 clips 11 s / 331 MB, "
               "10,000 clips 242 s / 1,361 MB, 100,000 clips did not finish in 11 minutes."]
     o = res.get("overhead")
@@ -163,19 +166,23 @@ def write_readme(res: dict) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000, 100000, 1100000])
+    ap.add_argument("--sizes", type=int, nargs="*", default=[1000, 10000, 100000, 1100000],
+                    help="none: keep the planning entries of benchmarks/out/plan.json (to add the overhead alone)")
     ap.add_argument("--shard-size", type=int, default=None, help="default: the config schema's")
     ap.add_argument("--results", type=Path, default=None, help="a finished run's results/{dataset}, for the overhead")
     args = ap.parse_args()
     from ksdiff import config
 
+    out = ROOT / "benchmarks" / "out" / "plan.json"
+    old = json.loads(out.read_text()) if out.exists() else {}
     res = {"machine": f"{platform.machine()}, {platform.python_version()}",
            "shard_size": args.shard_size or config.defaults()["shard_size"],
-           "plan": [plan(n, args.shard_size) for n in args.sizes]}
+           "plan": [plan(n, args.shard_size) for n in args.sizes] if args.sizes else old.get("plan", [])}
     if args.results:
         res["overhead"] = overhead(args.results)
         print(json.dumps(res["overhead"]), flush=True)
-    out = ROOT / "benchmarks" / "out" / "plan.json"
+    elif "overhead" in old:
+        res["overhead"] = old["overhead"]
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(res, indent=2) + "\n")
     write_readme(res)
