@@ -25,6 +25,7 @@ import hashlib
 import importlib
 import json
 import logging
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,7 +60,9 @@ def list_clips(cfg: dict, root: str, dataset: str, out: str, layout: str = "auto
 
     size = int(cfg["shard_size"])
     rows = scan(root, layout)
-    paths = [str(Path(r["path"]).resolve()) for r in rows]
+    # Absolute, not resolved: resolving is a stat per path component, minutes for VoxCeleb2;
+    # each shard's probe job resolves its own clips (ksdiff.data.manifest.probe_row).
+    paths = [os.path.abspath(r["path"]) for r in rows]
     texts = [reference_text_path(p) for p in paths]
     cols = {
         "clip_id": [r["clip_id"] for r in rows],
