@@ -176,7 +176,7 @@ def test_a_changed_option_plans_only_the_affected_step(workdir):
     cfg = yaml.safe_load((workdir / "config.yaml").read_text())
     cfg["features"] = {"kind": "logmel", "n_mels": 40}
     (workdir / "changed.yaml").write_text(yaml.safe_dump(cfg))
-    plan = _plan(workdir, "-n", "results/tiny/qc.parquet", "--configfile", "changed.yaml")
+    plan = _plan(workdir, "-n", "results/tiny/qc.parquet", "--configfile", str(workdir / "changed.yaml"))
     assert "rule features:" in plan
     for rule in ("audio", "transcript", "landmarks", "pose", "coeffs"):
         assert f"rule {rule}:" not in plan, rule
