@@ -41,7 +41,7 @@ from tqdm import tqdm
 
 from ksdiff.data import dataset as ds
 from ksdiff.data import motion
-from ksdiff.io.files import atomic_path
+from ksdiff.io.files import atomic_path, atomic_torch_save
 
 log = logging.getLogger(__name__)
 
@@ -156,12 +156,6 @@ def set_rng_state(state: dict) -> None:
 
 def to_device(batch: dict, device: torch.device) -> dict:
     return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
-
-
-def atomic_torch_save(obj, path: str | Path) -> None:
-    """torch.save to a temporary file in the same folder, then rename: a kill never leaves half a file."""
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
 
 
 def read_basis(results: Path) -> dict:

@@ -227,3 +227,18 @@ def test_expert_losses_and_clip_preparation():
     assert len(clips) == 1 and clips[0].crops_bgr.shape == (12, 224, 224, 3) and clips[0].n_win == 7
     with pytest.raises(ValueError, match="no usable clip"):
         prepare_clips([(frames[:4], lm[:4], wav)])
+
+
+def test_identical_weights_saved_twice_have_one_hash(tmp_path):
+    # The report prints the weights' sha256 as provenance: the same tensors must
+    # give the same hash whatever temporary file the atomic write went through.
+    from ksdiff.metrics.syncnet_train import save_expert
+
+    torch.manual_seed(0)
+    model = sn.build_syncnet(embed_dim=64)
+    a = save_expert(model, tmp_path / "a" / "expert.pt")
+    b = save_expert(model, tmp_path / "b" / "expert.pt")
+    assert a["sha256"] == b["sha256"]
+    assert (tmp_path / "a" / "expert.pt").read_bytes() == (tmp_path / "b" / "expert.pt").read_bytes()
+    state = torch.load(tmp_path / "b" / "expert.pt", weights_only=True)
+    assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())

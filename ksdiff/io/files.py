@@ -40,6 +40,22 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         f.write(data)
 
 
+def atomic_torch_save(obj, path: str | os.PathLike) -> None:
+    """torch.save, atomically, with bytes that depend only on ``obj``.
+
+    Serialised in memory first: torch.save names its zip archive after the file it
+    writes, so saving straight to a random temporary name gave identical weights a
+    different sha256 on every run (and the report's weights hash with it).
+    """
+    import io
+
+    import torch
+
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     """Hex sha256 of a file's content (weights, videos, bases) for provenance."""
     h = hashlib.sha256()

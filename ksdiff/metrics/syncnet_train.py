@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from ksdiff.io.files import atomic_path
+from ksdiff.io.files import atomic_torch_save
 from ksdiff.metrics.mouth_crops import face_crops
 from ksdiff.metrics.protocol import PROTOCOL
 from ksdiff.metrics.syncnet import SAMPLES_PER_FRAME, build_syncnet, channels_last, file_sha256, n_windows, syncnet_mfcc
@@ -163,8 +163,7 @@ def save_expert(model: torch.nn.Module, path: str | Path, info: dict | None = No
     """Atomically save S's state_dict (syncnet_python's format) and a JSON sidecar with its sha256."""
     path = Path(path)
     state = {k: v.contiguous() for k, v in model.state_dict().items()}
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    atomic_torch_save(state, path)
     sha = file_sha256(path)
     side = {"sha256": sha, "path": str(path.resolve()), **{k: v for k, v in (info or {}).items() if k not in ("sha256", "path")}}
     path.with_name(path.name + ".json").write_text(json.dumps(side, indent=1))
