@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import shutil
 import statistics
@@ -140,10 +141,12 @@ def write_readme(res: dict) -> None:
         lines.append(f"| {r['n_clips']:,} | {r['n_jobs']:,} | {r['plan_s']:.1f} | {r['plan_cpu_s']:.1f} | {r['peak_mb']:,} "
                      f"| {r['listing_s']:.1f} |")
     big = max(res["plan"], key=lambda r: r["n_clips"]) if res["plan"] else None
-    lines += ["", "Measured while a demo run and other jobs shared the 2 cores (load average about 6): the wall "
-              "times" + (f", {big['n_clips']:,} clips included ({big['plan_s']:.1f} s wall, {big['plan_cpu_s']:.1f} s CPU)"
-                         if big else "") + ", are mostly waiting for a core; the CPU times are what planning costs. About 5 s of every plan is Snakemake's start-up (its plugin "
-              "registries scan site-packages), whatever the dataset size."]
+    small = min(res["plan"], key=lambda r: r["n_clips"]) if res["plan"] else None
+    load = res.get("load_avg")
+    lines += ["", (f"Load average (1 min) on the 2 cores when planning started: {load:.1f}. " if load is not None else "")
+              + "Wall time above CPU time is waiting for a core shared with other jobs; the CPU time is what planning "
+              "costs." + (f" The smallest dataset's plan ({small['n_clips']:,} clips, {small['plan_s']:.1f} s) is about "
+                          "Snakemake's own start-up, paid whatever the size." if small else "")]
     lines += ["", "Before shards (issue 10, one job per clip per step, same machine): 1,000 clips 11 s / 331 MB, "
               "10,000 clips 242 s / 1,361 MB, 100,000 clips did not finish in 11 minutes."]
     o = res.get("overhead")
@@ -178,6 +181,7 @@ def main() -> None:
     out = ROOT / "benchmarks" / "out" / "plan.json"
     old = json.loads(out.read_text()) if out.exists() else {}
     res = {"machine": f"{platform.machine()}, {platform.python_version()}",
+           "load_avg": round(os.getloadavg()[0], 2) if args.sizes else old.get("load_avg"),
            "shard_size": args.shard_size or config.defaults()["shard_size"],
            "plan": [plan(n, args.shard_size) for n in args.sizes] if args.sizes else old.get("plan", [])}
     if args.results:
