@@ -32,6 +32,10 @@ class KSDiffConfig:
     d_model: int = 128  # DS uses 512-1024 and DPT 512; 128 keeps CPU inference real-time
     n_heads: int = 4  # DS uses 4 heads
     n_layers: int = 2  # denoiser layers; DS uses 1, DPT 8; 2 is the CPU compromise
+    # KSDiff's two denoisers may differ in depth (None = n_layers / ffn_mult). Paper silent.
+    head_n_layers: int | None = None
+    expr_n_layers: int | None = None
+    expr_ffn_mult: int | None = None
     ffn_mult: int = 2  # FFN width = ffn_mult * d_model (small model, small FFN)
     dropout: float = 0.1  # standard transformer dropout; the datasets are small
 
@@ -190,6 +194,10 @@ class KSDiffConfig:
             raise ValueError(f"unknown kel_sampling {self.kel_sampling!r}")
         if self.msdc_kernel % 2 == 0:
             raise ValueError("msdc_kernel must be odd so the convolutions keep frames aligned")
+        for name in ("head_n_layers", "expr_n_layers", "expr_ffn_mult"):
+            v = getattr(self, name)
+            if v is not None and v < 1:
+                raise ValueError(f"{name} must be >= 1 or null, got {v}")
         for name in ("ddim_steps", "expr_ddim_steps"):
             v = getattr(self, name)
             if v is not None and not 1 <= v <= self.n_train_steps:

@@ -130,7 +130,8 @@ class PathGenerator(nn.Module):
         self.min_spacing = getattr(cfg, f"keyframe_min_spacing_{name}")
         self.kel = KEL(cfg, motion_dim, self.min_spacing) if cfg.use_kel else None
         self.fusion = ConditionFusion(cfg, motion_dim)
-        self.denoiser = MotionTransformer(cfg, motion_dim)
+        self.denoiser = MotionTransformer(cfg, motion_dim, n_layers=getattr(cfg, f"{name}_n_layers"),
+                                          ffn_mult=cfg.expr_ffn_mult if name == "expr" else None)
 
     def loss(self, diffusion, f, words, x0, mask, prev, prev_mask, drop, prev_cond=None, prev_cond_mask=None):
         """-> loss terms; ``prev_cond`` (B, P, D) is the previous frames' fused condition (or None)."""

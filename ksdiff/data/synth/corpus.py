@@ -38,7 +38,10 @@ log = logging.getLogger(__name__)
 
 # Bump when the generator's output changes for the same settings, so an old
 # corpus is not mistaken for a current one.
-GENERATOR_VERSION = 2  # 2: nods of 0.6 s (were 0.4 s), whose bottom is a head-speed minimum
+# 2: nods of 0.6 s (were 0.4 s), whose bottom is a head-speed minimum. 3: a photo's own parted lips keep
+# their teeth when the jaw opens (upper with the upper lip, lower with the jaw; see synth/warp.py), where
+# the whole opening used to be painted over, so a smiling photo's teeth vanished on every open frame.
+GENERATOR_VERSION = 3
 LAYOUTS = ("hdtf", "voxceleb")
 HDTF_PREFIXES = ("WRA", "WDA", "RD")  # HDTF's three source collections
 VOX_FIRST_ID = 10001  # VoxCeleb ids look like id10001

@@ -198,8 +198,10 @@ class FaceRig:
         t = self.centre + np.asarray(trans, dtype=np.float64)
         n = len(self.canonical)
         drawn = self.to_drawn(d) @ r.T + t
+        # The same frame with the jaw shut: where the lips would be if the photo's own opening were all.
+        shut = self.to_drawn(self.deform(0.0, mouth_wide)[:n]) @ r.T + t
         return Posed(landmarks=d[:n] @ r.T + t, drawn=drawn[:n], ring=drawn[n:], rotation=r,
-                     jaw_open=float(jaw_open))
+                     jaw_open=float(jaw_open), shut=shut)
 
     # --- rendering --------------------------------------------------------------
     def _mouth_colours(self):
@@ -217,7 +219,7 @@ class FaceRig:
         depth = np.concatenate([dst[:, 2], np.full(len(self.border), 1e9)])
         frame = cv2.remap(self.image, *self._inverse_map(dst_xy, depth), interpolation=cv2.INTER_LINEAR,
                           borderMode=cv2.BORDER_REPLICATE)
-        return self._draw_mouth(frame, posed.drawn, posed.jaw_open, posed.rotation)
+        return self._draw_mouth(frame, posed.drawn, posed.jaw_open, posed.rotation, posed.shut)
 
     def _inverse_map(self, dst_xy: np.ndarray, depth: np.ndarray):
         """Per-pixel source coordinates (map_x, map_y) for cv2.remap."""
@@ -252,7 +254,20 @@ class FaceRig:
         map_y = m[..., 2] * self._xx + m[..., 3] * self._yy + m[..., 5]
         return map_x, map_y
 
-    def _draw_mouth(self, frame: np.ndarray, posed: np.ndarray, jaw_open: float, rotation: np.ndarray):
+    def _draw_mouth(self, frame: np.ndarray, posed: np.ndarray, jaw_open: float, rotation: np.ndarray,
+                    shut: np.ndarray | None = None):
+        """Open the mouth: the photo's own mouth interior split between the lips, the new gap painted.
+
+        The photo's lips may already be parted (a smile's teeth). The warp stretches that interior
+        over the whole opening, so the photo's teeth would grow with the jaw; a real mouth keeps its
+        teeth: the upper ones stay under the upper lip, the lower ones go down with the jaw. So the
+        photo's interior is split at its middle, the upper half follows the upper lip and the lower
+        half the lower lip (a remap of the warped frame along the head's down axis), and only the
+        opening beyond the photo's own (posed minus ``shut``, the same frame with the jaw shut) is
+        painted: teeth hang under the upper half (a band at most teeth_height deep, less what the
+        photo already shows, darker towards the back), the tongue shows above the lower half, dark
+        cavity between. A photo with closed lips has no interior to split: all the opening is painted.
+        """
         lo_a, hi_a = self.cfg.mouth_alpha_range
         amount = float(_smoothstep((jaw_open - lo_a) / (hi_a - lo_a)))
         if amount <= 0:
@@ -266,29 +281,52 @@ class FaceRig:
             return frame
         mask = np.zeros((y1 - y0, x1 - x0), np.uint8)
         cv2.fillPoly(mask, [np.round((poly - [x0, y0]) * 16).astype(np.int32)], 255, lineType=cv2.LINE_AA, shift=4)
-        alpha = mask.astype(np.float32)[:, :, None] / 255.0 * amount
-        # Position across the opening, column by column in the head's own
-        # axes: 0 at the upper lip, 1 at the lower lip. Teeth hang under the
-        # upper lip (a band at most teeth_height deep, darker towards the
-        # back), the tongue shows above the lower lip, dark cavity between.
+        inside = mask.astype(np.float32)[:, :, None] / 255.0
+        # Position across the opening, column by column in the head's own axes (u right, v down).
         right = rotation[:2, 0] / (np.linalg.norm(rotation[:2, 0]) + 1e-9)
         down = rotation[:2, 1] / (np.linalg.norm(rotation[:2, 1]) + 1e-9)
         yy, xx = np.mgrid[y0:y1, x0:x1].astype(np.float32)
         u = xx * right[0] + yy * right[1]
         v = xx * down[0] + yy * down[1]
-        upper = posed[list(UPPER_LIP[11:]), :2] - 0.5
-        lower = posed[list(LOWER_INNER), :2] - 0.5
-        vu = _contour(upper @ right, upper @ down, u)
-        vl = _contour(lower @ right, lower @ down, u)
+
+        def contours(pts):
+            upper = pts[list(UPPER_LIP[11:]), :2] - 0.5
+            lower = pts[list(LOWER_INNER), :2] - 0.5
+            return _contour(upper @ right, upper @ down, u), _contour(lower @ right, lower @ down, u)
+
+        vu, vl = contours(posed)
+        gap = np.maximum(vl - vu, 1e-3)
+        own = np.zeros_like(gap) if shut is None else np.clip(np.subtract(*contours(shut)[::-1]), 0.0, gap)
+        half = own / 2
         depth = v - vu
-        t = depth / np.maximum(vl - vu, 1.0)
-        band = self.cfg.teeth_height * self.face_height
-        teeth = (_smoothstep((band - depth) / (0.3 * band)) * _smoothstep((0.45 - t) / 0.15))[:, :, None]
-        shade = 1.0 - 0.35 * np.clip(depth / band, 0, 1)[:, :, None]
+        region = frame[y0:y1, x0:x1].astype(np.float32) / 255.0
+        if shut is not None and own.max() > 0.5:  # the photo shows its interior: keep it with the lips
+            # Warped-frame depth that shows the photo's interior at fraction f is f * gap (the warp
+            # stretches it evenly): upper half f = depth / own, lower half f = 1 - (gap - depth) / own.
+            scale = gap / np.maximum(own, 1e-3)
+            src_depth = np.where(depth < gap / 2, depth * scale, gap - (gap - depth) * scale)
+            src_depth = np.clip(src_depth, 0.0, gap)
+            sv = vu + src_depth  # same column u, new v
+            basis = np.array([right, down], dtype=np.float64)  # (u, v) = basis @ (x, y)
+            inv = np.linalg.inv(basis)
+            sx = (inv[0, 0] * u + inv[0, 1] * sv).astype(np.float32)
+            sy = (inv[1, 0] * u + inv[1, 1] * sv).astype(np.float32)
+            moved = cv2.remap(frame, sx, sy, interpolation=cv2.INTER_LINEAR,
+                              borderMode=cv2.BORDER_REPLICATE).astype(np.float32) / 255.0
+            region = (1 - inside) * region + inside * moved
+        # The new opening between the halves, and its colours measured from its own edges.
+        top, bottom = vu + half, vl - half
+        new = (_smoothstep(depth - half + 0.5) * _smoothstep(bottom - (vu + depth) + 0.5))[:, :, None]
+        alpha = inside * new * amount
+        d_new = depth - half
+        t = d_new / np.maximum(bottom - top, 1.0)
+        band = np.maximum(self.cfg.teeth_height * self.face_height - half, 0.0)
+        teeth = (_smoothstep((band - d_new) / (0.3 * np.maximum(band, 1e-3))) * (band > 0)
+                 * _smoothstep((0.45 - t) / 0.15))[:, :, None]
+        shade = 1.0 - 0.35 * np.clip(d_new / np.maximum(band, 1e-3), 0, 1)[:, :, None]
         tongue = _smoothstep((t - 0.65) / 0.25)[:, :, None] * (1 - teeth)
         col = (self.cavity * (1 - teeth - tongue) + self.teeth * teeth * shade + self.tongue * tongue)
         col = cv2.GaussianBlur(col.astype(np.float32), (0, 0), 0.6)
-        region = frame[y0:y1, x0:x1].astype(np.float32) / 255.0
         out = frame.copy()
         out[y0:y1, x0:x1] = np.clip(((1 - alpha) * region + alpha * col) * 255 + 0.5, 0, 255).astype(np.uint8)
         return out
@@ -327,6 +365,7 @@ class Posed:
     ring: np.ndarray  # (n_ring, 3) drawn ring points around the head
     rotation: np.ndarray  # (3, 3)
     jaw_open: float
+    shut: np.ndarray | None = None  # (478, 3) the drawn mesh of the same frame with the jaw shut
 
 
 def rest_ring(rig: FaceRig) -> np.ndarray:
