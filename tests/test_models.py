@@ -625,3 +625,21 @@ def test_ksdiff_overfits_and_follows_the_audio():
         zeros = float((clips[k] ** 2).mean())  # error of predicting the mean motion
         assert float(err.diagonal().max()) < 0.1 * zeros, k
         assert float(err.diagonal().max()) < 0.1 * float(err[0, 1].min(err[1, 0])), k
+
+
+def test_ksdiff_paths_can_differ_in_depth():
+    """head_n_layers / expr_n_layers / expr_ffn_mult size each path's denoiser; unset, both follow n_layers."""
+    cfg = tiny(n_layers=2, head_n_layers=1, expr_n_layers=3, expr_ffn_mult=3)
+    model = build_model(cfg)
+    head, expr = model.paths["head"].denoiser, model.paths["expr"].denoiser
+    assert (len(head.layers), len(expr.layers)) == (1, 3)
+    assert expr.layers[0].ffn[0].out_features == 3 * cfg.d_model
+    assert head.layers[0].ffn[0].out_features == cfg.ffn_mult * cfg.d_model
+    default = build_model(tiny(n_layers=2))
+    assert [len(p.denoiser.layers) for p in default.paths.values()] == [2, 2]
+    batch = make_batch(cfg)
+    assert torch.isfinite(model.loss(batch)["loss"])
+    out = model.sample(batch, generator=torch.Generator().manual_seed(0))
+    assert out["expr"].shape == (2, 24, cfg.expr_dim) and out["head"].shape == (2, 24, cfg.head_dim)
+    with pytest.raises(ValueError, match="expr_n_layers"):
+        tiny(expr_n_layers=0)

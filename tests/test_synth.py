@@ -236,3 +236,34 @@ def test_failed_clip_is_recorded(tmp_path, monkeypatch):
     status, reason = read_status(table)
     assert status == "failed" and "voice not found" in reason
     assert not (tmp_path / ".complete").exists()
+
+
+def test_parted_lips_keep_their_teeth_when_the_jaw_opens():
+    """A photo that shows its teeth (the demo's test speaker smiles) keeps them on open frames: the upper
+    teeth stay under the upper lip, the lower teeth go down with the lower lip, the new gap between is dark.
+    The rig used to paint the whole opening, so the teeth vanished whenever the mouth opened and MediaPipe
+    then followed the true lip gap with r = 0.65 on that speaker (0.97 on a closed-lipped one)."""
+    cfg = config.defaults(synth={**SYNTH, "speakers": 6, "size": 256})
+    rig = _rig(cfg, "Astronaut")
+    rest, open_ = rig.pose(0, 0, 0, np.zeros(3), 0.0, 0.0), rig.pose(0, 0, 0, np.zeros(3), 0.6, 0.0)
+    img_rest, img_open = (rig.render(p).astype(float).mean(-1) for p in (rest, open_))
+    x = int(round(rest.drawn[13, 0] - 0.5))
+    up0, lo0 = rest.drawn[13, 1] - 0.5, rest.drawn[14, 1] - 0.5
+    lo1 = open_.drawn[14, 1] - 0.5
+    own = lo0 - up0
+    assert own > 6  # the photo's own opening, in pixels: its teeth
+    drop = lo1 - lo0
+    assert drop > 8
+
+    n = int(own / 2) - 2  # rows of each half of the photo's teeth, a pixel clear of the lip lines
+
+    def patch(img, top):
+        r = int(round(top))
+        return img[r: r + n, x - 4: x + 5]
+
+    teeth_upper, teeth_lower = patch(img_rest, up0 + 1), patch(img_rest, lo0 - 1 - n)
+    # Upper teeth in place, lower teeth moved down by the jaw's drop, both as bright as in the photo.
+    assert np.abs(patch(img_open, up0 + 1) - teeth_upper).mean() < 12
+    assert np.abs(patch(img_open, lo1 - 1 - n) - teeth_lower).mean() < 12
+    gap = img_open[int(round(up0 + own / 2 + 2)): int(round(lo1 - own / 2 - 2)), x - 4: x + 5]
+    assert gap.size and gap.mean() < min(teeth_upper.mean(), teeth_lower.mean()) - 60
