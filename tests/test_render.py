@@ -7,7 +7,7 @@ import pytest
 from ksdiff.geometry import euler_to_matrix
 from ksdiff.io import parquet
 from ksdiff.render.shaded import render_mesh
-from ksdiff.render.triangles import boundary_loops, mesh_triangles, upper_inner_lip
+from ksdiff.render.triangles import boundary_loops, mesh_triangles, mouth_loop, upper_inner_lip
 from ksdiff.render.warp import FaceWarper, piecewise_affine_warp, render_frames
 from tests.render_fixtures import canonical, coeffs_cols, face_photo, write_basis
 
@@ -176,3 +176,39 @@ def test_mouth_open_in_the_reference_is_painted_only_beyond_its_own_opening():
     cavity = float(np.mean(MOUTH.cavity_rgb))
     assert half == pytest.approx((200 + cavity) / 2, abs=3)
     assert darkest(paint_mouth(grey.copy(), open6, ref_gap=lip_gap(open6) - 0.05)) == pytest.approx(cavity, abs=2)
+
+
+def test_reference_teeth_stay_with_the_lips_when_the_mouth_opens_wider():
+    """A reference showing its teeth: opened wider, the upper half of its interior stays under the upper lip,
+    the lower half goes down with the lower lip, and only the gap between is the painted cavity (the old
+    renderer painted the whole opening, so a smiling speaker's teeth vanished on every open frame)."""
+    import cv2
+
+    from ksdiff.render.warp import MOUTH
+
+    ref0, lm = face_photo()
+    _, mouth, *_ = boundary_loops()
+    lower = sorted((set(mouth) - set(upper_inner_lip().tolist()))
+                   | {i for i in range(468) if lm[i, 1] > lm[14, 1] and abs(lm[i, 0] - lm[14, 0]) < 40})
+    open8 = lm.copy()
+    open8[lower, 1] += 8.0
+    ref = FaceWarper(ref0, lm).render(open8)
+    # Teeth of two colours in the reference's interior: upper half blue-ish, lower half yellow-ish.
+    poly = np.round((open8[mouth_loop(), :2] - 0.5) * 16).astype(np.int32)
+    m = np.zeros(ref.shape[:2], np.uint8)
+    cv2.fillPoly(m, [poly], 255, shift=4)
+    mid = (open8[13, 1] + open8[14, 1]) / 2 - 0.5
+    rows = np.arange(ref.shape[0])[:, None]
+    ref[(m > 0) & (rows < mid)] = (90, 140, 230)
+    ref[(m > 0) & (rows >= mid)] = (230, 220, 90)
+    warper = FaceWarper(ref, open8)
+    wider = open8.copy()
+    wider[lower, 1] += 12.0
+    out = warper.render(wider).astype(int)
+    x = int(round(wider[13, 0] - 0.5))
+    below_upper = out[int(round(wider[13, 1] - 0.5)) + 2, x]
+    above_lower = out[int(round(wider[14, 1] - 0.5)) - 2, x]
+    centre = out[int(round((wider[13, 1] + wider[14, 1]) / 2 - 0.5)), x]
+    assert np.abs(below_upper - (90, 140, 230)).max() < 30  # upper teeth in place
+    assert np.abs(above_lower - (230, 220, 90)).max() < 30  # lower teeth moved down with the lip
+    assert np.abs(centre - MOUTH.cavity_rgb).max() < 10  # the new gap is the cavity

@@ -104,6 +104,12 @@ def upper_inner_lip() -> np.ndarray:
     return np.asarray(arc)
 
 
+def lower_inner_lip() -> np.ndarray:
+    """The inner lip contour from one corner to the other through the lower mid-point 14."""
+    upper = set(upper_inner_lip().tolist()) - {LEFT_MOUTH_CORNER, RIGHT_MOUTH_CORNER}
+    return np.asarray([i for i in boundary_loops()[1] if i not in upper])
+
+
 def border_anchors(height: int, width: int, per_side: int = 8) -> np.ndarray:
     """(4 * per_side, 2) points evenly spaced along the frame border, corners included."""
     t = np.linspace(0.0, 1.0, per_side, endpoint=False)

@@ -18,8 +18,13 @@ it is painted, fading in with it. Painting every frame's whole opening dark
 instead hid a smiling reference's teeth on every frame, so a mouth at rest and
 a mouth wide open looked alike: on the demo's test speaker (an open smile)
 SyncNet then found no sync in re-rendered ground truth (benchmarks/README.md,
-"Ground truth through extraction and rendering"). Methods and ground truth go
-through the same code, so the video metrics compare motion, not rendering.
+"Ground truth through extraction and rendering"). A reference that shows its
+teeth keeps them when the mouth opens wider: the warp stretches its interior
+over the whole opening, so that interior is split at its middle, the upper half
+stays under the upper lip and the lower half goes down with the lower lip, and
+only the gap between is painted (as the synthetic rig opens a photo's mouth,
+ksdiff/data/synth/warp.py). Methods and ground truth go through the same code,
+so the video metrics compare motion, not rendering.
 """
 from __future__ import annotations
 
@@ -34,6 +39,7 @@ from ksdiff.render.triangles import (
     UPPER_INNER_LIP,
     WarpMesh,
     build_warp_mesh,
+    lower_inner_lip,
     mouth_loop,
     upper_inner_lip,
 )
@@ -62,6 +68,9 @@ class MouthStyle:
     open_threshold: float = 0.03  # the cavity fades in between the two thresholds; above it teeth show (~2 px at 256 px)
     teeth_fraction: float = 0.35  # teeth band height as a fraction of the lip gap
     teeth_max_fraction: float = 0.06  # ... but at most this fraction of the inter-ocular distance
+    # A reference whose own interior (its opening, stretched by the warp over today's) is at least this
+    # many pixels tall keeps it split between the lips; a thinner one is painted over as a closed mouth.
+    min_kept_px: float = 1.0
 
 
 MOUTH = MouthStyle()
@@ -165,6 +174,9 @@ def paint_mouth(frame: np.ndarray, landmarks: np.ndarray, style: MouthStyle = MO
     if x1 <= x0 or y1 <= y0:
         return frame
     off = np.array([x0, y0])
+    keep = ref_gap * iod / gap  # share of today's opening the reference's own interior fills once warped
+    if keep * gap >= style.min_kept_px:
+        return _open_between_teeth(frame, p, gap, iod, keep, fade, style, (x0, y0, x1, y1))
     if fade < 1.0:  # opening just beyond the reference's: the cavity fades in over the reference's pixels
         m = np.zeros((y1 - y0, x1 - x0), np.uint8)
         cv2.fillPoly(m, [mouth - off * 16], 255, lineType=cv2.LINE_AA, shift=4)
@@ -186,6 +198,58 @@ def paint_mouth(frame: np.ndarray, landmarks: np.ndarray, style: MouthStyle = MO
     alpha = (np.minimum(m_open, m_teeth).astype(np.float32) / 255.0)[..., None]
     roi = frame[y0:y1, x0:x1].astype(np.float32)
     frame[y0:y1, x0:x1] = (roi * (1 - alpha) + np.float32(style.teeth_rgb) * alpha).astype(np.uint8)
+    return frame
+
+
+def _along(us: np.ndarray, vs: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """A contour's v at each u (linear between its points, flat beyond its ends)."""
+    order = np.argsort(us)
+    return np.interp(u, us[order], vs[order])
+
+
+def _open_between_teeth(frame, p, gap, iod, keep, fade, style, box) -> np.ndarray:
+    """Open a mouth whose reference shows its own interior: keep that interior with the lips, paint the gap.
+
+    Column by column across the mouth (u along the lips, v from upper to lower inner lip, in the
+    frame's 13 -> 14 direction), the warped interior fills the opening evenly, so its fraction f
+    sits at depth f * g. The upper half of the reference's interior (f < 1/2) is shown at depth
+    f * own below the upper lip and the lower half at g - (1 - f) * own, own = keep * g: a cv2.remap
+    of the warped frame along v. Between the halves the new opening is the cavity (fading in like a
+    closed reference's), with teeth under the upper half where the reference shows fewer than the
+    band a closed mouth gets.
+    """
+    import cv2
+
+    x0, y0, x1, y1 = box
+    down = (p[LOWER_INNER_LIP] - p[UPPER_INNER_LIP]) / gap
+    right = np.array([down[1], -down[0]])
+    ys, xs = np.mgrid[y0:y1, x0:x1].astype(np.float64)
+    u, v = xs * right[0] + ys * right[1], xs * down[0] + ys * down[1]
+    upper, lower = p[upper_inner_lip()], p[lower_inner_lip()]
+    vu = _along(upper @ right, upper @ down, u)
+    vl = _along(lower @ right, lower @ down, u)
+    g = np.maximum(vl - vu, 1e-3)
+    own = keep * g
+    d = v - vu
+    src = np.clip(np.where(d < g / 2, d / keep, g - (g - d) / keep), 0.0, g)
+    sv = vu + src
+    moved = cv2.remap(frame, (u * right[0] + sv * down[0]).astype(np.float32),
+                      (u * right[1] + sv * down[1]).astype(np.float32), interpolation=cv2.INTER_LINEAR,
+                      borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
+    m = np.zeros((y1 - y0, x1 - x0), np.uint8)
+    cv2.fillPoly(m, [np.round((p[mouth_loop()] - [x0, y0]) * 16).astype(np.int32)], 255, cv2.LINE_AA, shift=4)
+    inside = (m.astype(np.float32) / 255.0)[..., None]
+    roi = frame[y0:y1, x0:x1].astype(np.float32)
+    roi = roi * (1 - inside) + moved * inside
+    depth = d - own / 2  # below the kept upper half
+    new = np.clip(depth + 0.5, 0, 1) * np.clip(vl - own / 2 - v + 0.5, 0, 1)
+    a = (inside[..., 0] * new * fade)[..., None]
+    roi = roi * (1 - a) + np.float32(style.cavity_rgb) * a
+    band = min(style.teeth_fraction * gap, style.teeth_max_fraction * iod) - own / 2
+    if fade >= 1.0:
+        t = (a[..., 0] * np.clip(band - depth + 0.5, 0, 1))[..., None]
+        roi = roi * (1 - t) + np.float32(style.teeth_rgb) * t
+    frame[y0:y1, x0:x1] = np.clip(roi + 0.5, 0, 255).astype(np.uint8)
     return frame
 
 
