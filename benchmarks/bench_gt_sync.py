@@ -16,11 +16,15 @@ and the spread ratio of the inner-lip gap (landmarks 13-14), and the RMS error o
 40 lip landmarks' motion (each landmark's clip mean removed), in inter-ocular units.
 Run after the demo (README command 1):
 
-    .venv/bin/python benchmarks/bench_gt_sync.py [--root .] [--clips 10] [--label after]
-    .venv/bin/python benchmarks/bench_gt_sync.py --paint-whole-opening --label before
+    .venv/bin/python benchmarks/bench_gt_sync.py [--root .] [--clips 10] [--label v3]
+        [--mouth teeth|reference|whole] [--corpus "a sentence on the corpus"]
 
-``--paint-whole-opening`` renders as ksdiff did before the mouth was painted relative
-to the reference frame's own opening (every frame's whole inner-lip polygon dark).
+``--mouth`` picks how the renderer paints the mouth (the same renderer for every row):
+``teeth`` (the current one: a reference's own teeth stay with the lips, the gap between
+is painted), ``reference`` (the whole opening painted once it is wider than the
+reference's own; the renderer of the previous release) or ``whole`` (every frame's whole
+inner-lip polygon painted dark, as before that). Each run is stored under its label with
+a line saying which corpus and renderer it measured; the README table shows them all.
 
 Writes benchmarks/out/gt_sync.json and the "Ground truth through extraction and
 rendering" section of benchmarks/README.md.
@@ -28,6 +32,7 @@ rendering" section of benchmarks/README.md.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -84,7 +89,11 @@ def extraction_error(a: np.ndarray, b: np.ndarray) -> dict:
             "true_lip_motion_rms": float(np.sqrt((db ** 2).sum(-1).mean()) / iod)}
 
 
-def run(root: Path, n_clips: int, whole_opening: bool = False, splits=("test", "val")) -> dict:
+MOUTHS = {"teeth": "a reference's teeth kept with the lips", "reference": "whole opening painted beyond the "
+          "reference's own", "whole": "every frame's whole opening painted"}
+
+
+def run(root: Path, n_clips: int, mouth: str = "teeth", splits=("test", "val")) -> dict:
     from ksdiff import config as kcfg
     from ksdiff.evaluate import _landmarks_px, _wav, lse_original, test_clips
     from ksdiff.extract.coeffs import load_basis
@@ -122,8 +131,11 @@ def run(root: Path, n_clips: int, whole_opening: bool = False, splits=("test", "
         ref_rgb, ref_lm, _ = reference_frame(results, clip, fps)
         warper = FaceWarper(ref_rgb, ref_lm)
         rig_warper = FaceWarper(rig_rgb, rig_lm[0])
-        if whole_opening:  # as before the mouth was painted relative to the reference's own opening
-            warper.ref_gap = rig_warper.ref_gap = 0.0
+        for w in (warper, rig_warper):
+            if mouth == "whole":  # as before the mouth was painted relative to the reference's own opening
+                w.ref_gap = 0.0
+            if mouth in ("whole", "reference"):  # as before a reference's teeth were kept with the lips
+                w.style = dataclasses.replace(w.style, min_kept_px=float("inf"))
         decoded = decode_sample(gt, template, basis, 0)[1]
         row = {"clip": clip}
         row["source"] = {k: (float(v) if k != "offset" else int(v)) for k, v in
@@ -137,7 +149,7 @@ def run(root: Path, n_clips: int, whole_opening: bool = False, splits=("test", "
                 row[floor] = lse_of(model, warper, decode_sample(parquet.read_table(p, "coeffs"), template, basis, 0)[1], wav)
         rows.append(row)
         print(clip, {k: (round(v["lse_c"], 3), v["offset"]) for k, v in row.items() if k != "clip"}, flush=True)
-    return {"weights": str(weights), "whole_opening": whole_opening, "clips": rows, "extraction": extraction,
+    return {"weights": str(weights), "mouth": mouth, "clips": rows, "extraction": extraction,
             "seconds": time.time() - t0}
 
 
@@ -166,12 +178,12 @@ def summary(res: dict) -> list[dict]:
 
 
 def readme_section(allres: dict) -> str:
-    labels = [k for k in ("before", "after") if k in allres] or list(allres)
+    labels = list(allres)
     lines = [f"Measured by `benchmarks/bench_gt_sync.py` after the demo (README command 1), on its test clips (one held-out "
-             "speaker), with the demo's SyncNet expert; results in `benchmarks/out/gt_sync.json`. "
-             "LSE-C of the same speech against each rendering; 'offset ok' = share of clips whose AV offset is within ±1 frame. "
-             "'before' paints every frame's whole inner-lip opening dark (`--paint-whole-opening`); 'after' paints only the "
-             "opening beyond the reference frame's own (ksdiff.render.warp).", ""]
+             "speaker), with that demo's SyncNet expert; results in `benchmarks/out/gt_sync.json`. "
+             "LSE-C of the same speech against each rendering; 'offset ok' = share of clips whose AV offset is within ±1 "
+             "frame. Each column group is one measurement:", ""]
+    lines += [f"- {lab}: {allres[lab].get('describe', '')}" for lab in labels] + [""]
     head = "| rendering | " + " | ".join(f"{lab}: LSE-C mean | {lab}: median | {lab}: offset ok" for lab in labels) + " |"
     lines += [head, "|---|" + "---:|" * (3 * len(labels))]
     summ = {lab: {r["rendering"]: r for r in allres[lab]["summary"]} for lab in labels}
@@ -181,17 +193,23 @@ def readme_section(allres: dict) -> str:
             r = summ[lab].get(k)
             cells += ([f"{r['lse_c_mean']:.3f}", f"{r['lse_c_median']:.3f}", f"{r['offset_within_1']:.0%}"] if r else ["–"] * 3)
         lines.append(f"| {LABELS[k]} | " + " | ".join(cells) + " |")
-    ext = allres[labels[-1]].get("extraction", {})
-    if ext:
-        lines += ["", "Extraction against the rig's truth (mean over clips; gap = inner-lip gap 13-14; lip motion = the 40 "
-                  "LVE lip landmarks with each one's clip mean removed, inter-ocular units):", "",
-                  "| split | landmarks | gap correlation | gap spread / true | lip-motion RMS error | true lip-motion RMS |",
-                  "|---|---|---:|---:|---:|---:|"]
+    lines += ["", "Extraction against the rig's truth (mean over clips; gap = inner-lip gap 13-14; lip motion = the 40 "
+              "LVE lip landmarks with each one's clip mean removed, inter-ocular units; the renderer plays no part, so "
+              "one row per corpus):", "",
+              "| measurement | split | landmarks | gap correlation | gap spread / true | lip-motion RMS error | "
+              "true lip-motion RMS |", "|---|---|---|---:|---:|---:|---:|"]
+    seen = set()
+    for lab in labels:
+        ext = allres[lab].get("extraction", {})
+        key = json.dumps(ext, sort_keys=True)
+        if not ext or key in seen:
+            continue
+        seen.add(key)
         for split, rows in ext.items():
             for src in ("landmarks", "coeffs"):
                 m = {k: np.mean([r[src][k] for r in rows]) for k in rows[0][src]}
-                lines.append(f"| {split} ({len(rows)} clips) | {src} | {m['gap_corr']:.2f} | {m['gap_std_ratio']:.2f} | "
-                             f"{m['lip_motion_rms']:.4f} | {m['true_lip_motion_rms']:.4f} |")
+                lines.append(f"| {lab} | {split} ({len(rows)} clips) | {src} | {m['gap_corr']:.2f} | "
+                             f"{m['gap_std_ratio']:.2f} | {m['lip_motion_rms']:.4f} | {m['true_lip_motion_rms']:.4f} |")
     return "\n".join(lines)
 
 
@@ -201,12 +219,14 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--root", default=".", help="the workflow's working directory (after the demo)")
     ap.add_argument("--clips", type=int, default=10)
-    ap.add_argument("--paint-whole-opening", action="store_true", help="render as before the reference-relative mouth")
-    ap.add_argument("--label", default="after", help="name of this measurement in the JSON (before / after)")
+    ap.add_argument("--mouth", choices=sorted(MOUTHS), default="teeth", help="how the renderer paints the mouth")
+    ap.add_argument("--corpus", default="", help="a sentence on the corpus measured (for the README)")
+    ap.add_argument("--label", default="now", help="name of this measurement in the JSON")
     ap.add_argument("--out", default=str(HERE / "out" / "gt_sync.json"))
     ap.add_argument("--readme", default=str(HERE / "README.md"))
     a = ap.parse_args(argv)
-    res = run(Path(a.root).resolve(), a.clips, whole_opening=a.paint_whole_opening)
+    res = run(Path(a.root).resolve(), a.clips, mouth=a.mouth)
+    res["describe"] = f"{a.corpus + '; ' if a.corpus else ''}renderer: {MOUTHS[a.mouth]} (`--mouth {a.mouth}`)"
     res["summary"] = summary(res)
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
