@@ -190,3 +190,26 @@ def test_sanity_parquet_round_trips_through_the_cli(tmp_path):
     out2 = tmp_path / "again.parquet"
     main(["sanity", "--metrics", *paths, "--out", str(out2)])
     pd.testing.assert_frame_equal(sane.read_sanity(out2)[0], got)
+
+
+def test_flagged_rows_say_what_the_other_numbers_show():
+    """BeatAlign at its own chance level and LSE-D level-equal to a still face say so, with the measured values;
+    a passing row and a flagged metric with nothing measured to add keep the plain reason."""
+    base = 0.5 + RNG_SPREAD
+    t = sane.sanity_table(_df({
+        (GROUND_TRUTH, "beat_align"): base, ("mismatched", "beat_align"): base,
+        (GROUND_TRUTH, "beat_align_corrected"): 0.002 + RNG_SPREAD / 10, ("mismatched", "beat_align_corrected"): 0.0,
+        (GROUND_TRUTH, "lse_d"): 5.46 + RNG_SPREAD, ("static", "lse_d"): 5.46 + RNG_SPREAD,
+        ("mismatched", "lse_d"): 6.3 + RNG_SPREAD,
+        (GROUND_TRUTH, "lse_c"): 1.3 + RNG_SPREAD, ("static", "lse_c"): 0.1 + RNG_SPREAD,
+        ("mismatched", "lse_c"): 0.5 + RNG_SPREAD,
+    }))
+    beat = _row(t, "beat_align", "mismatched")
+    assert beat.verdict == sane.UNDETERMINED
+    assert "own chance level 0.498" in beat.reason and "+0.002" in beat.reason
+    lse_d = _row(t, "lse_d", "static")
+    assert lse_d.verdict == sane.UNDETERMINED
+    assert "LSE-D 5.46 vs 5.46" in lse_d.reason and "LSE-C 0.10 vs 1.30" in lse_d.reason
+    assert _row(t, "lse_d", "mismatched").reason == "ground truth better on 10 of 10 clips"
+    corrected = _row(t, "beat_align_corrected", "mismatched")
+    assert corrected.verdict == sane.UNDETERMINED and corrected.reason.endswith("clips")

@@ -27,6 +27,9 @@ Weights sanity: LSE scored with SyncNet weights whose held-out check failed
 ``detects_sync`` false) marks every LSE row 'fail' with that reason, whatever
 the paired comparison says (it is kept in the reason).
 
+A flagged row's reason ends with what the leaderboard's other numbers show the metric
+doing instead, where they show it (ksdiff.report.sanity_why).
+
 A metric passes overall (``metric_verdicts``) only if it passes against every
 floor it has; a failing or undetermined metric is named in the report's banner
 and its leaderboard column is marked.
@@ -40,6 +43,7 @@ import pandas as pd
 
 from ksdiff.evaluate import GROUND_TRUTH, METRIC_INFO
 from ksdiff.report.bootstrap import bootstrap_ci, clip_means
+from ksdiff.report.sanity_why import explain
 
 log = logging.getLogger(__name__)
 
@@ -167,7 +171,9 @@ def sanity_table(
                 rows.append(_row(metric, floor, MISSING, f"no {floor} values of this metric (its metrics table is "
                                  "missing or failed, or the metric was not scored for it)"))
             else:
-                rows.append(_compare(metric, floor, gt, fl, n_boot, alpha, seed))
+                row = _compare(metric, floor, gt, fl, n_boot, alpha, seed)
+                why = explain(metric, floor, by) if row["verdict"] in FLAGGED else ""
+                rows.append({**row, "reason": f"{row['reason']}; {why}"} if why else row)
     table = pd.DataFrame(rows, columns=COLUMNS)
     bad = weights_reason(failed_weights(attrs or []))
     if bad:
