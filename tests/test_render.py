@@ -143,14 +143,19 @@ def test_frames_without_landmarks_show_the_reference():
     assert next(render_mesh([nan], (160, 160))).max() == 0
 
 
+def _lower_lip_and_jaw(lm):
+    """Landmarks that move down when the mouth opens: the lower inner lip and the points below it near the middle."""
+    _, mouth, *_ = boundary_loops()
+    return sorted((set(mouth) - set(upper_inner_lip().tolist()))
+                  | {i for i in range(468) if lm[i, 1] > lm[14, 1] and abs(lm[i, 0] - lm[14, 0]) < 40})
+
+
 def test_mouth_open_in_the_reference_is_painted_only_beyond_its_own_opening():
     """A smiling reference (teeth showing) keeps its own mouth at its own opening; wider is painted dark."""
     from ksdiff.render.warp import lip_gap
 
     ref0, lm = face_photo()
-    _, mouth, *_ = boundary_loops()
-    lower = sorted((set(mouth) - set(upper_inner_lip().tolist()))
-                   | {i for i in range(468) if lm[i, 1] > lm[14, 1] and abs(lm[i, 0] - lm[14, 0]) < 40})
+    lower = _lower_lip_and_jaw(lm)
     open6 = lm.copy()
     open6[lower, 1] += 6.0
     ref = FaceWarper(ref0, lm).render(open6)  # a reference whose mouth is already open (cavity and teeth)
@@ -187,9 +192,7 @@ def test_reference_teeth_stay_with_the_lips_when_the_mouth_opens_wider():
     from ksdiff.render.warp import MOUTH
 
     ref0, lm = face_photo()
-    _, mouth, *_ = boundary_loops()
-    lower = sorted((set(mouth) - set(upper_inner_lip().tolist()))
-                   | {i for i in range(468) if lm[i, 1] > lm[14, 1] and abs(lm[i, 0] - lm[14, 0]) < 40})
+    lower = _lower_lip_and_jaw(lm)
     open8 = lm.copy()
     open8[lower, 1] += 8.0
     ref = FaceWarper(ref0, lm).render(open8)
