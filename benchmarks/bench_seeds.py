@@ -7,7 +7,10 @@ Trains each method at each seed on the demo's tables (results/synth, the
 config's ``train:`` section with ``train.seed`` replaced; one job at a time,
 one thread), samples the held-out speaker's test clips with `ksdiff infer`'s
 code and scores them with `ksdiff evaluate`'s (no SyncNet: LVE and the head
-metrics only), so the numbers are the leaderboard's. ``--reuse``: a folder
+metrics only), so the numbers are the leaderboard's. The validation speaker's
+clips are sampled too and their head temporal diversity measured the same way
+(a second held-out speaker: a method's head spread read against two speakers,
+not one). ``--reuse``: a folder
 of the demo's trained models, used for a seed whose weights it already holds
 (same training config apart from run-time fields), so the demo's own run
 counts as that seed instead of being trained twice.
@@ -35,13 +38,17 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from ksdiff import config as kconfig  # noqa: E402
-from ksdiff.evaluate import GROUND_TRUTH, LVE, evaluate_method, test_clips  # noqa: E402
+from ksdiff.evaluate import GROUND_TRUTH, LVE, evaluate_method, head_pose, test_clips  # noqa: E402
+from ksdiff.io import parquet  # noqa: E402
+from ksdiff.metrics.diversity import temporal_diversity  # noqa: E402
+from ksdiff.render.video import samples_of, select_sample  # noqa: E402
 from ksdiff.infer import predict_clip  # noqa: E402
 from ksdiff.train import TrainConfig, train  # noqa: E402
 from readme import replace_section  # benchmarks/readme.py, beside this script
 
 log = logging.getLogger("bench_seeds")
-METRICS = {LVE: "LVE (l2)", "temporal_diversity": "Temporal diversity [deg]"}
+VAL_TD = "val_temporal_diversity"
+METRICS = {LVE: "LVE (l2)", "temporal_diversity": "Temporal diversity [deg]", VAL_TD: "val temporal diversity"}
 
 
 def seed_config(cfg: dict, seed: int) -> dict:
@@ -65,6 +72,21 @@ def per_clip_means(df, metric: str) -> np.ndarray:
     return d.groupby("clip_id")["value"].mean().to_numpy()
 
 
+def val_clips(results: Path) -> list[str]:
+    df = parquet.read_table(results / "splits.parquet", "splits").to_pandas()
+    return sorted(df.loc[df["split"] == "val", "clip_id"])
+
+
+def mean_td(paths: list[Path]) -> float:
+    """Temporal diversity as the leaderboard takes it (per clip the mean over samples, then over clips)."""
+    per_clip = []
+    for p in paths:
+        t = parquet.read_table(p, "coeffs")
+        if t.ok:
+            per_clip.append(np.mean([temporal_diversity(head_pose(select_sample(t, s))) for s in samples_of(t)]))
+    return float(np.mean(per_clip)) if per_clip else float("nan")
+
+
 def run_one(cfg: dict, results: Path, out: Path, method: str, seed: int, reuse: Path | None) -> dict:
     scfg = seed_config(cfg, seed)
     model = out / "models" / f"{method}-s{seed}" / "model.pt"
@@ -83,9 +105,15 @@ def run_one(cfg: dict, results: Path, out: Path, method: str, seed: int, reuse: 
         p = pred / f"{clip}.parquet"
         if not p.exists() or p.stat().st_mtime < model.stat().st_mtime:
             predict_clip(scfg, str(results), clip, str(p), checkpoint=str(model))
+    val = []
+    for clip in val_clips(results):
+        val.append(out / "predictions" / f"{method}-s{seed}-val" / f"{clip}.parquet")
+        if not val[-1].exists() or val[-1].stat().st_mtime < model.stat().st_mtime:
+            predict_clip(scfg, str(results), clip, str(val[-1]), checkpoint=str(model))
     df = evaluate_method(scfg, str(results), predictions=str(pred), method=method, syncnet="")
     row = {"method": method, "seed": seed, "model": str(model), "how": trained, "n_clips": len(clips)}
-    row.update({m: float(np.mean(per_clip_means(df, m))) for m in METRICS})
+    row.update({m: float(np.mean(per_clip_means(df, m))) for m in METRICS if m != VAL_TD})
+    row[VAL_TD] = mean_td(val)
     log.info("%s", row)
     return row
 
@@ -104,16 +132,18 @@ def summarise(rows: list[dict], gt: dict) -> dict:
 
 
 def write_readme(summary: dict, static_lve: float | None, note: str) -> None:
-    gt_td = summary[GROUND_TRUTH]["temporal_diversity"]
+    gt_td, gt_val = summary[GROUND_TRUTH]["temporal_diversity"], summary[GROUND_TRUTH][VAL_TD]
     lines = ["| Method | seeds | LVE (l2) mean ± sd [min, max] | LVE / static | Temporal diversity [deg] mean ± sd "
-             f"(GT {gt_td:.2f}) | per-seed LVE |", "|---|---|---|---|---|---|"]
+             f"(GT {gt_td:.2f}) | val speaker's temporal diversity (GT {gt_val:.2f}) | per-seed LVE |",
+             "|---|---|---|---|---|---|---|"]
     for method, s in summary.items():
         if method == GROUND_TRUTH:
             continue
-        lv, td = s[LVE], s["temporal_diversity"]
+        lv, td, tv = s[LVE], s["temporal_diversity"], s[VAL_TD]
         ratio = f"{lv['mean'] / static_lve:.3f}" if static_lve else "–"
         lines.append(f"| {method} | {','.join(map(str, s['seeds']))} | {lv['mean']:.4f} ± {lv['std']:.4f} "
                      f"[{lv['min']:.4f}, {lv['max']:.4f}] | {ratio} | {td['mean']:.2f} ± {td['std']:.2f} | "
+                     f"{tv['mean']:.2f} ± {tv['std']:.2f} | "
                      + ", ".join(f"{v:.4f}" for v in lv["per_seed"]) + " |")
     body = (__doc__.split("\n\n", 2)[2].split("\nWrites")[0].strip() + "\n\n" + "\n".join(lines) + "\n\n"
             + (f"Static mean face: LVE {static_lve:.4f} (the same test clips). " if static_lve else "") + note)
@@ -141,7 +171,9 @@ def main() -> None:
         for method in args.methods:
             rows.append(run_one(cfg, results, out / "seeds", method, seed, reuse))
     gt = evaluate_method(cfg, str(results), method=GROUND_TRUTH, syncnet="")
-    summary = summarise(rows, {"temporal_diversity": float(np.mean(per_clip_means(gt, "temporal_diversity")))})
+    gt_val = mean_td([results / "coeffs" / f"{clip}.parquet" for clip in val_clips(results)])
+    summary = summarise(rows, {"temporal_diversity": float(np.mean(per_clip_means(gt, "temporal_diversity"))),
+                               VAL_TD: gt_val})
     static = None
     try:
         static_pred = out / "seeds" / "predictions" / "static"

@@ -220,6 +220,9 @@ def test_report_from_evaluated_methods_has_pose_and_frame_figures(world, tmp_pat
     text = html.read_text()
     assert text.count("data:image/png;base64,") == 5 and "figures for clip" not in text
     assert "](plots/pose_spkA_0.png)" in md.read_text()
+    # under temporal diversity: whose spread ground truth's is (2 test speakers, 1 training speaker here)
+    for t in (md.read_text(), text):
+        assert "on the 2 test speakers" in t and "on the 1 training speakers" in t
 
 
 def _random_syncnet(path):

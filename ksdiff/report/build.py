@@ -19,7 +19,7 @@ from ksdiff.evaluate import GROUND_TRUTH, METRIC_INFO
 from ksdiff.io import parquet
 from ksdiff.io.files import atomic_write_bytes, sha256_file
 from ksdiff.metrics.protocol import PROTOCOL
-from ksdiff.report import plots, sanity as sane
+from ksdiff.report import plots, sanity as sane, speaker_spread
 from ksdiff.report.html import html_table, metric_definitions, render_html, software_versions, syncnet_statement
 from ksdiff.report.tables import board_header, leaderboard, metric_header, method_order, per_clip, summarise, to_markdown
 
@@ -205,6 +205,11 @@ def build_report(
     defs = metric_definitions()
     present = [k for k in METRIC_INFO if k in set(summary["metric"])] if not summary.empty else []
     notes = [{"header": metric_header(k), "better": f"{METRIC_INFO[k][2]} is better", "definition": defs.get(k, "")} for k in present]
+    if results is not None and "temporal_diversity" in present:  # whose spread 'closer to ground truth' means
+        spread = speaker_spread.context(Path(results))
+        for n, k in zip(notes, present):
+            if k == "temporal_diversity" and spread:
+                n["definition"] = f"{n['definition']} {spread}".strip()
     checked = {
         "banner": sane.banner(checks, failed),
         "text": sane.describe(level, n_boot, seed),
