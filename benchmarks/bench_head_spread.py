@@ -39,10 +39,10 @@ from scipy.ndimage import uniform_filter1d  # noqa: E402
 
 from ksdiff import config as kconfig  # noqa: E402
 from ksdiff.evaluate import head_pose  # noqa: E402
-from ksdiff.infer import predict_clip  # noqa: E402
 from ksdiff.io import parquet  # noqa: E402
 from ksdiff.metrics.diversity import temporal_diversity  # noqa: E402
 from ksdiff.render.video import samples_of, select_sample  # noqa: E402
+from bench_seeds import predict_missing  # beside this script
 from readme import replace_section  # benchmarks/readme.py, beside this script
 
 log = logging.getLogger("bench_head_spread")
@@ -68,10 +68,7 @@ def mean_rows(rows: list[dict]) -> dict[str, float]:
 
 def predictions(cfg, results: Path, model: Path, clips: list[str], folder: Path) -> list[dict]:
     out = []
-    for clip in clips:
-        p = folder / f"{clip}.parquet"
-        if not p.exists() or p.stat().st_mtime < model.stat().st_mtime:
-            predict_clip(cfg, str(results), clip, str(p), checkpoint=str(model))
+    for p in predict_missing(cfg, results, model, clips, folder):
         t = parquet.read_table(p, "coeffs")
         if t.ok:
             out.append(clip_spread(t))

@@ -38,10 +38,9 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from ksdiff import config as kconfig  # noqa: E402
-from ksdiff.evaluate import GROUND_TRUTH, LVE, evaluate_method, head_pose, test_clips  # noqa: E402
+from ksdiff.evaluate import GROUND_TRUTH, LVE, evaluate_method, test_clips  # noqa: E402
 from ksdiff.io import parquet  # noqa: E402
-from ksdiff.metrics.diversity import temporal_diversity  # noqa: E402
-from ksdiff.render.video import samples_of, select_sample  # noqa: E402
+from ksdiff.report.speaker_spread import clip_temporal_diversity  # noqa: E402
 from ksdiff.infer import predict_clip  # noqa: E402
 from ksdiff.train import TrainConfig, train  # noqa: E402
 from readme import replace_section  # benchmarks/readme.py, beside this script
@@ -83,8 +82,17 @@ def mean_td(paths: list[Path]) -> float:
     for p in paths:
         t = parquet.read_table(p, "coeffs")
         if t.ok:
-            per_clip.append(np.mean([temporal_diversity(head_pose(select_sample(t, s))) for s in samples_of(t)]))
+            per_clip.append(clip_temporal_diversity(t))
     return float(np.mean(per_clip)) if per_clip else float("nan")
+
+
+def predict_missing(cfg: dict, results: Path, model: Path, clips: list[str], folder: Path) -> list[Path]:
+    """Each clip's prediction by ``model`` under ``folder``, sampled where missing or older than the model."""
+    paths = [folder / f"{clip}.parquet" for clip in clips]
+    for clip, p in zip(clips, paths):
+        if not p.exists() or p.stat().st_mtime < model.stat().st_mtime:
+            predict_clip(cfg, str(results), clip, str(p), checkpoint=str(model))
+    return paths
 
 
 def run_one(cfg: dict, results: Path, out: Path, method: str, seed: int, reuse: Path | None) -> dict:
@@ -101,15 +109,8 @@ def run_one(cfg: dict, results: Path, out: Path, method: str, seed: int, reuse: 
         trained = f"trained in {time.time() - t0:.0f} s"
     pred = out / "predictions" / f"{method}-s{seed}"
     clips, _ = test_clips(results)
-    for clip in clips:
-        p = pred / f"{clip}.parquet"
-        if not p.exists() or p.stat().st_mtime < model.stat().st_mtime:
-            predict_clip(scfg, str(results), clip, str(p), checkpoint=str(model))
-    val = []
-    for clip in val_clips(results):
-        val.append(out / "predictions" / f"{method}-s{seed}-val" / f"{clip}.parquet")
-        if not val[-1].exists() or val[-1].stat().st_mtime < model.stat().st_mtime:
-            predict_clip(scfg, str(results), clip, str(val[-1]), checkpoint=str(model))
+    predict_missing(scfg, results, model, clips, pred)
+    val = predict_missing(scfg, results, model, val_clips(results), out / "predictions" / f"{method}-s{seed}-val")
     df = evaluate_method(scfg, str(results), predictions=str(pred), method=method, syncnet="")
     row = {"method": method, "seed": seed, "model": str(model), "how": trained, "n_clips": len(clips)}
     row.update({m: float(np.mean(per_clip_means(df, m))) for m in METRICS if m != VAL_TD})

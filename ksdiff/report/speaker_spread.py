@@ -19,14 +19,21 @@ import pandas as pd
 from ksdiff.evaluate import head_pose
 from ksdiff.io import parquet
 from ksdiff.metrics.diversity import temporal_diversity
+from ksdiff.render.video import samples_of, select_sample
 
 log = logging.getLogger(__name__)
 
 MAX_CLIPS = 200  # per split: a report on VoxCeleb2 reads a few hundred tables, not a million
 
 
+def clip_temporal_diversity(table: parquet.Table) -> float:
+    """Temporal diversity of one coefficient table as the leaderboard takes it: the mean over its samples
+    (ground truth has one). Raises ValueError when a sample has no valid frame."""
+    return float(np.mean([temporal_diversity(head_pose(select_sample(table, s))) for s in samples_of(table)]))
+
+
 def ground_truth_spread(results: Path, max_clips: int = MAX_CLIPS) -> pd.DataFrame:
-    """Per split and speaker: clips read, clips in the split, mean temporal diversity (deg) of the extracted pose.
+    """Per split and speaker: clips read (n_clips) and their mean temporal diversity (td, deg) of the extracted pose.
 
     At most ``max_clips`` clips per split, evenly spaced over the sorted clip ids
     (deterministic); clips QC marked unusable and clips whose coefficients are
@@ -42,6 +49,7 @@ def ground_truth_spread(results: Path, max_clips: int = MAX_CLIPS) -> pd.DataFra
         clips = clips[~clips.clip_id.isin(qc.loc[~qc.usable.astype(bool), "clip_id"])]
     rows = []
     for split, g in clips.groupby("split"):
+        before = len(rows)
         pick = g.iloc[np.unique(np.linspace(0, len(g) - 1, min(len(g), max_clips)).round().astype(int))]
         for clip, speaker in zip(pick.clip_id, pick.speaker_id):
             path = Path(results) / "coeffs" / f"{clip}.parquet"
@@ -49,10 +57,10 @@ def ground_truth_spread(results: Path, max_clips: int = MAX_CLIPS) -> pd.DataFra
             if t is None or not t.ok:
                 continue
             try:
-                rows.append({"split": split, "speaker_id": speaker, "td": temporal_diversity(head_pose(t.table))})
+                rows.append({"split": split, "speaker_id": speaker, "td": clip_temporal_diversity(t)})
             except ValueError as e:  # no valid frame
                 log.debug("%s: %s", clip, e)
-        if not any(r["split"] == split for r in rows):
+        if len(rows) == before:
             log.info("no ground-truth pose read for split %s", split)
     df = pd.DataFrame(rows, columns=["split", "speaker_id", "td"])
     return df.groupby(["split", "speaker_id"], as_index=False).agg(n_clips=("td", "size"), td=("td", "mean"))
