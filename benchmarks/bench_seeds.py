@@ -171,6 +171,20 @@ def write_readme(summary: dict, static_lve: float | None, note: str) -> None:
                      f"[{lv['min']:.4f}, {lv['max']:.4f}] | {ratio} | {td['mean']:.2f} ± {td['std']:.2f} | "
                      f"{tv['mean']:.2f} ± {tv['std']:.2f} | "
                      + ", ".join(f"{v:.4f}" for v in lv["per_seed"]) + " |")
+    lines += ["", "Head spread against ground truth, read two ways (test speaker GT "
+              f"{gt_td:.2f}, validation speaker GT {gt_val:.2f}): the distance of the mean over seeds, and the mean "
+              "over seeds of each run's distance (what one run's leaderboard ranks by):", "",
+              "| Method | test: abs(mean - GT) | test: mean abs(TD - GT) | val: abs(mean - GT) "
+              "| val: mean abs(TD - GT) |",
+              "|---|---|---|---|---|"]
+    for method, s in summary.items():
+        if method in (GROUND_TRUTH, "paired_with_ksdiff"):
+            continue
+        cells = []
+        for m, gt in (("temporal_diversity", gt_td), (VAL_TD, gt_val)):
+            per = np.array(s[m]["per_seed"])
+            cells += [f"{abs(per.mean() - gt):.2f}", f"{np.abs(per - gt).mean():.2f}"]
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
     paired = summary.get("paired_with_ksdiff") or {}
     if paired:
         lines += ["", "Test LVE paired with KSDiff (method minus ksdiff per clip, averaged over the seeds both have; "
