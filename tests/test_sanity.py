@@ -110,6 +110,28 @@ def test_a_metric_passes_only_against_every_floor_it_has():
     assert sane.metric_verdicts(t)["lse_c"][0] == sane.PASS
 
 
+def test_a_metric_undefined_for_a_floor_is_not_applicable_against_it_with_the_recorded_reason():
+    """The static face has no head motion, so BeatAlign is undefined for it on every clip; its metrics
+    table records why, and the sanity row says so instead of reporting a gap in the run."""
+    base = 0.3 + RNG_SPREAD
+    df = _df({(GROUND_TRUTH, "beat_align"): base + 0.2, ("mismatched", "beat_align"): base,
+              ("static", "lse_c"): base})
+    why = "no motion beats (head speed has no local minimum)"
+    attrs = [{"method": "static", "undefined": [{"clip_id": c, "sample": 0, "metric": "beat_align", "reason": why}
+                                                for c in CLIPS]},
+             {"method": "mismatched", "undefined": []}]
+    t = sane.sanity_table(df, attrs)
+    r = _row(t, "beat_align", "static")
+    assert r.verdict == sane.NOT_APPLICABLE
+    assert why in r.reason and "the static face on 10 clip(s)" in r.reason
+    assert _row(t, "beat_align", "mismatched").verdict == sane.PASS
+    assert sane.metric_verdicts(t)["beat_align"][0] == sane.PASS  # passes against the floor it has
+    # without the floor's records the row stays 'missing': a gap in the run is never explained away
+    assert _row(sane.sanity_table(df, [{"method": "static", "undefined": []}]), "beat_align", "static").verdict \
+        == sane.MISSING
+    assert _row(sane.sanity_table(df), "beat_align", "static").verdict == sane.MISSING
+
+
 def test_untestable_metrics_say_why():
     base = 0.5 + RNG_SPREAD
     df = _df({(GROUND_TRUTH, "temporal_diversity"): 3.0, ("static", "temporal_diversity"): 0.0,

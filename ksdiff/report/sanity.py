@@ -19,8 +19,11 @@ Some metrics cannot be tested this way, and their row says why ('not
 applicable'): LVE is the distance to ground truth (0 for it by definition,
 never scored for it), temporal diversity is better when closer to ground
 truth's own value, sample diversity needs several samples (ground truth has
-one), and the source-video LSE exists for ground truth only. A floor that has
-no rows for a metric, or fewer than 2 clips in common, gives 'missing'.
+one), and the source-video LSE exists for ground truth only. A floor for which
+the metric is undefined on every clip, with the reason its metrics table records
+(BeatAlign of the static face: no head motion, no motion beats), is 'not
+applicable' against that floor with that reason. A floor that has no rows for a
+metric otherwise, or fewer than 2 clips in common, gives 'missing'.
 
 Weights sanity: LSE scored with SyncNet weights whose held-out check failed
 (metrics attrs ``lse.check``, ksdiff.metrics.syncnet_train.check_sync:
@@ -107,6 +110,22 @@ def weights_reason(failed: list[dict]) -> str:
                      "held-out check" for w in failed)
 
 
+def undefined_for(attrs_list: list[dict], method: str, metric: str) -> str:
+    """Why ``metric`` has no value for ``method`` on any clip, from its metrics table's 'undefined'
+    records ('' when the table is absent or records none): e.g. the static face has no head motion,
+    so BeatAlign finds no motion beats and is undefined for it, which is not a gap in the run."""
+    recs = [u for a in attrs_list if a.get("method") == method for u in a.get("undefined") or []
+            if u.get("metric") == metric]
+    if not recs:
+        return ""
+    reasons = pd.Series([u.get("reason") or "not finite" for u in recs]).value_counts()
+    clips = len({u.get("clip_id") for u in recs})
+    label = FLOOR_LABELS.get(method, method)
+    return (f"undefined for {label} on {clips} clip(s): {reasons.index[0]}"
+            + (f" (and {len(reasons) - 1} other reason(s))" if len(reasons) > 1 else "")
+            + ", so ground truth cannot be compared with it")
+
+
 def _row(metric, floor, verdict, reason, n=0, gt=np.nan, fl=np.nan, d=(np.nan, np.nan, np.nan)) -> dict:
     return {"metric": metric, "floor": floor, "n_clips": int(n), "gt_mean": float(gt), "floor_mean": float(fl),
             "diff_mean": float(d[0]), "diff_lo": float(d[1]), "diff_hi": float(d[2]), "verdict": verdict, "reason": reason}
@@ -168,8 +187,10 @@ def sanity_table(
             if gt is None:
                 rows.append(_row(metric, floor, MISSING, "no ground-truth values of this metric"))
             elif fl is None:
-                rows.append(_row(metric, floor, MISSING, f"no {floor} values of this metric (its metrics table is "
-                                 "missing or failed, or the metric was not scored for it)"))
+                why = undefined_for(attrs or [], floor, metric)
+                rows.append(_row(metric, floor, NOT_APPLICABLE, why) if why else _row(
+                    metric, floor, MISSING, f"no {floor} values of this metric (its metrics table is missing or "
+                    "failed, or the metric was not scored for it)"))
             else:
                 row = _compare(metric, floor, gt, fl, n_boot, alpha, seed)
                 why = explain(metric, floor, by) if row["verdict"] in FLAGGED else ""
