@@ -40,9 +40,8 @@ import torch  # noqa: E402
 
 from ksdiff import config as kconfig  # noqa: E402
 from ksdiff.evaluate import LVE, evaluate_method  # noqa: E402
-from ksdiff.io import parquet  # noqa: E402
 from ksdiff.io.files import atomic_torch_save  # noqa: E402
-from bench_head_spread import clip_spread, mean_rows, predictions  # beside this script
+from bench_head_spread import ground_truth_spread, mean_rows, predictions  # beside this script
 from bench_seeds import per_clip_means  # beside this script
 from readme import replace_section  # benchmarks/readme.py, beside this script
 
@@ -119,8 +118,7 @@ def main() -> None:
     results = root / "results" / "synth"
     sets = clip_sets(results, args.per_speaker)
     work = out / "head_sampler"
-    gt = {name: mean_rows([clip_spread(parquet.read_table(results / "coeffs" / f"{c}.parquet", "coeffs"))
-                           for c in clips]) for name, clips in sets.items()}
+    gt = {name: ground_truth_spread(results, clips) for name, clips in sets.items()}
     model = root / "models" / "synth" / args.method / "model.pt"
     rows = []
     for text in args.variants:

@@ -62,6 +62,11 @@ def clip_spread(table) -> dict[str, float]:
     return {k: float(np.mean([p[k] for p in per])) for k in per[0]}
 
 
+def ground_truth_spread(results: Path, clips: list[str]) -> dict[str, float]:
+    """Mean TD, smooth TD and jitter of the extracted pose the models train on, over ``clips``."""
+    return mean_rows([clip_spread(parquet.read_table(results / "coeffs" / f"{c}.parquet", "coeffs")) for c in clips])
+
+
 def mean_rows(rows: list[dict]) -> dict[str, float]:
     return {k: float(np.mean([r[k] for r in rows])) for k in ("td", "smooth_td", "jitter")}
 
@@ -85,9 +90,8 @@ def measure(root: Path, splits: list[str], out: Path) -> dict:
     summary: dict = {"root": str(root), "ground_truth": {}, "methods": {}}
     groups = list(split.groupby(["split", "speaker_id"]))
     for (name, speaker), g in groups:
-        rows = [clip_spread(parquet.read_table(results / "coeffs" / f"{c}.parquet", "coeffs")) for c in g.clip_id]
-        summary["ground_truth"][f"{name}/{speaker}"] = {"split": name, "speaker": speaker, "n_clips": len(rows),
-                                                        **mean_rows(rows)}
+        summary["ground_truth"][f"{name}/{speaker}"] = {"split": name, "speaker": speaker, "n_clips": len(g),
+                                                        **ground_truth_spread(results, g.clip_id.tolist())}
     for model in sorted((root / "models" / "synth").glob("*/model.pt")):
         method = model.parent.name
         for (name, speaker), g in groups:

@@ -162,9 +162,8 @@ def write_readme(summary: dict, static_lve: float | None, note: str) -> None:
     lines = ["| Method | seeds | LVE (l2) mean ± sd [min, max] | LVE / static | Temporal diversity [deg] mean ± sd "
              f"(GT {gt_td:.2f}) | val speaker's temporal diversity (GT {gt_val:.2f}) | per-seed LVE |",
              "|---|---|---|---|---|---|---|"]
-    for method, s in summary.items():
-        if method in (GROUND_TRUTH, "paired_with_ksdiff"):
-            continue
+    methods = {m: s for m, s in summary.items() if m not in (GROUND_TRUTH, "paired_with_ksdiff")}
+    for method, s in methods.items():
         lv, td, tv = s[LVE], s["temporal_diversity"], s[VAL_TD]
         ratio = f"{lv['mean'] / static_lve:.3f}" if static_lve else "–"
         lines.append(f"| {method} | {','.join(map(str, s['seeds']))} | {lv['mean']:.4f} ± {lv['std']:.4f} "
@@ -177,9 +176,7 @@ def write_readme(summary: dict, static_lve: float | None, note: str) -> None:
               "| Method | test: abs(mean - GT) | test: mean abs(TD - GT) | val: abs(mean - GT) "
               "| val: mean abs(TD - GT) |",
               "|---|---|---|---|---|"]
-    for method, s in summary.items():
-        if method in (GROUND_TRUTH, "paired_with_ksdiff"):
-            continue
+    for method, s in methods.items():
         cells = []
         for m, gt in (("temporal_diversity", gt_td), (VAL_TD, gt_val)):
             per = np.array(s[m]["per_seed"])
