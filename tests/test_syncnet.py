@@ -229,6 +229,27 @@ def test_expert_losses_and_clip_preparation():
         prepare_clips([(frames[:4], lm[:4], wav)])
 
 
+def test_expert_weights_do_not_depend_on_the_callers_thread_count():
+    # The expert scores every LSE on the leaderboard, so its weights must not change with the cores
+    # Snakemake was given: it trains on ExpertConfig.num_threads whatever the caller set, and leaves
+    # the caller's setting as it was.
+    from ksdiff.metrics.syncnet_train import ExpertConfig, synthetic_sync_clips, train_expert
+
+    clips = synthetic_sync_clips(n_clips=3, n_frames=30, seed=0)
+    cfg = ExpertConfig(steps=3, batch_size=4, embed_dim=64, seed=0)
+    before = torch.get_num_threads()
+    weights = []
+    try:
+        for ambient in (2, 1):
+            torch.set_num_threads(ambient)
+            model, info = train_expert(clips, cfg)
+            assert torch.get_num_threads() == ambient
+            weights.append(model.state_dict())
+    finally:
+        torch.set_num_threads(before)
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
 def test_identical_weights_saved_twice_have_one_hash(tmp_path):
     # The report prints the weights' sha256 as provenance: the same tensors must
     # give the same hash whatever temporary file the atomic write went through.

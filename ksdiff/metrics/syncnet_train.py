@@ -57,6 +57,10 @@ class ExpertConfig:
     color: str = "rgb"  # channel order of the given frames/crops; S is fed BGR like syncnet_python
     seed: int = 0
     device: str = "cpu"
+    # torch CPU threads (0: torch's default). Conv backward sums in thread-sized chunks, so the trained
+    # weights (and every LSE scored with them) depend on the thread count: one thread makes the expert the
+    # same under any `--cores`, and lets it train beside a model job instead of waiting for two free cores.
+    num_threads: int = 1
     log_every: int = 10
 
 
@@ -130,6 +134,16 @@ def train_expert(
     Returns (model in eval mode, info) with info = dict(losses, sha256, path, config).
     A JSON sidecar ``<out_path>.json`` records the config, sha256 and losses.
     """
+    ambient = torch.get_num_threads()
+    if cfg.num_threads > 0:
+        torch.set_num_threads(cfg.num_threads)
+    try:
+        return _train(clips, cfg, out_path)
+    finally:  # a caller's own thread count (a notebook, the test session) is left as it was
+        torch.set_num_threads(ambient)
+
+
+def _train(clips: Sequence[tuple], cfg: ExpertConfig, out_path: str | Path | None) -> tuple[torch.nn.Module, dict]:
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     data = prepare_clips(clips, cfg.color)

@@ -150,6 +150,8 @@ TRAINED = list(config["methods"])
 # Cores a training job uses: train.num_threads (TrainConfig's default is 1; 0 = torch's
 # default, all cores). Declared so that --cores 2 runs two one-thread trainings at once.
 TRAIN_THREADS = config["train"].get("num_threads", 1) or workflow.cores
+# The same for the SyncNet expert (eval.expert.num_threads, ExpertConfig's default 1).
+EXPERT_THREADS = config["eval"]["expert"].get("num_threads", 1) or workflow.cores
 BASELINES = list(config["baselines"])
 EXTERNAL = dict(config["eval"]["external"])
 METHODS = TRAINED + BASELINES + list(EXTERNAL)

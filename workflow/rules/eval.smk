@@ -15,7 +15,9 @@ rule syncnet_expert:
         opts=opts("eval", eval_keys=("expert", "expert_max_clips", "expert_check_clips")),
     log:
         f"{LOGS}/{{dataset}}/syncnet_expert.log",
-    threads: 2
+    # Every evaluation waits for it: started first, it trains beside the models instead of after them.
+    priority: 10
+    threads: EXPERT_THREADS
     resources:
         mem_mb=6000,
         runtime=240,
