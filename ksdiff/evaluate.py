@@ -24,7 +24,11 @@ Every method, ground truth included, goes through the same code:
            (``external=True``: someone else's generated videos, extracted by
            the workflow into coeffs tables) are scored on their ORIGINAL
            frames with their extracted landmarks, since re-rendering would
-           throw away their own image synthesis.
+           throw away their own image synthesis. Each external video of a
+           ground-truth clip is first checked against it by its audio
+           (ksdiff.metrics.external_check): a small constant lag is removed
+           before scoring, a video that does not match is not scored, and
+           every check is recorded in the table's attrs ('external_check').
 
 A clip that cannot be scored (missing or failed table, no audio, ...) is
 skipped with its reason in the table's attrs ('skipped'); a metric that is
@@ -41,6 +45,7 @@ from pathlib import Path
 import numpy as np
 
 from ksdiff.io import parquet
+from ksdiff.metrics import external_check
 from ksdiff.metrics.flame import FLAME_BACKENDS
 from ksdiff.metrics.lve import lve_name
 from ksdiff.metrics.protocol import PROTOCOL
@@ -171,14 +176,16 @@ def lse_rendered(model, warper, posed: np.ndarray | None, wav: np.ndarray, fps: 
     return lse(model, crops, wav, color="rgb", fps=fps)
 
 
-def lse_original(model, video: str, landmarks: np.ndarray, fps: float, wav: np.ndarray) -> dict:
-    """LSE of an external method's own video frames with its extracted landmarks."""
+def lse_original(model, video: str, landmarks: np.ndarray, fps: float, wav: np.ndarray, start: int = 0) -> dict:
+    """LSE of an external method's own video frames with its extracted landmarks, from frame ``start`` on
+    (a video whose lag against the ground truth was corrected: ``wav`` starts at that frame)."""
     from ksdiff.io.video import iter_frames
     from ksdiff.metrics.mouth_crops import face_crops
     from ksdiff.metrics.syncnet import lse
 
+    landmarks = landmarks[start:]
     with tempfile.TemporaryDirectory(prefix="ksdiff-lse-") as tmp:
-        frames = _to_buffer((rgb for _, _, _, rgb in iter_frames(video, fps)), len(landmarks), Path(tmp))
+        frames = _to_buffer((rgb for k, _, _, rgb in iter_frames(video, fps) if k >= start), len(landmarks), Path(tmp))
         crops = face_crops(frames, landmarks[: len(frames)])
     return lse(model, crops, wav, color="rgb", fps=fps)
 
@@ -434,10 +441,11 @@ def evaluate_method(
               dict(parquet.read_table(videos_root / "manifest.parquet", "manifest").to_pandas()[["clip_id", "path"]].values))
     rows = _Rows(method)
     scored = []
+    checks: list[dict] = []  # external videos against their ground-truth clips (ksdiff.metrics.external_check)
     for clip in tqdm(clips, desc=f"evaluate {method}", unit="clip", disable=None):
         try:
             why = _score_one(rows, clip, clip in test, results, pred_dir, ext_root, basis, fps, model, is_gt,
-                             cfg["eval"].get("lse_samples"), videos, flame)
+                             cfg["eval"].get("lse_samples"), videos, flame, checks)
         except (RenderError, ValueError, OSError, KeyError) as e:  # one bad clip never stops the table
             log.exception("%s: %s", clip, e)
             why = f"{type(e).__name__}: {e}"
@@ -467,6 +475,8 @@ def evaluate_method(
         "skipped": skipped,
         "undefined": rows.undefined,
     }
+    if external:
+        attrs["external_check"] = checks
     log.info("%s: %d clips scored, %d skipped, %d rows", method, len(scored), len(skipped), len(rows.rows))
     if out is not None:
         _write_metrics(out, rows.table() if rows.rows else None, attrs)
@@ -504,9 +514,17 @@ def merge_metrics(cfg: dict, results: str, parts: list, method: str, out: str) -
     return 0
 
 
+def _n_frames(table: parquet.Table) -> int:
+    """Frames of a coeffs table's first sample."""
+    s = table.column("sample")
+    return int(np.sum(s == s.min())) if len(s) else 0
+
+
 def _score_one(rows, clip, in_test, results, pred_dir, ext_root, basis, fps, model, is_gt, lse_samples=None,
-               videos=None, flame=(None, "")) -> str:
-    """Score one clip; '' when scored, else why it was skipped. ``videos``: clip id -> source video path."""
+               videos=None, flame=(None, ""), checks=None) -> str:
+    """Score one clip; '' when scored, else why it was skipped. ``videos``: clip id -> source video path.
+    An external video of a ground-truth clip is first checked against it (its record appended to ``checks``)
+    and scored with its lag removed, or not at all."""
     from ksdiff.render.video import decodable, reference_frame, template_of
     from ksdiff.render.warp import FaceWarper
 
@@ -521,15 +539,25 @@ def _score_one(rows, clip, in_test, results, pred_dir, ext_root, basis, fps, mod
         wav_path = ext_root / "audio" / f"{clip}.wav"
     if not wav_path.exists():
         return f"no audio ({wav_path})"
+    wav = _wav(wav_path)
+    check = None
+    if ext_root is not None and gt is not None:
+        video_wav = ext_root / "audio" / f"{clip}.wav"
+        check = external_check.check_clip(clip, _wav(video_wav) if video_wav.exists() else None, wav,
+                                          _n_frames(motion), _n_frames(gt), fps, PROTOCOL.sample_rate)
+        checks.append(check.row())
+        if not check.scored:
+            return f"external check: {check.reason}"
+        gt, motion, wav = check.align(gt, motion, wav, fps, PROTOCOL.sample_rate)
     ident = gt if gt is not None else motion
-    ref = ClipRef(clip, _wav(wav_path), None if decodable(ident) else template_of(ident), gt)
+    ref = ClipRef(clip, wav, None if decodable(ident) else template_of(ident), gt)
 
     lse_fn = None
     if model is not None:
         if ext_root is not None:
             lm = _landmarks_px(ext_root / "landmarks" / f"{clip}.parquet")
-            video = videos[clip]
-            lse_fn = lambda s, posed: lse_original(model, video, lm, fps, ref.wav)  # noqa: E731
+            video, start = videos[clip], check.video_start if check is not None else 0
+            lse_fn = lambda s, posed: lse_original(model, video, lm, fps, ref.wav, start)  # noqa: E731
         else:
             ref_rgb, ref_lm, _ = reference_frame(results, clip, fps)
             warper = FaceWarper(ref_rgb, ref_lm)

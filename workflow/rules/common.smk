@@ -172,10 +172,14 @@ def predictions_of(wildcards):
 
 
 def external_tables(wildcards):
-    """Coefficients (and audio, for clips without ground truth) extracted from an
-    external method's videos: the shard summaries of those steps."""
+    """What scoring reads of an external method's videos: their merged manifest (the
+    videos' paths) and the shard summaries of the steps whose per-clip tables it reads
+    (audio: checked against the ground truth's; landmarks: LSE's crops; coefficients)."""
     pseudo = f"{wildcards.dataset}-ext-{wildcards.method}"
-    return [f"{RESULTS}/{pseudo}/shards/{step}/{s}.parquet" for s in dataset_shards(pseudo) for step in ("coeffs", "audio")]
+    steps = ("audio", "landmarks", "coeffs")
+    return [f"{RESULTS}/{pseudo}/manifest.parquet"] + [
+        f"{RESULTS}/{pseudo}/shards/{step}/{s}.parquet" for s in dataset_shards(pseudo) for step in steps
+    ]
 
 
 def syncnet_weights(wildcards):
