@@ -303,3 +303,55 @@ def test_flame_predictions_get_head_metrics_and_reasons_for_the_lip_metrics(worl
     lve_why = [u["reason"] for u in undefined if u["metric"] == LVE]
     assert len(lve_why) == 4 and all("'deca' backend" in w for w in lve_why)
     assert any(u["metric"] == "lse_c" and "did not decode" in u["reason"] for u in undefined)
+
+
+def test_external_videos_are_checked_against_their_clip_before_scoring(world, tmp_path):
+    """An external system's videos of three test clips: one carries the clip's own audio, one another recording
+    (its frames cannot be trusted to follow the clip's speech), one is the clip padded by 0.2 s at its start. The
+    second is not scored and the report says why, with what was measured; the third is scored with its lag
+    removed, so its motion (the ground truth's) scores an LVE of 0."""
+    from ksdiff.io.audio import read_wav
+    from ksdiff.metrics import external_check
+    from ksdiff.report.build import build_report
+
+    res, truth = world["res"], world["truth"]
+    _, lm = face_photo(SIZE)
+    template, s, _, c = canonical(lm)
+    ext = tmp_path / "results" / "fab-ext-other"
+    pad = 5  # frames: 0.2 s at 25 fps
+    for clip in ("spkA_0", "spkA_1", "spkB_1"):
+        expr, rot, _ = truth[clip]
+        wav, sr = read_wav(res / "audio" / f"{clip}.wav")
+        if clip == "spkA_1":  # another recording of the same length
+            wav = (0.1 * np.random.default_rng(1).standard_normal(len(wav))).astype(np.float32)
+        if clip == "spkB_1":  # the video starts 0.2 s before the clip: first frame held, silence
+            expr, rot = np.concatenate([expr[:1].repeat(pad, 0), expr]), np.concatenate([rot[:1].repeat(pad, 0), rot])
+            wav = np.concatenate([np.zeros(pad * sr // 25, np.float32), wav])
+        n = len(expr)
+        parquet.write_table(ext / "coeffs" / f"{clip}.parquet", "coeffs",
+                            coeffs_cols(expr, rot, np.tile(c, (n, 1)), np.full(n, s)),
+                            attrs={"template": template.tolist(), "fps": 25})
+        write_wav(ext / "audio" / f"{clip}.wav", wav, sr)
+    out = tmp_path / "ext-other.parquet"
+    df = evaluate_method(_cfg(), str(res), str(ext / "coeffs"), "other", str(out), external=True)
+    attrs = parquet.read_table(out, "metrics").attrs
+    checks = {r["clip_id"]: r for r in attrs["external_check"]}
+    assert checks["spkA_0"]["status"] == external_check.OK and checks["spkA_0"]["peak_corr"] == pytest.approx(1.0)
+    assert checks["spkA_1"]["status"] == external_check.MISMATCH
+    assert checks["spkA_1"]["peak_corr"] < external_check.MIN_PEAK_CORR
+    assert checks["spkB_1"]["status"] == external_check.LAG_CORRECTED and checks["spkB_1"]["lag_frames"] == pad
+    assert checks["spkB_1"]["lag_s"] == pytest.approx(0.2, abs=1e-3)
+    assert attrs["clips"] == ["spkA_0", "spkB_1"]
+    why = {x["clip_id"]: x["reason"] for x in attrs["skipped"]}
+    assert why["spkA_1"].startswith("external check: audio does not match the clip's: peak normalised correlation")
+    lve = df[df.metric == LVE].set_index("clip_id")["value"]
+    assert set(lve.index) == {"spkA_0", "spkB_1"} and np.allclose(lve, 0.0, atol=1e-6)  # aligned: the same motion
+
+    gt = tmp_path / "ground_truth.parquet"
+    evaluate_method(_cfg(), str(res), None, GROUND_TRUTH, str(gt))
+    md, html = tmp_path / "board.md", tmp_path / "board.html"
+    build_report(_cfg(), [str(gt), str(out)], str(md), str(html), str(tmp_path / "plots"))
+    for text in (md.read_text(), html.read_text()):
+        assert "External videos against their ground truth" in text
+        assert "mismatch" in text and "lag corrected" in text and "scored shifted by +5 frames" in text
+        assert f"{checks['spkA_1']['peak_corr']:.2f} &lt; 0.5" in text or f"{checks['spkA_1']['peak_corr']:.2f} < 0.5" in text

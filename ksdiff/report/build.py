@@ -18,6 +18,7 @@ import pandas as pd
 from ksdiff.evaluate import GROUND_TRUTH, METRIC_INFO
 from ksdiff.io import parquet
 from ksdiff.io.files import atomic_write_bytes, sha256_file
+from ksdiff.metrics import external_check
 from ksdiff.metrics.protocol import PROTOCOL
 from ksdiff.report import plots, sanity as sane, speaker_spread
 from ksdiff.report.html import html_table, metric_definitions, render_html, software_versions, syncnet_statement
@@ -71,6 +72,20 @@ def parameter_counts(models: Path, methods: list[str]) -> dict[str, int]:
         if len(hit):
             out[m] = int(hit.iloc[-1])
     return out
+
+
+def external_checks(attrs: list[dict]) -> pd.DataFrame:
+    """Every external video's check against its ground-truth clip (ksdiff.metrics.external_check), as the
+    metrics tables of external methods record them: one row per method and clip."""
+    rows = [{"Method": a["method"], "Clip": c["clip_id"], "Status": c["status"],
+             "Peak correlation": c["peak_corr"], "Lag [s]": c["lag_s"], "Lag [frames]": c["lag_frames"],
+             "Frames": c["n_frames"], "Ground-truth frames": c["n_frames_gt"], "Reason": c["reason"] or "–"}
+            for a in attrs for c in a.get("external_check", [])]
+    df = pd.DataFrame(rows)
+    for col in ("Peak correlation", "Lag [s]"):
+        if col in df:
+            df[col] = df[col].astype(float)  # not measured (no audio track): NaN, shown as '–'
+    return df
 
 
 def choose_clips(attrs: list[dict], k: int) -> list[str]:
@@ -179,6 +194,7 @@ def build_report(
     skipped += [{"method": s["method"], "clip_id": "(all)", "reason": f"metrics table {s['status']}: {s['reason']}"}
                 for s in sources if s["status"] != parquet.OK]
     undefined = [{"method": a["method"], **u} for a in attrs for u in a.get("undefined", [])]
+    ext_checks = external_checks(attrs)
     lse_note, weight_rows = syncnet_statement(attrs)
     basis_rows = {(a.get("basis") or {}).get("sha256", "") for a in attrs} - {""}
     weight_rows += [{"name": "expression basis", "value": f"sha256 {b}"} for b in sorted(basis_rows)]
@@ -220,7 +236,7 @@ def build_report(
     title = f"ksdiff leaderboard: {', '.join(sorted({a.get('dataset', '?') for a in attrs})) or 'no data'}"
 
     md = _markdown(title, checked, board, notes, lse_note, figures, figure_notes, versions, weight_rows, sources, skipped,
-                   undefined, appendix, Path(out_md), level, n_boot, seed)
+                   undefined, appendix, Path(out_md), level, n_boot, seed, ext_checks)
     atomic_write_bytes(out_md, md.encode())
     html = render_html({
         "title": title,
@@ -235,6 +251,8 @@ def build_report(
         "flag_notes": checked["flag_notes"],
         "metric_notes": notes,
         "syncnet_statement": lse_note,
+        "external_note": EXTERNAL_NOTE,
+        "external_html": html_table(ext_checks) if not ext_checks.empty else "",
         "figures": [{"title": f["title"], "caption": f["caption"], "uri": plots.data_uri(f["path"])} for f in figures],
         "figure_notes": figure_notes,
         "protocol_text": PROTOCOL.describe(),
@@ -252,8 +270,16 @@ def build_report(
     return 0
 
 
+EXTERNAL_NOTE = (
+    "Each external video was checked against its ground-truth clip before scoring: its audio cross-correlated "
+    f"with the clip's (peak normalised correlation at least {external_check.MIN_PEAK_CORR:g}, a constant lag "
+    f"within ±{external_check.MAX_LAG_S:g} s removed before scoring, length within "
+    f"{external_check.MAX_LENGTH_DIFF_FRAMES} frames of the clip's once the lag is removed). "
+    "A video marked 'mismatch' is not scored (it is also under Skipped clips).")
+
+
 def _markdown(title, checked, board, notes, lse_note, figures, figure_notes, versions, weight_rows, sources, skipped,
-              undefined, appendix, out_md: Path, level, n_boot, seed) -> str:
+              undefined, appendix, out_md: Path, level, n_boot, seed, ext_checks) -> str:
     rel = lambda p: os.path.relpath(p, out_md.resolve().parent)  # noqa: E731
     lines = [f"# {title}", ""]
     if checked["banner"]:
@@ -269,7 +295,10 @@ def _markdown(title, checked, board, notes, lse_note, figures, figure_notes, ver
     lines += [f"- ⚠ **{n['header']}**: {n['reason']}" for n in checked["flag_notes"]]
     lines += [""] if checked["flag_notes"] else []
     lines += [f"- **{n['header']}**: {n['better']}. {n['definition']}" for n in notes]
-    lines += ["", f"LSE (SyncNet): {lse_note}", "", "## Figures", ""]
+    lines += ["", f"LSE (SyncNet): {lse_note}", ""]
+    if not ext_checks.empty:
+        lines += ["## External videos against their ground truth", "", EXTERNAL_NOTE, "", to_markdown(ext_checks), ""]
+    lines += ["## Figures", ""]
     lines += [f"![{f['title']}]({rel(Path(f['path']).resolve())})" for f in figures]
     lines += [f"- {n}" for n in figure_notes]
     lines += ["", "## Protocol", "", "LSE departs from syncnet_python's pipeline in these ways:", ""]
