@@ -15,6 +15,10 @@ import json
 import logging
 import sys
 
+import yaml
+
+from ksdiff import numerics
+
 # name -> ("module:function", help, [(flag, kwargs), ...]). The function is
 # called with the parsed flags as keyword arguments (dashes -> underscores)
 # plus ``cfg``, the validated configuration.
@@ -139,6 +143,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def raw_cfg(args) -> dict:
+    """The config as given, unvalidated (validation imports nothing heavy, but the numerics pin must come first)."""
+    if args.opts:
+        return json.loads(args.opts)
+    if args.config:
+        with open(args.config) as f:
+            return yaml.safe_load(f) or {}
+    return {}
+
+
 def load_cfg(args) -> dict:
     from ksdiff import config
 
@@ -165,6 +179,8 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
+    # Before anything imports numpy or torch: their CPU code paths are chosen when they load.
+    numerics.pin(numerics.mode_of(raw_cfg(args)))
     cfg = load_cfg(args)
     module, func = args._target.split(":")
     fn = getattr(importlib.import_module(module), func)

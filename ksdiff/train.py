@@ -39,6 +39,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from ksdiff import numerics
 from ksdiff.data import dataset as ds
 from ksdiff.data import motion
 from ksdiff.io.files import atomic_path, atomic_torch_save
@@ -247,6 +248,7 @@ def model_payload(model, mcfg, tcfg: TrainConfig, data: TrainData, step: int, na
         "method": mcfg.method,  # the architecture
         "name": name,  # the configured variant (e.g. ksdiff_nokel)
         "step": step,
+        "numerics": numerics.describe(),  # which CPU code paths trained it (ksdiff/numerics.py)
         "model_cfg": mcfg.to_dict(),
         "train_cfg": tcfg.to_dict(),
         "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
@@ -463,6 +465,7 @@ def train(cfg: dict, results: str, out: str, method: str | None = None) -> int:
     dtype = amp_dtype(tcfg, device)
     if tcfg.num_threads > 0:
         torch.set_num_threads(tcfg.num_threads)
+    numerics.torch_settings(numerics.mode_of(cfg))
     fp = fingerprint(mcfg.to_dict(), tcfg, data.stats, [c.clip_id for c in data.train.clips])
 
     seed_everything(tcfg.seed)

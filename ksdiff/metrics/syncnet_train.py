@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from ksdiff import numerics
 from ksdiff.io.files import atomic_torch_save
 from ksdiff.metrics.mouth_crops import face_crops
 from ksdiff.metrics.protocol import PROTOCOL
@@ -144,6 +145,7 @@ def train_expert(
 
 
 def _train(clips: Sequence[tuple], cfg: ExpertConfig, out_path: str | Path | None) -> tuple[torch.nn.Module, dict]:
+    numerics.torch_settings()  # deterministic algorithms unless the process runs numerics 'fast'
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     data = prepare_clips(clips, cfg.color)
@@ -167,7 +169,7 @@ def _train(clips: Sequence[tuple], cfg: ExpertConfig, out_path: str | Path | Non
             bar.set_postfix(loss=f"{losses[-1]:.3f}")
             log.debug("step %d loss %.4f", step, losses[-1])
     model.eval()
-    info = {"losses": losses, "config": asdict(cfg), "path": None, "sha256": None}
+    info = {"losses": losses, "config": asdict(cfg), "numerics": numerics.describe(), "path": None, "sha256": None}
     if out_path is not None:
         info.update(save_expert(model, out_path, info))
     return model, info

@@ -1,0 +1,131 @@
+"""Which CPU code paths do the arithmetic: pinned, so one config gives the same numbers on every x86-64 CPU.
+
+Float sums are not associative, and each numeric library picks its kernels for the processor it runs on:
+16-lane AVX-512 kernels sum in another order than 8-lane AVX2 ones. Measured on the tiny end-to-end
+corpus (benchmarks/README.md, "Numerics across processors"): an AVX-512 machine's pose and coefficient
+tables differ from an AVX2-only machine's in their last bits (numpy's OpenBLAS), and the SyncNet expert
+trained on identical crops comes out different (oneDNN's convolutions, ATen's vectorised kernels, MKL's
+GEMM), enough to turn a sync check from pass to fail. Each library can be told at start-up to use the code
+path that every CPU with AVX2 has, and then gives the same bits there:
+
+- ATen (torch's own kernels): ``ATEN_CPU_CAPABILITY=avx2``.
+- oneDNN (torch's convolutions): ``ONEDNN_MAX_CPU_ISA=AVX2``.
+- MKL (torch's matrix products): Conditional Numerical Reproducibility, ``MKL_CBWR=AVX2,STRICT``, MKL's
+  documented promise of the same results on any processor with AVX2, and ``MKL_ENABLE_INSTRUCTIONS=AVX2``.
+- OpenBLAS (numpy's linear algebra: pose fits, PCA): ``OPENBLAS_CORETYPE=Haswell``. A value already set
+  in the environment is kept: some machines set one because other kernels are broken on them.
+
+Each library reads its variable once, when it loads, so :func:`pin` must run before numpy or torch is
+imported: ``ksdiff``'s command line calls it first thing, and the test suite's conftest does. Training
+and the SyncNet expert also switch on torch's deterministic algorithms (and cuDNN's deterministic mode on
+a GPU, where bit equality across cards is not promised). ``numerics: fast`` in the config leaves every
+library its own choice: faster on AVX-512 machines, and numbers that depend on the processor.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+log = logging.getLogger(__name__)
+
+MODES = ("pinned", "fast")
+DEFAULT_MODE = "pinned"
+
+# Library -> (environment variable, the value every x86-64 CPU with AVX2 runs alike).
+PINNED_ENV = {
+    "ATEN_CPU_CAPABILITY": "avx2",
+    "ONEDNN_MAX_CPU_ISA": "AVX2",
+    "MKL_CBWR": "AVX2,STRICT",
+    "MKL_ENABLE_INSTRUCTIONS": "AVX2",
+    "OPENBLAS_CORETYPE": "Haswell",
+}
+KEEP_IF_SET = ("OPENBLAS_CORETYPE",)  # a machine's own workaround for broken kernels wins
+# cuBLAS needs a fixed workspace to be deterministic (torch's reproducibility notes).
+GPU_ENV = {"CUBLAS_WORKSPACE_CONFIG": ":4096:8"}
+
+_state = {"mode": None, "late": []}
+
+
+def mode_of(cfg: dict | None) -> str:
+    """The numerics mode a (possibly unvalidated) config asks for."""
+    mode = (cfg or {}).get("numerics", DEFAULT_MODE)
+    if mode not in MODES:
+        raise ValueError(f"numerics: {mode!r} is not one of {', '.join(MODES)}")
+    return mode
+
+
+def pin(mode: str = DEFAULT_MODE) -> str:
+    """Set the libraries' code paths for ``mode``; call before numpy and torch are imported.
+
+    Returns the mode. In a process that already loaded one of them, the pin cannot take for that
+    library: it is logged and :func:`describe` says so, rather than claiming numbers it cannot promise.
+    """
+    if mode not in MODES:
+        raise ValueError(f"numerics: {mode!r} is not one of {', '.join(MODES)}")
+    _state["mode"] = mode
+    if mode == "fast":
+        return mode
+    changed = set()
+    for var, value in {**PINNED_ENV, **GPU_ENV}.items():
+        if (var in KEEP_IF_SET and os.environ.get(var)) or os.environ.get(var) == value:
+            continue
+        if var in os.environ:
+            log.info("numerics pinned: %s=%s replaces %s", var, value, os.environ[var])
+        os.environ[var] = value
+        changed.add(var)
+    # A variable set only now is too late for a library already loaded (a second pin() is harmless).
+    late = []
+    if "numpy" in sys.modules and "OPENBLAS_CORETYPE" in changed:
+        late.append("OpenBLAS (numpy was imported before the pin)")
+    if "torch" in sys.modules and changed - {"OPENBLAS_CORETYPE"}:
+        import torch  # already loaded: no import cost
+
+        if torch.backends.cpu.get_cpu_capability() not in ("AVX2", "DEFAULT"):
+            late.append(f"ATen (torch was imported before the pin and runs {torch.backends.cpu.get_cpu_capability()})")
+    _state["late"] = late
+    if late:
+        log.warning("numerics pinned too late for: %s; these numbers may differ on another processor", "; ".join(late))
+    return mode
+
+
+def torch_settings(mode: str | None = None) -> None:
+    """Deterministic algorithms for a training run (after torch is imported); nothing in fast mode."""
+    import torch
+
+    if (mode or _state["mode"] or DEFAULT_MODE) != "pinned":
+        return
+    # warn_only: an op without a deterministic implementation (a few CUDA ones) warns instead of stopping a run.
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.benchmark = False
+
+
+def describe() -> dict:
+    """What actually ran: recorded beside trained weights and printed in every report."""
+    mode = _state["mode"] or "unset"
+    out = {"mode": mode}
+    if "torch" in sys.modules:
+        import torch
+
+        out["aten_capability"] = torch.backends.cpu.get_cpu_capability()
+        out["torch"] = str(torch.__version__)
+        out["deterministic_algorithms"] = bool(torch.are_deterministic_algorithms_enabled())
+    for var in PINNED_ENV:
+        out[var] = os.environ.get(var, "")
+    if _state["late"]:
+        out["not_pinned"] = list(_state["late"])
+    return out
+
+
+def summary(info: dict | None) -> str:
+    """One line for logs and reports from a describe() record (None: not recorded)."""
+    if not info:
+        return "numerics not recorded"
+    if info.get("mode") == "pinned" and not info.get("not_pinned"):
+        return (f"numerics pinned (ATen {info.get('aten_capability', '?')}, oneDNN <= {info.get('ONEDNN_MAX_CPU_ISA')}, "
+                f"MKL CBWR {info.get('MKL_CBWR')}, OpenBLAS {info.get('OPENBLAS_CORETYPE')}): the same on any x86-64 CPU with AVX2")
+    if info.get("mode") == "pinned":
+        return "numerics pinned only in part (" + "; ".join(info["not_pinned"]) + "): may differ on another processor"
+    return (f"numerics {info.get('mode')} (ATen {info.get('aten_capability', '?')}): the processor's own kernels, "
+            "numbers may differ on another processor")
