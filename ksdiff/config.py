@@ -2,17 +2,27 @@
 
 Defaults live in one place, the JSON schema at workflow/schemas/config.schema.yaml
 (Snakemake's ``validate`` reads the same file), so the CLI, the tests and the
-workflow can never disagree about them.
+workflow can never disagree about them. The free-form sections default in their
+dataclasses: ``train`` in TrainConfig below, ``model`` in ksdiff.models.config,
+``infer`` in ksdiff.infer, ``eval.expert`` in ksdiff.metrics.syncnet_train.
 """
 from __future__ import annotations
 
 import copy
+import dataclasses
+from dataclasses import dataclass
 from pathlib import Path
 
 import jsonschema
 import yaml
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "config.schema.yaml"
+
+
+# The non-learned methods `baselines` may name (ksdiff.infer), and those of them every metric
+# must put ground truth above (ksdiff.report.sanity), in the order reports show them.
+BASELINES = ("static", "mismatched")
+FLOORS = ("mismatched", "static")
 
 
 class ConfigError(ValueError):
@@ -73,11 +83,70 @@ def dataclass_from_dict(cls, d: dict | None, what: str):
     The free-form config sections (model, train, infer, eval.expert) are
     checked here, so a typo never silently falls back to a default.
     """
-    import dataclasses
-
     d = dict(d or {})
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(d) - known)
     if unknown:
         raise ValueError(f"unknown {what} keys {unknown}; known keys: {sorted(known)}")
     return cls(**d)
+
+
+def split_file_paths(split_file) -> list[str]:
+    """The file(s) named by ``dataset.split_file`` (a path, a split -> path mapping, or None)."""
+    if not split_file:
+        return []
+    return [str(p) for p in split_file.values()] if isinstance(split_file, dict) else [str(split_file)]
+
+
+@dataclass
+class TrainConfig:
+    """Training hyperparameters (ksdiff.train), defaults in one place; override through the config's ``train:``
+    section. Kept here, beside the schema, because the workflow reads the thread count of a training job from
+    it (ksdiff.plan.train_threads) in an environment without torch."""
+
+    steps: int = 600  # demo: ~5 min per CPU core on the synthetic corpus (see benchmarks); real datasets want 50k+
+    batch_size: int = 16  # DiffPoseTalk's batch size
+    lr: float = 1e-4  # AdamW learning rate of both DiffSpeaker and DiffPoseTalk
+    warmup_steps: int = 100  # linear warm-up to lr; then constant like DS/DPT (avoids early attention blow-ups)
+    weight_decay: float = 0.01  # AdamW's usual decoupled decay
+    adam_betas: tuple[float, float] = (0.9, 0.999)  # torch / DS defaults
+    grad_clip: float = 1.0  # global grad-norm clip; diffusion losses at small t spike occasionally
+    seed: int = 0  # model init, data order, diffusion noise
+    amp: str = "bf16"  # CUDA only: bf16 | fp16 (with GradScaler) | off; CPU always trains in fp32
+    device: str = "auto"  # auto (cuda if available) | cpu | cuda | cuda:N
+    num_threads: int = 1  # torch CPU threads (0: torch default); 2 ran 15-40x slower beside another job
+    num_workers: int = 0  # clips are in memory; windows are cheap slices, so workers only add start-up cost
+    val_every: int = 100  # steps between validation losses
+    val_seed: int = 1234  # fixed diffusion noise for validation, so val losses compare across evaluations
+    log_every: int = 25  # steps between training-loss log rows
+    ckpt_every: int = 100  # steps between checkpoints (resume points)
+    keep_checkpoints: int = 2  # most recent checkpoints kept on disk
+    # final weights: best_val (lowest validation loss; small data overfits) | best_val_lve (lowest sampled
+    # validation lip error, see LipError) | last
+    select: str = "best_val"
+    val_lve_samples: int = 1  # samples per validation clip for the logged validation lip error (0: not computed)
+
+    # Fields that do not change the training trajectory (so they may differ on resume).
+    _RESUME_FREE = ("device", "num_threads", "num_workers", "val_every", "log_every", "ckpt_every",
+                    "keep_checkpoints", "steps", "val_lve_samples")
+
+    def __post_init__(self):
+        self.adam_betas = tuple(float(b) for b in self.adam_betas)
+        if self.select not in ("best_val", "best_val_lve", "last"):
+            raise ValueError(f"train.select must be best_val, best_val_lve or last, got {self.select!r}")
+        if self.select == "best_val_lve" and self.val_lve_samples < 1:
+            raise ValueError("train.select=best_val_lve needs train.val_lve_samples >= 1")
+        if self.amp not in ("bf16", "fp16", "off"):
+            raise ValueError(f"train.amp must be bf16, fp16 or off, got {self.amp!r}")
+        for name in ("steps", "batch_size", "val_every", "log_every", "ckpt_every", "keep_checkpoints"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"train.{name} must be >= 1")
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> "TrainConfig":
+        return dataclass_from_dict(cls, d, "train config")
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["adam_betas"] = list(self.adam_betas)
+        return d

@@ -50,13 +50,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ksdiff.config import BASELINES
 from ksdiff.data import dataset as ds
 from ksdiff.data import motion
 from ksdiff.io import parquet
 
 log = logging.getLogger(__name__)
 
-BASELINES = ("static", "mismatched")
 REQUIRED_KEYS = ("format", "version", "method", "model_cfg", "model", "stats", "features", "motion")
 
 

@@ -8,6 +8,7 @@ import pytest
 from ksdiff import config
 from ksdiff.data import manifest, shards
 from ksdiff.io import parquet
+from ksdiff.stage_config import stage_options
 
 
 def _work(tmp_path, clips, calls, fail=(), interrupt=None, inputs=()):
@@ -51,11 +52,22 @@ def test_a_changed_option_reruns_every_clip_of_the_step(tmp_path):
     assert parquet.read_options(tmp_path / "a.parquet") == "h2"
 
 
-def test_options_hash_follows_the_sections_a_step_reads():
+def _hash(cfg, stage):
+    return shards.options_hash(stage_options(cfg, stage), shards.STAGES[stage].table)
+
+
+def test_options_hash_follows_the_keys_a_stage_reads():
     a = config.defaults()
     b = config.defaults(features={"kind": "logmel", "n_mels": 40})
-    assert shards.options_hash(a, ("fps", "features"), "features") != shards.options_hash(b, ("fps", "features"), "features")
-    assert shards.options_hash(a, ("fps", "landmarks"), "landmarks") == shards.options_hash(b, ("fps", "landmarks"), "landmarks")
+    assert _hash(a, "features") != _hash(b, "features")
+    assert _hash(a, "landmarks") == _hash(b, "landmarks")
+    # Another dataset beside this one, another results folder: no clip's table is stale.
+    c = config.defaults(datasets=[{"name": "synth", "root": "data/synth", "synthetic": True},
+                                  {"name": "hdtf", "root": "/data/hdtf", "layout": "hdtf"}], results_dir="elsewhere")
+    assert all(_hash(a, stage) == _hash(c, stage) for stage in shards.STAGES)
+    # QC's minimum duration is also where landmarks give up on a clip: it reruns that step, not the audio.
+    d = config.defaults(dataset={"min_duration_s": 2.0})
+    assert _hash(a, "landmarks") != _hash(d, "landmarks") and _hash(a, "audio") == _hash(d, "audio")
 
 
 def test_a_newer_input_reruns_its_clip(tmp_path):

@@ -83,6 +83,15 @@ def _stem(token: str) -> str:
     return token[:-4] if token.lower().endswith(".mp4") else token
 
 
+KINDS = ("annotion_time", "resolution", "video_url", "crop_wh", "crop_ratio")  # {S}_{kind}.txt, HDTF's spelling
+
+
+def annotation_files(folder: str | Path, subsets=SUBSETS) -> list[Path]:
+    """The annotation files ``load`` reads that exist under ``folder``."""
+    folder = Path(folder)
+    return [p for s in subsets for k in KINDS if (p := folder / f"{s}_{k}.txt").exists()]
+
+
 def load(folder: str | Path, subsets=SUBSETS) -> Annotations:
     """Read every subset's five files under ``folder``; missing files are problems."""
     folder = Path(folder)
@@ -93,7 +102,7 @@ def load(folder: str | Path, subsets=SUBSETS) -> Annotations:
         return videos.setdefault((subset, name), Video(subset, name))
 
     for s in subsets:
-        files = {k: folder / f"{s}_{k}.txt" for k in ("annotion_time", "resolution", "video_url", "crop_wh", "crop_ratio")}
+        files = {k: folder / f"{s}_{k}.txt" for k in KINDS}
         for k, path in files.items():
             if not path.exists():
                 problems.append(Problem(path.name, 0, "file missing"))

@@ -9,8 +9,8 @@ so QC stays per clip and a rerun redoes only what is missing:
   ``probe_shard`` probes and hashes one shard's videos into its manifest part, and
   ``merge_manifest`` concatenates the parts into the manifest every later step reads.
 - ``run_stage`` runs one per-clip step over one shard. A clip is skipped when its
-  outputs exist, were written with the same options (hash of the config sections
-  the step reads, stamped in the table's ``ksdiff.options`` metadata) and are not
+  outputs exist, were written with the same options (hash of the config keys the
+  step reads, ksdiff.stage_config, stamped in the table's ``ksdiff.options`` metadata) and are not
   older than the clip's inputs, so a changed option reruns exactly that step's
   clips, and a job killed mid-shard resumes at the next clip (outputs are written
   atomically). A clip whose step raises gets a failed table with the error and
@@ -35,6 +35,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ksdiff.io import parquet, schemas
+from ksdiff.stage_config import stage_options
 
 log = logging.getLogger(__name__)
 
@@ -116,11 +117,11 @@ def merge_manifest(cfg: dict, listing: str, parts: str, out: str) -> int:
 # --------------------------------------------------------------------------- the loop
 
 
-def options_hash(cfg: dict, sections: Iterable[str], table: str) -> str:
-    """Hash of what a step's output depends on besides its inputs: the config sections it
-    reads and the version of the schema it writes."""
-    sub = {k: cfg.get(k) for k in sorted(set(sections))}
-    sub["_schema"] = [table, schemas.VERSIONS[table]]
+def options_hash(options: dict, table: str) -> str:
+    """Hash of what a step's output depends on besides its inputs: the options its stage reads
+    (ksdiff.stage_config.stage_options, the same keys the workflow passes its job) and the
+    version of the schema it writes."""
+    sub = {**options, "_schema": [table, schemas.VERSIONS[table]]}
     return hashlib.sha256(json.dumps(sub, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -198,7 +199,8 @@ def run_loop(work: Iterable[ClipWork], opts_hash: str, out: str | Path, *, stage
 
 @dataclass(frozen=True)
 class Stage:
-    """A per-clip step: its function, the config sections it reads, and its files.
+    """A per-clip step: its function, the table it writes, and its files (the config keys it
+    reads are ksdiff.stage_config.STAGE_KEYS under the same name).
 
     ``files(results, clip, row, extra)`` -> (kwargs for the function, table path,
     other outputs, inputs). ``row`` is the clip's manifest row.
@@ -206,7 +208,6 @@ class Stage:
 
     target: str
     table: str
-    sections: tuple[str, ...]
     files: Callable[[Path, str, dict, dict], tuple[dict, Path, list[Path], list[Path]]]
 
 
@@ -252,17 +253,14 @@ def _features(r, c, row, x):
     return dict(audio=str(audio), out=str(out)), out, [], [audio, _p(r, "audio", c, "wav")]
 
 
-# Sections: exactly those the workflow passes each step (workflow/rules/preprocess.smk),
-# plus the global frame and sample rates every step may read.
-_GLOBAL = ("fps", "sample_rate")
 STAGES: dict[str, Stage] = {
-    "audio": Stage("ksdiff.extract.audio:extract_audio", "audio", _GLOBAL, _audio),
-    "transcript": Stage("ksdiff.extract.transcript:transcribe", "transcript", _GLOBAL + ("transcript",), _transcript),
-    "landmarks": Stage("ksdiff.extract.landmarks:extract_landmarks", "landmarks", _GLOBAL + ("landmarks",), _landmarks),
-    "pose": Stage("ksdiff.extract.coeffs:fit_pose", "pose", _GLOBAL + ("coeffs",), _pose),
-    "coeffs": Stage("ksdiff.extract.coeffs:project_coeffs", "coeffs", _GLOBAL + ("coeffs",), _coeffs),
-    "deca": Stage("ksdiff.extract.deca:fit_deca", "coeffs", _GLOBAL + ("coeffs",), _deca),
-    "features": Stage("ksdiff.extract.features:extract_features", "features", _GLOBAL + ("features",), _features),
+    "audio": Stage("ksdiff.extract.audio:extract_audio", "audio", _audio),
+    "transcript": Stage("ksdiff.extract.transcript:transcribe", "transcript", _transcript),
+    "landmarks": Stage("ksdiff.extract.landmarks:extract_landmarks", "landmarks", _landmarks),
+    "pose": Stage("ksdiff.extract.coeffs:fit_pose", "pose", _pose),
+    "coeffs": Stage("ksdiff.extract.coeffs:project_coeffs", "coeffs", _coeffs),
+    "deca": Stage("ksdiff.extract.deca:fit_deca", "coeffs", _deca),
+    "features": Stage("ksdiff.extract.features:extract_features", "features", _features),
 }
 
 
@@ -291,7 +289,7 @@ def run_stage(cfg: dict, stage: str, manifest: str, results: str, out: str, basi
         kwargs, table, others, inputs = st.files(results_p, row["clip_id"], row, extra)
         return ClipWork(row["clip_id"], lambda: fn(cfg=cfg, **kwargs), table, st.table, [table, *others], inputs)
 
-    run_loop((work(r) for r in rows), options_hash(cfg, st.sections, st.table), out, stage=stage,
+    run_loop((work(r) for r in rows), options_hash(stage_options(cfg, stage), st.table), out, stage=stage,
              shard=Path(out).stem, fatal=_fatal_errors())
     return 0
 
@@ -332,9 +330,9 @@ def infer_shard(cfg: dict, results: str, shards: str, shard: int, out_dir: str, 
                         pred, "coeffs", [pred], ins)
 
     # `method` is part of the hash: a baseline and a model never share predictions.
-    cfg_h = {**cfg, "_method": method or ""}
+    options = {**stage_options(cfg, "infer" if checkpoint else "baseline"), "_method": method or ""}
     from ksdiff.infer import CheckpointError
 
-    run_loop((work(c) for c in clips), options_hash(cfg_h, _GLOBAL + ("infer", "_method"), "coeffs"), out,
+    run_loop((work(c) for c in clips), options_hash(options, "coeffs"), out,
              stage=f"infer {method or Path(out_dir).name}", shard=shard_name(shard), fatal=(CheckpointError, MemoryError))
     return 0

@@ -49,6 +49,7 @@ import re
 from collections import Counter, defaultdict
 from pathlib import Path
 
+from ksdiff.config import split_file_paths
 from ksdiff.data.manifest import VIDEO_EXTS, safe_id
 from ksdiff.io import parquet
 
@@ -98,13 +99,6 @@ def assign_splits(speaker_clips: dict[str, int], val_fraction: float, test_fract
 
 
 # ---------------------------------------------------------------- split files
-
-
-def split_file_paths(split_file) -> list[str]:
-    """The file(s) named by ``dataset.split_file`` (a path, a split -> path mapping, or None)."""
-    if not split_file:
-        return []
-    return [str(p) for p in split_file.values()] if isinstance(split_file, dict) else [str(split_file)]
 
 
 def normalise_id(s: str) -> str:

@@ -208,6 +208,12 @@ def read_table(path: str | os.PathLike, name: str | None = None) -> Table:
     )
 
 
+def read_attrs(path: str | os.PathLike) -> dict:
+    """The ``ksdiff.attrs`` of a table without reading its data (one footer read)."""
+    md = pq.read_schema(path).metadata or {}
+    return json.loads(md.get(b"ksdiff.attrs", b"{}").decode() or "{}")
+
+
 def read_status(path: str | os.PathLike) -> tuple[str, str]:
     """(status, reason) of a table without reading its data."""
     md = pq.read_schema(path).metadata or {}

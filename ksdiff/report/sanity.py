@@ -44,13 +44,13 @@ import logging
 import numpy as np
 import pandas as pd
 
+from ksdiff.config import FLOORS
 from ksdiff.evaluate import GROUND_TRUTH, METRIC_INFO
 from ksdiff.report.bootstrap import bootstrap_ci, clip_means
 from ksdiff.report.sanity_why import explain
 
 log = logging.getLogger(__name__)
 
-FLOORS = ("mismatched", "static")  # the baselines of ksdiff.infer.BASELINES, in the order reports show them
 FLOOR_LABELS = {"mismatched": "the mismatched motion", "static": "the static face"}
 ALL_FLOORS = "all"  # the 'floor' of a row that holds for every floor (not applicable, failed weights)
 PASS, FAIL, UNDETERMINED, NOT_APPLICABLE, MISSING = "pass", "fail", "undetermined", "not applicable", "missing"

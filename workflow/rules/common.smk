@@ -1,23 +1,17 @@
-# Shared helpers: paths, the per-stage options passed to `ksdiff`, and the clip
-# lists that come from the manifest checkpoint. No stage logic lives here.
-import json
+# Shared helpers: paths, the options passed to `ksdiff`, and the shard lists that come
+# from the checkpoints' tables. What they compute lives in the package: ksdiff.plan
+# (datasets, shards, texts, floors, threads) and ksdiff.stage_config (what each stage reads).
 import os
-import shlex
 import sys
 
-import pyarrow.parquet as pq
 from snakemake.exceptions import WorkflowError
 
-DATASETS = {d["name"]: d for d in config["datasets"]}
-# Other systems' generated videos (eval.external: name -> folder) run through the
-# same extraction as a dataset of their own, "{dataset}-ext-{name}", whose
-# coefficients use the real dataset's expression basis.
-EXTERNAL_OF = {}
-for _ds in list(DATASETS):
-    for _name, _folder in config["eval"]["external"].items():
-        _pseudo = f"{_ds}-ext-{_name}"
-        DATASETS[_pseudo] = {"name": _pseudo, "root": _folder, "layout": "folder", "synthetic": False}
-        EXTERNAL_OF[_pseudo] = _ds
+from ksdiff import plan
+from ksdiff.stage_config import opts_arg
+
+# The configured datasets and, per external method's videos (eval.external), a dataset
+# of its own, "{dataset}-ext-{name}" (EXTERNAL_OF: pseudo-dataset -> its dataset).
+DATASETS, EXTERNAL_OF = plan.datasets(config)
 RESULTS = config["results_dir"]
 MODELS = config["models_dir"]
 PREDICTIONS = config["predictions_dir"]
@@ -53,21 +47,18 @@ use_software_env(config["software"], workflow.basedir)
 # envs/ksdiff.post-deploy.sh (--sdm conda) installs ksdiff from here.
 os.environ.setdefault("KSDIFF_SOURCE", workflow.basedir)
 
-# Top-level keys every stage may read; each rule adds the sections it uses, so
-# changing one stage's options reruns that stage (Snakemake tracks params).
-_GLOBAL_KEYS = ["datasets", "fps", "sample_rate", "results_dir"]
 
+def opts(stage):
+    """A rule's `--opts` param: what its stage reads (ksdiff.stage_config) and the job's own
+    dataset entry, never the other datasets; so a changed option reruns exactly the jobs
+    whose stage reads it, and adding or removing a dataset reruns no other dataset's job."""
 
-def opts(*sections, eval_keys=None):
-    sub = {k: config[k] for k in _GLOBAL_KEYS}
-    for s in sections:
-        sub[s] = config[s]
-    if "eval" in sub:
-        # Scoring never reads the list of external methods (the rules do): adding
-        # one must not rerun the evaluation of every other method. eval_keys: the
-        # only eval keys a rule reads (a scoring option must not retrain the expert).
-        sub["eval"] = {k: v for k, v in sub["eval"].items() if k != "external" and (eval_keys is None or k in eval_keys)}
-    return shlex.quote(json.dumps(sub, sort_keys=True))
+    def param(wildcards):
+        name = wildcards.get("dataset")
+        dataset = DATASETS[name] if name else plan.dataset_of_root(config, wildcards.root)  # synth, hdtf_prepare: by root
+        return opts_arg(config, stage, dataset, method=wildcards.get("method"))
+
+    return param
 
 
 wildcard_constraints:
@@ -79,18 +70,9 @@ wildcard_constraints:
 # Shards are the DAG's unit for every per-clip step (ksdiff.data.shards): a job per
 # shard of config["shard_size"] clips, its files still one per clip. The listing
 # checkpoint says how many shards a dataset has; reading that is one Parquet footer.
-def _attrs(path):
-    md = pq.read_schema(path).metadata or {}
-    return json.loads(md.get(b"ksdiff.attrs", b"{}").decode() or "{}")
-
-
-def shard_names(n):
-    return [f"{i:05d}" for i in range(int(n))]  # ksdiff.data.shards.shard_name
-
-
 def dataset_shards(dataset):
     """Shard names of a dataset, known once its listing checkpoint has run."""
-    return shard_names(_attrs(checkpoints.listing.get(dataset=dataset).output[0])["n_shards"])
+    return plan.table_shards(checkpoints.listing.get(dataset=dataset).output[0])
 
 
 def per_shard(*patterns):
@@ -103,23 +85,10 @@ def per_shard(*patterns):
     return inputs
 
 
-_TEXTS = {}
-
-
 def known_text(wildcards):
     """The `{video}.txt` files of the shard's clips (recorded in the listing), so that
-    editing one reruns its shard's alignment. The listing is read once per version,
-    not once per job."""
-    path = checkpoints.listing.get(dataset=wildcards.dataset).output[0]
-    key = (path, os.stat(path).st_mtime_ns)
-    if key not in _TEXTS:
-        t = pq.read_table(path, columns=["shard", "text_path"]).to_pydict()
-        by_shard = {}
-        for shard, txt in zip(t["shard"], t["text_path"]):
-            if txt:
-                by_shard.setdefault(f"{shard:05d}", []).append(txt)
-        _TEXTS[key] = by_shard
-    return [t for t in _TEXTS[key].get(wildcards.shard, []) if os.path.exists(t)]
+    editing one reruns its shard's alignment."""
+    return plan.known_texts(checkpoints.listing.get(dataset=wildcards.dataset).output[0], wildcards.shard)
 
 
 def dataset_root(wildcards):
@@ -140,26 +109,24 @@ HDTF_RAW = {os.path.normpath(d["root"]): d for d in config["datasets"] if d.get(
 
 
 def hdtf_inputs(wildcards):
-    """The annotation files and the videos folder: a new download or an edited annotation reruns it."""
-    d = HDTF_RAW[wildcards.root]
-    notes = [os.path.join(d["annotations"], f) for f in sorted(os.listdir(d["annotations"])) if f.endswith(".txt")]
-    return notes + [d["videos"]]
+    return plan.hdtf_inputs(HDTF_RAW[wildcards.root])
 
 
 TRAINED = list(config["methods"])
-# Cores a training job uses: train.num_threads (TrainConfig's default is 1; 0 = torch's
-# default, all cores). Declared so that --cores 2 runs two one-thread trainings at once.
-TRAIN_THREADS = config["train"].get("num_threads", 1) or workflow.cores
-# The same for the SyncNet expert (eval.expert.num_threads, ExpertConfig's default 1).
-EXPERT_THREADS = config["eval"]["expert"].get("num_threads", 1) or workflow.cores
 BASELINES = list(config["baselines"])
 EXTERNAL = dict(config["eval"]["external"])
 METHODS = TRAINED + BASELINES + list(EXTERNAL)
+# The floors every metric must put ground truth above (the sanity rule); only those the config runs.
+FLOORS = plan.floors(config)
+# Cores a training job uses (train.num_threads; 0: all), so that --cores 2 runs two one-thread trainings at once.
+TRAIN_THREADS = plan.train_threads(config) or workflow.cores
+# The same for the SyncNet expert (eval.expert.num_threads, ExpertConfig's default 1).
+EXPERT_THREADS = config["eval"]["expert"].get("num_threads", 1) or workflow.cores
 
 
 def test_shards(dataset):
     """Shard names of the usable test clips, known once the test_shards checkpoint has run."""
-    return shard_names(_attrs(checkpoints.test_shards.get(dataset=dataset).output[0])["n_shards"])
+    return plan.table_shards(checkpoints.test_shards.get(dataset=dataset).output[0])
 
 
 def predictions_for(dataset, method):
@@ -175,7 +142,7 @@ def external_tables(wildcards):
     """What scoring reads of an external method's videos: their merged manifest (the
     videos' paths) and the shard summaries of the steps whose per-clip tables it reads
     (audio: checked against the ground truth's; landmarks: LSE's crops; coefficients)."""
-    pseudo = f"{wildcards.dataset}-ext-{wildcards.method}"
+    pseudo = plan.external_dataset(wildcards.dataset, wildcards.method)
     steps = ("audio", "landmarks", "coeffs")
     return [f"{RESULTS}/{pseudo}/manifest.parquet"] + [
         f"{RESULTS}/{pseudo}/shards/{step}/{s}.parquet" for s in dataset_shards(pseudo) for step in steps

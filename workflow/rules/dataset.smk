@@ -6,13 +6,11 @@ rule splits:
     input:
         manifest=f"{RESULTS}/{{dataset}}/manifest.parquet",
         # dataset.split_file (a path or split -> path): editing a published split reruns the split.
-        split_file=lambda wc: (lambda f: list(f.values()) if isinstance(f, dict) else [f] if f else [])(
-            config["dataset"]["split_file"]
-        ),
+        split_file=plan.split_files(config),
     output:
         f"{RESULTS}/{{dataset}}/splits.parquet",
     params:
-        opts=opts("dataset"),
+        opts=opts("splits"),
     log:
         f"{LOGS}/{{dataset}}/splits.log",
     threads: 1
@@ -32,7 +30,7 @@ rule basis:
         f"{RESULTS}/{{dataset}}/basis.npz",
     params:
         pose_dir=lambda wc: f"{RESULTS}/{wc.dataset}/pose",
-        opts=opts("coeffs", "dataset"),
+        opts=opts("basis"),
     log:
         f"{LOGS}/{{dataset}}/basis.log",
     threads: 1
@@ -58,7 +56,7 @@ rule qc:
         f"{RESULTS}/{{dataset}}/qc.parquet",
     params:
         results=lambda wc: f"{RESULTS}/{wc.dataset}",
-        opts=opts("dataset"),
+        opts=opts("qc"),
     log:
         f"{LOGS}/{{dataset}}/qc.log",
     threads: 1
@@ -80,7 +78,7 @@ checkpoint test_shards:
         f"{RESULTS}/{{dataset}}/test_shards.parquet",
     params:
         results=lambda wc: f"{RESULTS}/{wc.dataset}",
-        opts=opts("shard_size"),
+        opts=opts("test_shards"),
     log:
         f"{LOGS}/{{dataset}}/test_shards.log",
     threads: 1
@@ -100,7 +98,7 @@ rule stats:
         f"{RESULTS}/{{dataset}}/stats.parquet",
     params:
         results=lambda wc: f"{RESULTS}/{wc.dataset}",
-        opts=opts("dataset", "features"),
+        opts=opts("stats"),
     log:
         f"{LOGS}/{{dataset}}/stats.log",
     threads: 1

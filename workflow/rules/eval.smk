@@ -1,10 +1,6 @@
 # Scoring and the leaderboard: every method, ground truth included, through the
 # same metric code with the protocol pinned in ksdiff/metrics/protocol.py.
 
-# The floors every metric must put ground truth above (the sanity rule); only those the config runs.
-FLOORS = [m for m in ("mismatched", "static") if m in BASELINES]
-
-
 rule syncnet_expert:
     input:
         dataset_tables,
@@ -12,7 +8,7 @@ rule syncnet_expert:
         f"{MODELS}/{{dataset}}/syncnet/expert.pt",
     params:
         results=lambda wc: f"{RESULTS}/{wc.dataset}",
-        opts=opts("eval", eval_keys=("expert", "expert_max_clips", "expert_check_clips")),
+        opts=opts("syncnet_expert"),
     log:
         f"{LOGS}/{{dataset}}/syncnet_expert.log",
     # Every evaluation waits for it: started first, it trains beside the models instead of after them.
@@ -40,7 +36,7 @@ rule evaluate:
     params:
         results=lambda wc: f"{RESULTS}/{wc.dataset}",
         predictions=lambda wc: f"{PREDICTIONS}/{wc.dataset}/{wc.method}",
-        opts=opts("coeffs", "eval"),  # coeffs.deca_dir: the default FLAME model for LVE on FLAME meshes
+        opts=opts("evaluate"),
     log:
         f"{LOGS}/{{dataset}}/evaluate/{{method}}/{{shard}}.log",
     wildcard_constraints:
@@ -65,7 +61,7 @@ rule evaluate_ground_truth:
         f"{METRICS}/{{dataset}}/shards/ground_truth/{{shard}}.parquet",
     params:
         results=lambda wc: f"{RESULTS}/{wc.dataset}",
-        opts=opts("eval"),
+        opts=opts("evaluate_ground_truth"),
     log:
         f"{LOGS}/{{dataset}}/evaluate/ground_truth/{{shard}}.log",
     threads: 1
@@ -87,7 +83,7 @@ rule merge_metrics:
         report(f"{METRICS}/{{dataset}}/{{method}}.parquet", caption="../report/metrics.rst", category="Metrics"),
     params:
         results=lambda wc: f"{RESULTS}/{wc.dataset}",
-        opts=opts("coeffs", "eval"),
+        opts=opts("merge_metrics"),
     log:
         f"{LOGS}/{{dataset}}/evaluate/{{method}}.log",
     wildcard_constraints:
@@ -112,7 +108,7 @@ rule evaluate_external:
     params:
         results=lambda wc: f"{RESULTS}/{wc.dataset}",
         predictions=lambda wc: f"{RESULTS}/{wc.dataset}-ext-{wc.method}/coeffs",
-        opts=opts("coeffs", "eval"),
+        opts=opts("evaluate_external"),
     log:
         f"{LOGS}/{{dataset}}/evaluate/ext-{{method}}.log",
     threads: 1
@@ -133,7 +129,7 @@ rule sanity:
     output:
         report(f"{METRICS}/{{dataset}}/sanity.parquet", caption="../report/sanity.rst", category="Metrics"),
     params:
-        opts=opts("eval"),
+        opts=opts("sanity"),
     log:
         f"{LOGS}/{{dataset}}/sanity.log",
     threads: 1
@@ -164,8 +160,8 @@ rule leaderboard:
         models=lambda wc: f"{MODELS}/{wc.dataset}",  # parameter counts (train_log.csv)
         results=lambda wc: f"{RESULTS}/{wc.dataset}",
         predictions=lambda wc: " ".join(f"{m}={PREDICTIONS}/{wc.dataset}/{m}" for m in TRAINED + BASELINES)
-        + "".join(f" {m}={RESULTS}/{wc.dataset}-ext-{m}/coeffs" for m in EXTERNAL),
-        opts=opts("eval"),
+        + "".join(f" {m}={RESULTS}/{plan.external_dataset(wc.dataset, m)}/coeffs" for m in EXTERNAL),
+        opts=opts("report"),
     log:
         f"{LOGS}/{{dataset}}/leaderboard.log",
     threads: 1

@@ -10,7 +10,7 @@ rule hdtf_prepare:
         videos=lambda wc: HDTF_RAW[wc.root]["videos"],
         annotations=lambda wc: HDTF_RAW[wc.root]["annotations"],
         crop=lambda wc: HDTF_RAW[wc.root].get("crop", "fixed"),
-        opts=opts("landmarks"),
+        opts=opts("hdtf_prepare"),
     log:
         # beside the clips and their table: a root is a path, so it cannot go under logs_dir
         "{root}/hdtf_prepare.log",

@@ -10,7 +10,7 @@ rule train:
         f"{MODELS}/{{dataset}}/{{method}}/model.pt",
     params:
         results=lambda wc: f"{RESULTS}/{wc.dataset}",
-        opts=opts("model", "methods", "train", "features"),
+        opts=opts("train"),
     log:
         f"{LOGS}/{{dataset}}/train/{{method}}.log",
     wildcard_constraints:
@@ -60,11 +60,11 @@ rule baseline:
     params:
         results=lambda wc: f"{RESULTS}/{wc.dataset}",
         out_dir=lambda wc: f"{PREDICTIONS}/{wc.dataset}/{wc.method}",
-        opts=opts("infer"),
+        opts=opts("baseline"),
     log:
         f"{LOGS}/{{dataset}}/infer/{{method}}/{{shard}}.log",
     wildcard_constraints:
-        method="static|mismatched",
+        method="|".join(BASELINES) or "^$",
     threads: 1
     resources:
         mem_mb=1000,

@@ -16,7 +16,7 @@ checkpoint listing:
     params:
         root=dataset_root,
         layout=lambda wc: DATASETS[wc.dataset]["layout"],
-        opts=opts("shard_size"),
+        opts=opts("listing"),
     log:
         f"{LOGS}/{{dataset}}/listing.log",
     threads: 1
@@ -37,7 +37,7 @@ rule probe:
     output:
         f"{RESULTS}/{{dataset}}/manifest/{{shard}}.parquet",
     params:
-        opts=opts(),
+        opts=opts("probe"),
     log:
         f"{LOGS}/{{dataset}}/probe/{{shard}}.log",
     threads: 1
@@ -57,7 +57,7 @@ rule manifest:
         f"{RESULTS}/{{dataset}}/manifest.parquet",
     params:
         parts=lambda wc: f"{RESULTS}/{wc.dataset}/manifest",
-        opts=opts(),
+        opts=opts("manifest"),
     log:
         f"{LOGS}/{{dataset}}/manifest.log",
     threads: 1
@@ -77,7 +77,7 @@ rule audio:
         f"{RESULTS}/{{dataset}}/shards/audio/{{shard}}.parquet",
     params:
         results=lambda wc: f"{RESULTS}/{wc.dataset}",
-        opts=opts(),
+        opts=opts("audio"),
     log:
         f"{LOGS}/{{dataset}}/audio/{{shard}}.log",
     threads: 1
@@ -140,7 +140,7 @@ rule pose:
         f"{RESULTS}/{{dataset}}/shards/pose/{{shard}}.parquet",
     params:
         results=lambda wc: f"{RESULTS}/{wc.dataset}",
-        opts=opts("coeffs"),
+        opts=opts("pose"),
     log:
         f"{LOGS}/{{dataset}}/pose/{{shard}}.log",
     threads: 1
@@ -189,7 +189,7 @@ else:
             f"{RESULTS}/{{dataset}}/shards/coeffs/{{shard}}.parquet",
         params:
             results=lambda wc: f"{RESULTS}/{wc.dataset}",
-            opts=opts("coeffs"),
+            opts=opts("deca"),
         log:
             f"{LOGS}/{{dataset}}/coeffs/{{shard}}.log",
         threads: 1

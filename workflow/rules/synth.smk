@@ -6,10 +6,7 @@ rule synth:
     output:
         "{root}/.complete",
     params:
-        layout=lambda wc: next(
-            (d["synthetic_layout"] for d in config["datasets"] if d["root"].rstrip("/") == wc.root),
-            "hdtf",
-        ),
+        layout=lambda wc: plan.dataset_of_root(config, wc.root)["synthetic_layout"],
         opts=opts("synth"),
     log:
         f"{LOGS}/synth_corpus/{{root}}.log",
