@@ -26,6 +26,13 @@ def test_dry_run_plans_the_dag(tmp_path):
         assert f"rule {rule}:" in out or f"checkpoint {rule}:" in out or f"\n{rule} " in out, rule
 
 
+def test_the_commands_that_say_why_a_job_would_rerun_need_no_cores(tmp_path):
+    """README, "What reruns when": they work as written, without --cores (no rule's threads may need it)."""
+    for args in (["-n", "--quiet", "rules"], ["--list-changes", "input"], ["--list-changes", "code"]):
+        r = _run(*args, "--config", f"results_dir={tmp_path}/results")
+        assert r.returncode == 0, (args, r.stdout + r.stderr)
+
+
 def test_the_leaderboard_reads_the_sanity_table_of_ground_truth_and_the_floors(tmp_path):
     r = _run("-n", "--cores", "1", "--config", f"results_dir={tmp_path}/results", "-p")
     out = r.stdout + r.stderr
