@@ -184,6 +184,8 @@ def main(argv: list[str] | None = None) -> int:
     cfg = load_cfg(args)
     module, func = args._target.split(":")
     fn = getattr(importlib.import_module(module), func)
+    if "torch" in sys.modules:  # the stage computes with torch: its pinned settings (oneDNN off, deterministic)
+        numerics.torch_settings()
     kwargs = {k: v for k, v in vars(args).items() if k not in ("command", "config", "opts", "verbose", "version", "_target")}
     result = fn(cfg=cfg, **kwargs)
     return int(result) if isinstance(result, int) else 0

@@ -9,16 +9,21 @@ GEMM), enough to turn a sync check from pass to fail. Each library can be told a
 path that every CPU with AVX2 has, and then gives the same bits there:
 
 - ATen (torch's own kernels): ``ATEN_CPU_CAPABILITY=avx2``.
-- oneDNN (torch's convolutions): ``ONEDNN_MAX_CPU_ISA=AVX2``.
 - MKL (torch's matrix products): Conditional Numerical Reproducibility, ``MKL_CBWR=AVX2,STRICT``, MKL's
   documented promise of the same results on any processor with AVX2, and ``MKL_ENABLE_INSTRUCTIONS=AVX2``.
+- oneDNN (torch's convolutions by default) is switched off (``torch.backends.mkldnn.enabled = False``), so
+  convolutions run as ATen's unfold + MKL's GEMM. Capping oneDNN at AVX2 (``ONEDNN_MAX_CPU_ISA``, set
+  too) is not enough: its JIT kernels choose their blocking, and with it the order of their sums, from
+  the processor's cache sizes, and it promises no equality across machines. The cost is measured in
+  benchmarks/README.md ("Numerics: pinned against fast").
 - OpenBLAS (numpy's linear algebra: pose fits, PCA): ``OPENBLAS_CORETYPE=Haswell``. A value already set
   in the environment is kept: some machines set one because other kernels are broken on them.
 
 Each library reads its variable once, when it loads, so :func:`pin` must run before numpy or torch is
-imported: ``ksdiff``'s command line calls it first thing, and the test suite's conftest does. Training
-and the SyncNet expert also switch on torch's deterministic algorithms (and cuDNN's deterministic mode on
-a GPU, where bit equality across cards is not promised). ``numerics: fast`` in the config leaves every
+imported: ``ksdiff``'s command line calls it first thing, and the test suite's conftest does. Once torch
+is loaded, :func:`torch_settings` switches oneDNN off and torch's deterministic algorithms on (and cuDNN's
+deterministic mode on a GPU, where bit equality across cards is not promised): the command line applies
+it to every stage that loads torch, and training and the SyncNet expert apply it themselves. ``numerics: fast`` in the config leaves every
 library its own choice: faster on AVX-512 machines, and numbers that depend on the processor.
 """
 from __future__ import annotations
@@ -90,11 +95,12 @@ def pin(mode: str = DEFAULT_MODE) -> str:
 
 
 def torch_settings(mode: str | None = None) -> None:
-    """Deterministic algorithms for a training run (after torch is imported); nothing in fast mode."""
+    """oneDNN off and deterministic algorithms, once torch is imported; nothing in fast mode."""
     import torch
 
     if (mode or _state["mode"] or DEFAULT_MODE) != "pinned":
         return
+    torch.backends.mkldnn.enabled = False  # see the module's docstring: oneDNN's blocking follows the caches
     # warn_only: an op without a deterministic implementation (a few CUDA ones) warns instead of stopping a run.
     torch.use_deterministic_algorithms(True, warn_only=True)
     torch.backends.cudnn.deterministic = True
@@ -111,6 +117,7 @@ def describe() -> dict:
         out["aten_capability"] = torch.backends.cpu.get_cpu_capability()
         out["torch"] = str(torch.__version__)
         out["deterministic_algorithms"] = bool(torch.are_deterministic_algorithms_enabled())
+        out["onednn"] = bool(torch.backends.mkldnn.enabled)
     for var in PINNED_ENV:
         out[var] = os.environ.get(var, "")
     if _state["late"]:
@@ -123,8 +130,9 @@ def summary(info: dict | None) -> str:
     if not info:
         return "numerics not recorded"
     if info.get("mode") == "pinned" and not info.get("not_pinned"):
-        return (f"numerics pinned (ATen {info.get('aten_capability', '?')}, oneDNN <= {info.get('ONEDNN_MAX_CPU_ISA')}, "
-                f"MKL CBWR {info.get('MKL_CBWR')}, OpenBLAS {info.get('OPENBLAS_CORETYPE')}): the same on any x86-64 CPU with AVX2")
+        onednn = "oneDNN off" if info.get("onednn") is False else "oneDNN ON (set after torch loaded?)"
+        return (f"numerics pinned (ATen {info.get('aten_capability', '?')}, {onednn}, MKL CBWR {info.get('MKL_CBWR')}, "
+                f"OpenBLAS {info.get('OPENBLAS_CORETYPE')}): the same on any x86-64 CPU with AVX2")
     if info.get("mode") == "pinned":
         return "numerics pinned only in part (" + "; ".join(info["not_pinned"]) + "): may differ on another processor"
     return (f"numerics {info.get('mode')} (ATen {info.get('aten_capability', '?')}): the processor's own kernels, "

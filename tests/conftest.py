@@ -10,6 +10,9 @@ numerics.pin(os.environ.get("KSDIFF_NUMERICS", numerics.DEFAULT_MODE))
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+import torch  # noqa: E402,F401  loaded here so that its pinned settings hold in every test
+
+numerics.torch_settings()
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"

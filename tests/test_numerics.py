@@ -18,8 +18,8 @@ PROBE = REPO / "tests" / "numerics_probe.py"
 # recorded on an AMD EPYC with AVX-512 (4th generation) on 5 Dec 2026. The pinned weights equal these on
 # every setting below, so another processor computing other weights shows here, by name.
 RECORDED = {
-    "expert": "a45babaeb2152fcba559953000a1a8319894506f1ed63219aef8fc15fd240e1b",
-    "model": "238540a984db83a76f646ed565b836a198128837192f6ac59dd6df42d651b213",
+    "expert": "a7ef0640349af4ad177866390578aa99892b8c71f4cf683ea5bac6bb3e3df281",
+    "model": "7d44107cf6d5cd4776c157648c9ae45733fcf4cc7c5232c9bf2b295c6d87e730",
 }
 
 # What other processors (or a user's environment) would make the libraries pick, imitated on this one:
@@ -51,6 +51,7 @@ def test_the_suite_itself_runs_pinned():
     assert info["mode"] == os.environ.get("KSDIFF_NUMERICS", "pinned")
     if info["mode"] == "pinned":
         assert torch.backends.cpu.get_cpu_capability() in ("AVX2", "DEFAULT") and "not_pinned" not in info, info
+        assert not torch.backends.mkldnn.enabled and torch.are_deterministic_algorithms_enabled()
 
 
 def test_pinned_weights_do_not_depend_on_the_cpu_settings(pinned):
