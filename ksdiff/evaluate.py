@@ -44,6 +44,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ksdiff import numerics
 from ksdiff.io import parquet
 from ksdiff.metrics import external_check
 from ksdiff.metrics.flame import FLAME_BACKENDS
@@ -471,6 +472,7 @@ def evaluate_method(
             if model is not None else {"scored": False, "note": NO_SYNCNET}
         ),
         "basis": {"path": basis.path, "sha256": basis.sha256},
+        "numerics": numerics.describe(),  # the CPU code paths that scored it (ksdiff/numerics.py)
         "clips": scored,
         "skipped": skipped,
         "undefined": rows.undefined,

@@ -297,3 +297,19 @@ def test_a_flagged_metric_is_named_and_faded_in_the_metric_bars(tmp_path):
     plain = np.asarray(Image.open(metric_bars(summary, tmp_path / "plain.png")).convert("RGB"), float)
     marked = np.asarray(Image.open(metric_bars(summary, tmp_path / "marked.png", flags)).convert("RGB"), float)
     assert plain.shape == marked.shape and np.abs(plain - marked).mean() > 0.1  # the flagged panel looks different
+
+
+def test_report_states_which_numerics_scored_it_and_warns_when_they_differ(tmp_path):
+    pinned = {"mode": "pinned", "aten_capability": "AVX2", "onednn": False, "MKL_CBWR": "AVX2,STRICT",
+              "OPENBLAS_CORETYPE": "Haswell"}
+    paths = []
+    for m, info in ((GROUND_TRUTH, pinned), ("alpha", pinned), ("beta", {"mode": "fast", "aten_capability": "AVX512"})):
+        p = _write(tmp_path / f"{m}.parquet", m)
+        t = parquet.read_table(p, "metrics")
+        parquet.write_table(p, "metrics", t.table.replace_schema_metadata(None), attrs={**t.attrs, "numerics": info})
+        paths.append(str(p))
+    md = tmp_path / "b.md"
+    build_report(config.defaults(), paths, str(md), str(tmp_path / "b.html"), str(tmp_path / "plots"))
+    text = md.read_text()
+    assert "numerics pinned (ATen AVX2, oneDNN off" in text and "numerics fast (ATen AVX512)" in text
+    assert "WARNING: methods scored in different modes" in text

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ksdiff import numerics
 from ksdiff.evaluate import GROUND_TRUTH, METRIC_INFO
 from ksdiff.io import parquet
 from ksdiff.io.files import atomic_write_bytes, sha256_file
@@ -198,6 +199,9 @@ def build_report(
     lse_note, weight_rows = syncnet_statement(attrs)
     basis_rows = {(a.get("basis") or {}).get("sha256", "") for a in attrs} - {""}
     weight_rows += [{"name": "expression basis", "value": f"sha256 {b}"} for b in sorted(basis_rows)]
+    modes = sorted({numerics.summary(a.get("numerics")) for a in attrs})
+    weight_rows += [{"name": "numerics (scoring)" + (" — WARNING: methods scored in different modes" if len(modes) > 1 else ""),
+                     "value": m} for m in modes]
     flame = {(f["model"], f["model_sha256"], f["masks"], f["masks_sha256"]) for a in attrs
              if (f := a.get("lve_flame") or {}).get("scored")}
     for model, model_sha, masks, masks_sha in sorted(flame):
