@@ -49,8 +49,8 @@ def datasets(config: dict) -> tuple[dict[str, dict], dict[str, str]]:
 def dataset_of_root(config: dict, root: str) -> dict:
     """The dataset entry whose clips are made into ``root`` (by `ksdiff synth` or `ksdiff hdtf-prepare`);
     of several entries naming one root, the first by name (so the order of ``datasets`` never matters)."""
-    key = os.path.normpath(root)
-    found = sorted((d for d in config["datasets"] if os.path.normpath(d["root"]) == key), key=lambda d: d["name"])
+    key = os.path.abspath(root)  # a target may name the root absolute or relative to the working directory
+    found = sorted((d for d in config["datasets"] if os.path.abspath(d["root"]) == key), key=lambda d: d["name"])
     if not found:
         raise KeyError(f"no dataset in the config has root {root!r}")
     return found[0]
