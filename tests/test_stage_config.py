@@ -3,6 +3,7 @@ compute through the package (ksdiff.plan)."""
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import yaml
@@ -86,6 +87,9 @@ def test_datasets_roots_and_external_videos():
     twice = [dict(TWO[0]), dict(TWO[0], name="a2")]
     assert plan.dataset_of_root({"datasets": twice}, "data/a/")["name"] == "a"
     assert plan.dataset_of_root({"datasets": twice[::-1]}, "data/a")["name"] == "a"
+    assert plan.dataset_of_root({"datasets": twice}, str(Path("data/a").resolve()))["name"] == "a"  # a target's path
+    with pytest.raises(KeyError, match="no dataset"):
+        plan.dataset_of_root({"datasets": twice}, "data/b")
 
 
 def test_threads_and_floors_come_from_the_package():

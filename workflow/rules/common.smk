@@ -100,16 +100,13 @@ def synth_marker(wildcards):
     corpus, synth.smk, or raw HDTF's preparation, hdtf.smk); none for a plain folder."""
     d = DATASETS[wildcards.dataset]
     if d.get("layout") == "hdtf_raw":
-        return [f"{os.path.normpath(d['root'])}/.hdtf-complete"]  # the key of HDTF_RAW
+        return [f"{os.path.normpath(d['root'])}/.hdtf-complete"]
     return [f"{d['root'].rstrip('/')}/.complete"] if d["synthetic"] else []
 
 
-# Datasets prepared from raw HDTF (rules/hdtf.smk), by the root their clips go to.
-HDTF_RAW = {os.path.normpath(d["root"]): d for d in config["datasets"] if d.get("layout") == "hdtf_raw"}
-
-
 def hdtf_inputs(wildcards):
-    return plan.hdtf_inputs(HDTF_RAW[wildcards.root])
+    """Raw HDTF (rules/hdtf.smk): the annotation files and the downloads folder of the dataset filling the root."""
+    return plan.hdtf_inputs(plan.dataset_of_root(config, wildcards.root))
 
 
 TRAINED = list(config["methods"])

@@ -7,9 +7,9 @@ rule hdtf_prepare:
     output:
         "{root}/.hdtf-complete",
     params:
-        videos=lambda wc: HDTF_RAW[wc.root]["videos"],
-        annotations=lambda wc: HDTF_RAW[wc.root]["annotations"],
-        crop=lambda wc: HDTF_RAW[wc.root].get("crop", "fixed"),
+        videos=lambda wc: plan.dataset_of_root(config, wc.root)["videos"],
+        annotations=lambda wc: plan.dataset_of_root(config, wc.root)["annotations"],
+        crop=lambda wc: plan.dataset_of_root(config, wc.root)["crop"],
         opts=opts("hdtf_prepare"),
     log:
         # beside the clips and their table: a root is a path, so it cannot go under logs_dir
