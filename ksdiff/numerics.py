@@ -24,7 +24,9 @@ imported: ``ksdiff``'s command line calls it first thing, and the test suite's c
 is loaded, :func:`torch_settings` switches oneDNN off and torch's deterministic algorithms on (and cuDNN's
 deterministic mode on a GPU, where bit equality across cards is not promised): the command line applies
 it to every stage that loads torch, and training and the SyncNet expert apply it themselves. ``numerics: fast`` in the config leaves every
-library its own choice: faster on AVX-512 machines, and numbers that depend on the processor.
+library its own choice in the stages that read it (training, the expert, inference, scoring:
+ksdiff.stage_config): faster, and numbers that depend on the processor. Preprocessing is not given the
+key and so always runs pinned: its tables are what every method trains on, and pinning costs it little.
 """
 from __future__ import annotations
 
