@@ -80,6 +80,19 @@ command("qc", "ksdiff.data.qc:build_qc", "per-clip quality table: usable or not,
         ("--manifest", P), ("--results", P), ("--out", P))
 command("stats", "ksdiff.data.stats:build_stats", "normalisation statistics over the usable training clips",
         ("--qc", P), ("--splits", P), ("--results", P), ("--out", P))
+# Training packs and the map-reduce forms of stats and basis (issue 21): one job per shard, one merge.
+command("pack", "ksdiff.data.packs:pack_shard", "pack a shard's clips into a memory-mappable training pack + its index",
+        ("--manifest", {"required": True, "help": "the shard's manifest part"}), ("--results", P),
+        ("--out", {"required": True, "help": "the pack's index, results/{dataset}/packs/{shard}.parquet (pack: .arrow beside it)"}))
+command("stats-part", "ksdiff.data.stats:stats_part", "moments of one shard's usable training clips, from its pack",
+        ("--qc", P), ("--splits", P), ("--index", P), ("--out", P))
+command("merge-stats", "ksdiff.data.stats:merge_stats", "normalisation statistics from the shards' parts",
+        ("--parts", {"nargs": "+", "required": True}), ("--out", P))
+command("basis-part", "ksdiff.extract.coeffs:basis_part", "expression displacement moments of one shard's training clips",
+        ("--splits", P), ("--pose", {"required": True, "help": "the shard's pose summary"}), ("--out", P),
+        ("--pose-dir", {"default": None, "help": "folder of the clips' pose tables"}))
+command("merge-basis", "ksdiff.extract.coeffs:merge_basis", "PCA expression basis from the shards' parts",
+        ("--parts", {"nargs": "+", "required": True}), ("--out", P))
 
 # --- model (issue 3) -------------------------------------------------------------
 command("train", "ksdiff.train:train", "train a motion model (resumes from its latest checkpoint)",

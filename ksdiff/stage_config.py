@@ -48,9 +48,13 @@ STAGE_KEYS: dict[str, tuple[str, ...]] = {
     # dataset tables
     "splits": ("dataset.seed", "dataset.val_fraction", "dataset.test_fraction", "dataset.split_file",
                "dataset.split_unlisted"),
-    "basis": ("coeffs.n_expr",),
+    "basis_part": (),  # one shard's expression displacement moments (training clips)
+    "basis": ("coeffs.n_expr",),  # merges the parts
     "qc": ("dataset.min_duration_s", "dataset.min_detection_rate", "dataset.max_av_mismatch_s"),
-    "stats": ("fps",),
+    # training packs (ksdiff.data.packs): a shard's clips as load_clip aligns them (fps: their motion rate)
+    "pack": ("fps",),
+    "stats_part": (),  # moments of one shard's usable training clips, from its pack
+    "stats": (),  # merges the parts
     "test_shards": ("shard_size",),
     # models and predictions
     "train": ("fps", "model", METHOD_ENTRY, "train", "numerics"),

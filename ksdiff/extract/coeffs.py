@@ -26,10 +26,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq
 
 from ksdiff.geometry import face_frame, matrix_to_euler, matrix_to_rotvec, rotvec_to_matrix
 from ksdiff.io.files import atomic_write_bytes
-from ksdiff.io.parquet import SKIPPED, Table, read_table, write_failure, write_table
+from ksdiff.io.parquet import SKIPPED, Table, read_status, read_table, write_failure, write_table
 from ksdiff.io.schemas import N_LANDMARKS
 
 log = logging.getLogger(__name__)
@@ -265,22 +266,11 @@ def fit_basis(cfg: dict, splits, pose: list, out, pose_dir: str | None = None) -
     memory stays at one clip plus a 1434x1434 matrix whatever the dataset size.
     Beyond BASIS_MAX_FRAMES training frames every k-th frame is used.
     """
-    import pyarrow.parquet as pq
-
-    from ksdiff.io.parquet import read_status
-
     k_req = int(cfg["coeffs"]["n_expr"])
-    st = read_table(splits, "splits").table
-    train = {c for c, s in zip(st.column("clip_id").to_pylist(), st.column("split").to_pylist()) if s == "train"}
-    paths = [Path(p) for p in (pose if isinstance(pose, (list, tuple)) else [pose])]
-    if pose_dir is not None:
-        paths = [Path(pose_dir) / f"{c}.parquet" for p in paths
-                 for c in read_table(p, "shard").table.column("clip_id").to_pylist()]
-    usable = [p for p in paths if p.stem in train and read_status(p)[0] == "ok"]
+    usable = _training_pose_tables(splits, pose, pose_dir)
     if not usable:
-        raise ValueError(f"no usable training clip among {len(paths)} pose tables ({len(train)} clips in the train split)")
-    total = sum(pq.read_metadata(p).num_rows for p in usable)
-    stride = max(1, int(np.ceil(total / BASIS_MAX_FRAMES)))
+        raise ValueError(f"no usable training clip among the pose tables of {pose}")
+    stride = _basis_stride(usable)
     dim = N_LANDMARKS * 3
     n, acc, xtx, clips = 0, np.zeros(dim), np.zeros((dim, dim)), []
     for p in usable:
@@ -294,11 +284,33 @@ def fit_basis(cfg: dict, splits, pose: list, out, pose_dir: str | None = None) -
         clips.append(p.stem)
     if n < 2:
         raise ValueError(f"{n} valid training frames: at least 2 are needed for an expression basis")
+    mean = acc / n
+    _write_basis(out, k_req, n, mean, (xtx - n * np.outer(mean, mean)) / (n - 1), stride, clips)
+
+
+def _training_pose_tables(splits, pose, pose_dir: str | None) -> list[Path]:
+    """The ok pose tables of training clips among ``pose`` (tables, or shard summaries with ``pose_dir``)."""
+    st = read_table(splits, "splits").table
+    train = {c for c, s in zip(st.column("clip_id").to_pylist(), st.column("split").to_pylist()) if s == "train"}
+    paths = [Path(p) for p in (pose if isinstance(pose, (list, tuple)) else [pose])]
+    if pose_dir is not None:
+        paths = [Path(pose_dir) / f"{c}.parquet" for p in paths
+                 for c in read_table(p, "shard").table.column("clip_id").to_pylist()]
+    return [p for p in paths if p.stem in train and read_status(p)[0] == "ok"]
+
+
+def _basis_stride(tables: list[Path]) -> int:
+    """Every k-th frame so that at most BASIS_MAX_FRAMES of ``tables``' frames enter (Parquet footers only)."""
+    total = sum(pq.read_metadata(p).num_rows for p in tables)
+    return max(1, int(np.ceil(total / BASIS_MAX_FRAMES)))
+
+
+def _write_basis(out, k_req: int, n: int, mean: np.ndarray, cov: np.ndarray, stride: int, clips: list[str]) -> None:
+    """Diagonalise the displacement covariance of ``n`` frames and write the basis (.npz)."""
+    dim = N_LANDMARKS * 3
     k = min(k_req, n - 1, dim)
     if k < k_req:
         log.warning("only %d training frames: expression basis has %d components instead of n_expr=%d", n, k, k_req)
-    mean = acc / n
-    cov = (xtx - n * np.outer(mean, mean)) / (n - 1)
     evals, evecs = np.linalg.eigh(cov)
     order = np.argsort(evals)[::-1]
     evals, evecs = np.clip(evals[order], 0, None), evecs[:, order]
@@ -321,6 +333,59 @@ def fit_basis(cfg: dict, splits, pose: list, out, pose_dir: str | None = None) -
     )
     atomic_write_bytes(out, buf.getvalue())
     log.info("expression basis: %d components from %d frames of %d clips (%.1f%% variance)", k, n, len(clips), 100 * evals[:k].sum() / max(evals.sum(), 1e-30))
+
+
+# The basis as map-reduce: one job per shard accumulates its training clips' displacement
+# moments (count, mean, centred scatter, float64, Chan et al.'s update), one small job merges
+# them and diagonalises. Each shard subsamples its own frames to BASIS_MAX_FRAMES (the
+# single job's budget was for the whole dataset, to bound one serial job; a shard job is
+# bounded by its shard), so the result equals ``fit_basis``'s whenever the training frames
+# fit that budget (the demo's 7k frames) and uses more frames, not fewer, beyond it.
+
+
+def basis_part(cfg: dict, splits: str, pose: str, out: str, pose_dir: str | None = None) -> int:
+    """`ksdiff basis-part`: displacement moments of one shard's training clips -> ``out`` (.npz)."""
+    usable = _training_pose_tables(splits, [pose], pose_dir)
+    stride = _basis_stride(usable) if usable else 1
+    dim = N_LANDMARKS * 3
+    n, mean, m2, clips = 0, np.zeros(dim), np.zeros((dim, dim)), []
+    for p in usable:
+        _, d, valid = pose_displacements(read_table(p, "pose"))
+        d = d[valid][::stride]
+        if len(d) == 0:
+            continue
+        n, mean, m2 = _merge_scatter(n, mean, m2, len(d), d.mean(0), (d - d.mean(0)).T @ (d - d.mean(0)))
+        clips.append(p.stem)
+    buf = io.BytesIO()
+    np.savez(buf, n=np.int64(n), mean=mean, m2=m2, frame_stride=np.int64(stride), clips=np.array(clips, dtype=str))
+    atomic_write_bytes(out, buf.getvalue())
+    log.info("basis part %s: %d frames of %d training clips (stride %d)", Path(out).stem, n, len(clips), stride)
+    return 0
+
+
+def _merge_scatter(n_a, mean_a, m2_a, n_b, mean_b, m2_b):
+    """Chan et al.'s update of (count, mean, centred scatter matrix)."""
+    if n_a == 0:
+        return n_b, mean_b, m2_b
+    n = n_a + n_b
+    delta = mean_b - mean_a
+    return n, mean_a + delta * n_b / n, m2_a + m2_b + np.outer(delta, delta) * n_a * n_b / n
+
+
+def merge_basis(cfg: dict, parts: list[str], out: str) -> int:
+    """`ksdiff merge-basis`: the expression basis from the shards' parts (``fit_basis``'s values)."""
+    dim = N_LANDMARKS * 3
+    n, mean, m2, clips, stride = 0, np.zeros(dim), np.zeros((dim, dim)), [], 1
+    for p in parts:
+        with np.load(p, allow_pickle=False) as z:
+            if int(z["n"]):
+                n, mean, m2 = _merge_scatter(n, mean, m2, int(z["n"]), z["mean"], z["m2"])
+                clips += [str(c) for c in z["clips"]]
+                stride = max(stride, int(z["frame_stride"]))
+    if n < 2:
+        raise ValueError(f"{n} valid training frames in {len(parts)} shard(s): at least 2 are needed for an expression basis")
+    _write_basis(out, int(cfg["coeffs"]["n_expr"]), n, mean, m2 / (n - 1), stride, clips)
+    return 0
 
 
 # --- coefficients ----------------------------------------------------------------------

@@ -316,3 +316,75 @@ SHARD = pa.schema(
 )
 SCHEMAS["shard"] = SHARD
 VERSIONS["shard"] = 1
+
+# Training packs (ksdiff.data.packs): a shard's usable clips as training-ready arrays in one
+# Arrow IPC file, results/{dataset}/packs/{shard}.arrow, read through a memory map. One record
+# batch per clip holding one row: the arrays ksdiff.data.dataset.load_clip builds (not
+# normalised: stats may change without repacking), flattened row-major; their widths are the
+# row's expr_dim / feat_dim / r (feature frames per motion frame). Word tokens depend on the
+# model's tokeniser (phones or hashed words, vocab_size), so the transcript's words and times
+# are packed and tokenised when a window is cut. coeffs_attrs lacks the per-clip template
+# (478x3, not needed by training; the coeffs table keeps it). Schema metadata: pack_id (which
+# its index names) and options_hash (ksdiff.data.shards.options_hash of the pack stage). Derived data: rebuilt from the per-clip tables, which stay the record.
+PACK = pa.schema(
+    [
+        ("clip_id", pa.string()),
+        ("n_frames", pa.int32()),  # T motion frames
+        ("r", pa.int32()),  # feature frames per motion frame: N = T * r
+        ("expr_dim", pa.int32()),  # K
+        ("feat_dim", pa.int32()),  # D
+        ("head", pa.large_list(pa.float32())),  # T*6, ksdiff.data.motion's representation
+        ("expr", pa.large_list(pa.float32())),  # T*K
+        ("valid", pa.large_list(pa.bool_())),  # T
+        ("feat", pa.large_list(pa.float32())),  # N*D, zero-padded where the features ran short
+        ("feat_valid", pa.large_list(pa.bool_())),  # N
+        ("prosody", pa.large_list(pa.float32())),  # N*2
+        ("words", pa.list_(pa.string())),  # the transcript table's words and times
+        ("word_start_s", pa.list_(pa.float64())),
+        ("word_end_s", pa.list_(pa.float64())),
+        ("anchor", pa.string()),  # JSON, ksdiff.data.motion.Anchor.to_dict
+        ("coeffs_attrs", pa.string()),  # JSON, the coeffs table's attrs without 'template'
+        ("feat_attrs", pa.string()),  # JSON, the features table's attrs
+        ("inputs", pa.string()),  # JSON [[mtime_ns, size], ...] of the coeffs, features, transcript tables packed
+    ]
+)
+VERSIONS["pack"] = 1
+
+# A pack's index, results/{dataset}/packs/{shard}.parquet, and the pack job's shard summary:
+# one row per clip of the shard, packed (status ok, its record batch) or not and why.
+# Training reads only these at start-up. attrs: pack (file name), pack_id, pack_bytes,
+# options_hash, stage, shard, seconds, ran/kept/error counts.
+PACK_INDEX = pa.schema(
+    [
+        ("clip_id", pa.string()),
+        ("status", pa.string()),  # ok | skipped (a reasoned refusal, kept) | failed (an error, retried)
+        ("reason", pa.string()),
+        ("action", pa.string()),  # ran | kept | error
+        ("batch", pa.int32()),  # record batch in the pack; -1 when not packed
+        ("n_frames", pa.int32()),
+        ("expr_dim", pa.int32()),
+        ("feat_dim", pa.int32()),
+        ("feature_kind", pa.string()),
+        ("feat_rate_hz", pa.float64()),
+        ("feature_checkpoint", pa.string()),  # JSON ('' for log-mels; path + sha256 of an encoder)
+        ("inputs", pa.string()),  # JSON [[mtime_ns, size], ...] of coeffs, features, transcript tables
+        ("seconds", pa.float64()),
+    ]
+)
+SCHEMAS["pack_index"] = PACK_INDEX
+VERSIONS["pack_index"] = 1
+
+# One shard's part of the statistics (ksdiff.data.stats.stats_part): float64 count, mean and
+# sum of squared deviations of its usable training clips, merged with Chan et al.'s update
+# into the stats table (merge_stats). attrs: shard, info (feature kind/dim/rate/checkpoint,
+# expr_dim), clips, first (the first clip's id and coeffs backend/basis).
+STATS_PART = pa.schema(
+    [
+        ("name", pa.string()),  # head | expr | feat
+        ("n", pa.int64()),
+        ("mean", pa.list_(pa.float64())),
+        ("m2", pa.list_(pa.float64())),
+    ]
+)
+SCHEMAS["stats_part"] = STATS_PART
+VERSIONS["stats_part"] = 1

@@ -1,0 +1,206 @@
+"""Training packs (ksdiff.data.packs): the same batches as the in-memory path, from memory-mapped
+files; resumable pack jobs; statistics and the expression basis as map-reduce."""
+from __future__ import annotations
+
+import os
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from fabricate import fabricate_with_stats, tiny_model_cfg
+from ksdiff import config
+from ksdiff.data import dataset as ds
+from ksdiff.data import packs
+from ksdiff.data.stats import build_stats, merge_stats, stats_part
+from ksdiff.io import schemas
+from ksdiff.io.parquet import read_table, write_table
+from ksdiff.models import KSDiffConfig
+from ksdiff.models.transcript import tokenizer
+
+FPS = 25.0
+
+
+def write_manifest(path, clips):
+    """A manifest part listing ``clips`` (packing reads only their ids)."""
+    n = len(clips)
+    cols = {f.name: [""] * n if f.type == schemas.pa.string() else np.zeros(n) for f in schemas.MANIFEST}
+    cols.update(clip_id=clips, has_audio=np.ones(n, bool), variable_fps=np.zeros(n, bool))
+    write_table(path, "manifest", cols)
+
+
+def pack_all(root, shards):
+    cfg = config.defaults()
+    for k, clips in enumerate(shards):
+        write_manifest(root / "manifest" / f"{k:05d}.parquet", clips)
+        packs.pack_shard(cfg, str(root / "manifest" / f"{k:05d}.parquet"), str(root), str(root / "packs" / f"{k:05d}.parquet"))
+
+
+@pytest.fixture(scope="module")
+def packed(tmp_path_factory):
+    root = fabricate_with_stats(tmp_path_factory.mktemp("results"), n_speakers=5)
+    clips = sorted(p.stem for p in (root / "coeffs").glob("*.parquet"))
+    shards = [clips[:7], clips[7:]]  # spk0..spk1 | spk2..spk4: the training clips span both shards
+    pack_all(root, shards)
+    return root, shards
+
+
+def in_memory(root, split, mcfg, tok, stats):
+    """Today's path (dataset.load_clips, everything in memory), as train.prepare_data builds it."""
+    clips = ds.load_clips(root, ds.usable_clips(root, split), FPS, tok)
+    r = ds.feat_per_frame(ds.check_consistent(clips)["feat_rate_hz"], FPS)
+    return ds.WindowDataset([ds.normalise_clip(c, stats, r) for c in clips], mcfg.window, mcfg.n_prev), clips
+
+
+def from_packs(root, split, mcfg, tok, stats):
+    ps = packs.PackSet(packs.pack_indexes(root), ds.usable_clips(root, split))
+    r = ds.feat_per_frame(ps.info()["feat_rate_hz"], FPS)
+    return packs.PackedWindowDataset(ps, stats, r, mcfg.window, mcfg.n_prev, FPS, tok)
+
+
+def assert_same_batch(a, b):
+    assert a.keys() == b.keys()
+    for k in a:
+        if isinstance(a[k], torch.Tensor):
+            assert a[k].dtype == b[k].dtype and torch.equal(a[k], b[k]), k
+        else:
+            assert a[k] == b[k], k
+
+
+@pytest.mark.parametrize("tokens", ["phones", "words"])
+def test_packs_yield_exactly_the_in_memory_batches(packed, tokens):
+    root, _ = packed
+    mcfg = KSDiffConfig.from_dict(tiny_model_cfg(transcript_tokens=tokens))
+    tok = tokenizer(mcfg)
+    stats = ds.Stats.read(root / "stats.parquet")
+    mem, clips = in_memory(root, "train", mcfg, tok, stats)
+    pk = from_packs(root, "train", mcfg, tok, stats)
+    assert [c.clip_id for c in pk.clips] == [c.clip_id for c in mem.clips]  # same clips (bad ones left out), same order
+    assert (pk.lengths() == mem.lengths()).all()
+    assert pk.packs.info() == ds.check_consistent(clips)
+    sampler = ds.StepBatchSampler(mem.lengths(), mcfg.window, 6, seed=3, n_steps=25)
+    for keys in sampler:
+        assert_same_batch(ds.collate([mem[k] for k in keys]), ds.collate([pk[k] for k in keys]))
+    # windows at the clip start (previous frames masked) and the end (cropped), every frame of validation
+    for k in [(0, 0), (0, 2), (1, int(mem.lengths()[1]) - 3)]:
+        assert_same_batch(ds.collate([mem[k]]), ds.collate([pk[k]]))
+    vm, _ = in_memory(root, "val", mcfg, tok, stats)
+    vp = from_packs(root, "val", mcfg, tok, stats)
+    keys = ds.fixed_windows(vm.lengths(), mcfg.window)
+    assert_same_batch(ds.collate([vm[k] for k in keys]), ds.collate([vp[k] for k in keys]))
+    for a, b in zip(vm.clips, vp.clips):  # whole clips, as validation samples them
+        for name in ("head", "expr", "valid", "feat", "feat_valid", "prosody", "words"):
+            assert np.array_equal(getattr(a, name), getattr(b, name)), name
+
+
+def test_a_resumed_loader_sees_the_uninterrupted_batches(packed):
+    root, _ = packed
+    mcfg = KSDiffConfig.from_dict(tiny_model_cfg())
+    stats = ds.Stats.read(root / "stats.parquet")
+    pk = from_packs(root, "train", mcfg, tokenizer(mcfg), stats)
+
+    def run(start, workers):
+        s = ds.StepBatchSampler(pk.lengths(), mcfg.window, 4, seed=1, start_step=start, n_steps=12)
+        return list(torch.utils.data.DataLoader(pk, batch_sampler=s, collate_fn=ds.collate, num_workers=workers))
+
+    whole, resumed = run(0, 0), run(7, 2)  # workers fork with the maps and reopen nothing
+    assert len(resumed) == 5
+    for a, b in zip(whole[7:], resumed):
+        assert_same_batch(a, b)
+
+
+def test_pack_jobs_keep_current_clips_and_repack_changed_ones(packed, tmp_path):
+    src, shards = packed
+    root = tmp_path / "r"
+    shutil.copytree(src, root)
+    index = root / "packs" / "00000.parquet"
+    first = read_table(index, "pack_index").to_pandas().set_index("clip_id")
+    bad = first.loc["spk0_clip2"]  # its features table failed: a reasoned skip, never a stopped shard
+    assert bad.status == "skipped" and "no audio stream" in bad.reason and bad.batch == -1
+    assert (first.drop("spk0_clip2").status == "ok").all()
+
+    pack_all(root, shards[:1])
+    again = read_table(index, "pack_index").to_pandas().set_index("clip_id")
+    assert (again.status == first.status).all() and (again.reason == first.reason).all()
+    assert (again.drop("spk0_clip2").action == "kept").all()  # a refused clip is asked again
+
+    coeffs = root / "coeffs" / "spk1_clip0.parquet"  # one clip's table rewritten: that clip alone is re-read
+    t = read_table(coeffs, "coeffs")
+    expr = np.stack(t.column("expr")) + 1.0
+    write_table(coeffs, "coeffs", t.table.set_column(t.table.schema.get_field_index("expr"), "expr",
+                                                     schemas.pa.array(list(expr), schemas.pa.list_(schemas.pa.float32()))),
+                attrs=t.attrs)
+    os.utime(coeffs, ns=(coeffs.stat().st_atime_ns, coeffs.stat().st_mtime_ns + 10**9))
+    pack_all(root, shards[:1])
+    third = read_table(index, "pack_index").to_pandas().set_index("clip_id")
+    assert set(third.index[third.action == "ran"]) == {"spk1_clip0", "spk0_clip2"}
+    ps = packs.PackSet([index], ["spk1_clip0", "spk0_clip0"])
+    assert np.array_equal(ps.clip(0).expr, ds.load_clip(root, "spk1_clip0", FPS).expr)
+    assert np.array_equal(ps.clip(1).head, ds.load_clip(root, "spk0_clip0", FPS).head)
+
+
+def test_a_pack_its_index_does_not_describe_is_refused(packed, tmp_path):
+    src, _ = packed
+    root = tmp_path / "r"
+    shutil.copytree(src, root)
+    shutil.copy(root / "packs" / "00001.arrow", root / "packs" / "00000.arrow")  # e.g. a job killed between the two
+    ps = packs.PackSet([root / "packs" / "00000.parquet"])
+    with pytest.raises(ds.ClipError, match="rerun `ksdiff pack`"):
+        ps.record(0)
+
+
+def test_stats_as_map_reduce_equal_the_single_job(packed, tmp_path):
+    root, _ = packed
+    cfg = config.defaults()
+    parts = []
+    for index in packs.pack_indexes(root):
+        parts.append(tmp_path / f"{index.stem}.parquet")
+        stats_part(cfg, str(root / "qc.parquet"), str(root / "splits.parquet"), str(index), str(parts[-1]))
+    merge_stats(cfg, [str(p) for p in parts], str(tmp_path / "stats.parquet"))
+    build_stats(cfg, str(root / "qc.parquet"), str(root / "splits.parquet"), str(root), str(tmp_path / "single.parquet"))
+    single, merged = ds.Stats.read(tmp_path / "single.parquet"), ds.Stats.read(tmp_path / "stats.parquet")
+    assert len(read_stats_clips(parts[0])) and len(read_stats_clips(parts[1]))  # both shards hold training clips
+    for name in ds.STATS_NAMES:
+        for a, b in ((single.mean[name], merged.mean[name]), (single.std[name], merged.std[name])):
+            assert np.max(np.abs(a - b) / np.maximum(np.abs(a), 1e-12)) < 1e-6, name
+    assert merged.attrs == single.attrs
+
+
+def read_stats_clips(path):
+    return read_table(path, "stats_part").attrs["clips"]
+
+
+def test_expression_basis_as_map_reduce_equals_the_single_job(tmp_path):
+    from test_coeffs import synthetic_clip, write_landmarks
+
+    from ksdiff.extract.coeffs import basis_part, fit_basis, fit_pose, merge_basis
+
+    cfg = config.defaults()
+    names = ["a", "b", "c", "d"]
+    for i, name in enumerate(names):
+        lm, _ = synthetic_clip(seed=10 + i, n=60)
+        write_landmarks(tmp_path / f"{name}.landmarks.parquet", lm)
+        fit_pose(cfg, tmp_path / f"{name}.landmarks.parquet", tmp_path / "pose" / f"{name}.parquet")
+    write_table(tmp_path / "splits.parquet", "splits", {"clip_id": names, "speaker_id": ["s1", "s2", "s3", "s4"],
+                                                        "split": ["train", "train", "test", "train"]})
+    shard_clips = [["a", "b"], ["c", "d"]]  # the test clip c is left out of its shard's part
+    summaries = []
+    for k, clips in enumerate(shard_clips):
+        summaries.append(tmp_path / "shards" / f"{k:05d}.parquet")
+        write_table(summaries[-1], "shard", {"clip_id": clips, "status": ["ok"] * 2, "reason": [""] * 2,
+                                             "action": ["ran"] * 2, "seconds": [0.0] * 2})
+        basis_part(cfg, str(tmp_path / "splits.parquet"), str(summaries[-1]), str(tmp_path / f"part{k}.npz"),
+                   pose_dir=str(tmp_path / "pose"))
+    merge_basis(cfg, [str(tmp_path / f"part{k}.npz") for k in range(2)], str(tmp_path / "merged.npz"))
+    fit_basis(cfg, tmp_path / "splits.parquet", [str(s) for s in summaries], tmp_path / "single.npz",
+              pose_dir=str(tmp_path / "pose"))
+    single, merged = np.load(tmp_path / "single.npz"), np.load(tmp_path / "merged.npz")
+    assert sorted(single.files) == sorted(merged.files)
+    assert list(merged["clips"]) == ["a", "b", "d"] and int(merged["n_frames"]) == 180
+    for key in ("mean", "components", "std", "explained_variance_ratio"):
+        a, b = single[key].astype(np.float64), merged[key].astype(np.float64)
+        # relative to the array's largest entry: a component's near-zero entries carry no relative precision
+        assert np.max(np.abs(a - b)) / np.max(np.abs(a)) < 1e-6, key
+    for key in ("n_frames", "n_expr", "n_expr_requested", "frame_stride", "clips", "template_iod"):
+        assert np.array_equal(single[key], merged[key]), key
