@@ -39,7 +39,7 @@ import torch  # noqa: E402
 
 from ksdiff.models import KSDiffConfig, build_model, sample_long  # noqa: E402
 from ksdiff.models.transcript import n_tokens  # noqa: E402
-from ksdiff.train import TrainConfig  # noqa: E402
+from ksdiff.config import TrainConfig  # noqa: E402
 from readme import replace_section  # benchmarks/readme.py, beside this script
 
 log = logging.getLogger("bench_model")

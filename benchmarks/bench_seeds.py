@@ -42,7 +42,8 @@ from ksdiff.evaluate import GROUND_TRUTH, LVE, evaluate_method, test_clips  # no
 from ksdiff.io import parquet  # noqa: E402
 from ksdiff.report.speaker_spread import clip_temporal_diversity  # noqa: E402
 from ksdiff.infer import predict_clip  # noqa: E402
-from ksdiff.train import TrainConfig, train  # noqa: E402
+from ksdiff.config import TrainConfig  # noqa: E402
+from ksdiff.training.loop import train  # noqa: E402
 from readme import replace_section  # benchmarks/readme.py, beside this script
 
 log = logging.getLogger("bench_seeds")

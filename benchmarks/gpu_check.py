@@ -67,7 +67,7 @@ def val_rows(log_path: Path) -> dict[str, dict[int, float]]:
 def train_one(cfg: dict, results: Path, out_dir: Path, method: str) -> dict:
     import torch
 
-    from ksdiff.train import train
+    from ksdiff.training.loop import train
 
     model_path = out_dir / method / "model.pt"
     torch.cuda.synchronize()

@@ -95,7 +95,7 @@ command("merge-basis", "ksdiff.extract.coeffs:merge_basis", "PCA expression basi
         ("--parts", {"nargs": "+", "required": True}), ("--out", P))
 
 # --- model (issue 3) -------------------------------------------------------------
-command("train", "ksdiff.train:train", "train a motion model (resumes from its latest checkpoint)",
+command("train", "ksdiff.training.loop:train", "train a motion model (resumes from its latest checkpoint)",
         ("--results", P), ("--out", {"required": True, "help": "final model file, e.g. models/synth/ksdiff/model.pt"}),
         ("--method", {"default": None, "help": "a name in the config's 'methods' or ksdiff|diffspeaker|regression"}))
 command("infer", "ksdiff.infer:predict_clip", "motion of one clip (coeffs schema) from a model or a baseline",

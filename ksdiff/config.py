@@ -100,7 +100,7 @@ def split_file_paths(split_file) -> list[str]:
 
 @dataclass
 class TrainConfig:
-    """Training hyperparameters (ksdiff.train), defaults in one place; override through the config's ``train:``
+    """Training hyperparameters (ksdiff.training), defaults in one place; override through the config's ``train:``
     section. Kept here, beside the schema, because the workflow reads the thread count of a training job from
     it (ksdiff.plan.train_threads) in an environment without torch."""
 
@@ -125,10 +125,23 @@ class TrainConfig:
     # validation lip error, see LipError) | last
     select: str = "best_val"
     val_lve_samples: int = 1  # samples per validation clip for the logged validation lip error (0: not computed)
+    # Micro-batches a step's global batch is computed in, each with its own noise seeded by (seed, step,
+    # micro-batch); torchrun's processes take disjoint runs of them. 0: one per process. A run of N processes
+    # equals a 1-process run with micro_batches=N (ksdiff.training.loop); must divide batch_size.
+    micro_batches: int = 0
+    # How the workflow launches a training job (ksdiff.plan.train_launch); `ksdiff train` itself runs as
+    # whatever torchrun made it. nproc_per_node: processes (GPUs) per node; nnodes > 1: a multi-node job
+    # (under Slurm: one torchrun per node by srun); rdzv_endpoint: host:port of the rendezvous (null: the
+    # allocation's first node, port 29500).
+    nproc_per_node: int = 1
+    nnodes: int = 1
+    rdzv_endpoint: str | None = None
 
     # Fields that do not change the training trajectory (so they may differ on resume).
     _RESUME_FREE = ("device", "num_threads", "num_workers", "val_every", "log_every", "ckpt_every",
-                    "keep_checkpoints", "steps", "val_lve_samples")
+                    "keep_checkpoints", "steps", "val_lve_samples",
+                    # the resolved micro-batch count is fingerprinted instead (0 and N are one trajectory on N)
+                    "micro_batches", "nproc_per_node", "nnodes", "rdzv_endpoint")
 
     def __post_init__(self):
         self.adam_betas = tuple(float(b) for b in self.adam_betas)
@@ -138,7 +151,11 @@ class TrainConfig:
             raise ValueError("train.select=best_val_lve needs train.val_lve_samples >= 1")
         if self.amp not in ("bf16", "fp16", "off"):
             raise ValueError(f"train.amp must be bf16, fp16 or off, got {self.amp!r}")
-        for name in ("steps", "batch_size", "val_every", "log_every", "ckpt_every", "keep_checkpoints"):
+        if self.micro_batches < 0 or (self.micro_batches and self.batch_size % self.micro_batches):
+            raise ValueError(f"train.micro_batches must be 0 or divide batch_size={self.batch_size}, "
+                             f"got {self.micro_batches}")
+        for name in ("steps", "batch_size", "val_every", "log_every", "ckpt_every", "keep_checkpoints",
+                     "nproc_per_node", "nnodes"):
             if getattr(self, name) < 1:
                 raise ValueError(f"train.{name} must be >= 1")
 

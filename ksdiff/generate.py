@@ -174,7 +174,7 @@ def generate_motion(cfg: dict, audio: str, ref: str, checkpoint: str, transcript
     from ksdiff.infer import InferConfig, build_from_checkpoint, load_checkpoint, pose_frame, sample_motion
     from ksdiff.io.audio import AudioError, load_audio
     from ksdiff.models.transcript import frame_tokens
-    from ksdiff.train import pick_device
+    from ksdiff.training.device import pick_device
 
     icfg = InferConfig.from_dict(cfg.get("infer"))
     payload = load_checkpoint(checkpoint)

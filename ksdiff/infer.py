@@ -54,14 +54,11 @@ from ksdiff.config import BASELINES
 from ksdiff.data import dataset as ds
 from ksdiff.data import motion
 from ksdiff.io import parquet
+# The model file's reader lives beside its writer; infer's callers find it here too.
+from ksdiff.training.checkpoint import CheckpointError, build_from_checkpoint, load_checkpoint  # noqa: F401
+from ksdiff.training.device import pick_device
 
 log = logging.getLogger(__name__)
-
-REQUIRED_KEYS = ("format", "version", "method", "model_cfg", "model", "stats", "features", "motion")
-
-
-class CheckpointError(ValueError):
-    """Not a usable ksdiff model file (wrong kind, wrong method, missing keys, unreadable)."""
 
 
 @dataclass
@@ -92,57 +89,12 @@ def clip_seed(seed: int, clip: str) -> int:
 
 
 # ---------------------------------------------------------------------------- checkpoints
-
-
-def load_checkpoint(path: str | Path, expect_method: str | None = None) -> dict:
-    """Read and check a model file written by `ksdiff train`; CheckpointError says what is wrong."""
-    from ksdiff.models import METHODS
-    from ksdiff.train import CHECKPOINT_FORMAT, CHECKPOINT_VERSION
-
-    path = Path(path)
-    if not path.exists():
-        raise CheckpointError(f"checkpoint not found: {path}")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # pickle errors, zip errors, truncated files
-        raise CheckpointError(f"{path} is not a readable torch checkpoint: {type(e).__name__}: {e}") from e
-    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"{path} is not a ksdiff model checkpoint (no format={CHECKPOINT_FORMAT!r})")
-    if payload.get("version") != CHECKPOINT_VERSION:
-        raise CheckpointError(f"{path}: checkpoint version {payload.get('version')}, this ksdiff reads "
-                              f"{CHECKPOINT_VERSION}; retrain")
-    missing = [k for k in REQUIRED_KEYS if k not in payload]
-    if missing:
-        raise CheckpointError(f"{path}: checkpoint lacks {missing}")
-    if payload["method"] not in METHODS:
-        raise CheckpointError(f"{path}: unknown method {payload['method']!r}; expected one of {METHODS}")
-    if expect_method is not None and expect_method not in (payload["method"], payload.get("name")):
-        raise CheckpointError(f"{path} holds a {payload.get('name', payload['method'])!r} model "
-                              f"({payload['method']}), expected {expect_method!r}")
-    try:
-        motion.pose_frame_of(payload["motion"].get("representation"))
-    except ValueError:
-        raise CheckpointError(f"{path}: motion representation {payload['motion'].get('representation')!r}, "
-                              f"this ksdiff uses {motion.REPRESENTATION!r}; retrain") from None
-    return payload
+# Read and built by ksdiff.training.checkpoint (load_checkpoint, build_from_checkpoint), beside their writer.
 
 
 def pose_frame(payload: dict) -> str:
     """'reference' (the model generates head pose relative to the reference frame) or 'absolute' (older models)."""
     return motion.pose_frame_of(payload["motion"].get("representation"))
-
-
-def build_from_checkpoint(payload: dict, device: torch.device):
-    from ksdiff.models import KSDiffConfig, build_model
-
-    # Checkpoints from before transcript_tokens existed were trained on hashed words.
-    mcfg = KSDiffConfig.from_dict({"transcript_tokens": "words", **payload["model_cfg"]})
-    model = build_model(mcfg)
-    try:
-        model.load_state_dict(payload["model"])
-    except RuntimeError as e:
-        raise CheckpointError(f"checkpoint weights do not fit the {mcfg.method} model: {e}") from e
-    return model.to(device).eval()
 
 
 def check_features(payload: dict, feat_attrs: dict, dim: int) -> None:
@@ -256,7 +208,6 @@ def _loaded_model(checkpoint: str, mtime_ns: int, method: str | None, device: st
     a shard job predicts all its clips with one model load (sampling is seeded per
     clip, so the predictions do not depend on which clips share a process)."""
     from ksdiff.io.files import sha256_file
-    from ksdiff.train import pick_device
 
     payload = load_checkpoint(checkpoint, expect_method=method)
     return payload, build_from_checkpoint(payload, pick_device(device)), sha256_file(checkpoint)

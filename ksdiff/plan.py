@@ -4,7 +4,7 @@ workflow/rules/*.smk name files and run one `ksdiff` command each; everything th
 need to know about the package comes from here: the datasets a run holds (the
 configured ones and one per external method's videos), shard names from a
 listing or test-shards table, the known texts of a shard's clips, the floors of
-the sanity table, the threads a training job uses, the files a config value
+the sanity table, the threads a training job uses and how it is launched, the files a config value
 names. What each stage is given to read is ksdiff.stage_config.
 
 Light imports only (standard library, pyarrow, ksdiff.config): the workflow
@@ -85,9 +85,35 @@ def floors(config: dict) -> list[str]:
 
 
 def train_threads(config: dict) -> int:
-    """The torch threads of a training job: train.num_threads, TrainConfig's default when not set
-    (0: torch's default, all cores)."""
-    return TrainConfig.from_dict(config["train"]).num_threads
+    """The cores a training job uses: train.num_threads torch threads (TrainConfig's default when not set;
+    0: torch's default, all cores) in each of its train.nproc_per_node processes on a node."""
+    t = TrainConfig.from_dict(config["train"])
+    return t.num_threads * t.nproc_per_node
+
+
+# A multi-node rendezvous without train.rdzv_endpoint: the first node of the Slurm allocation, port 29500
+# (torchrun's default port), evaluated by the job's shell on the node that runs it.
+SLURM_FIRST_NODE = '"$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1):29500"'
+
+
+def train_launch(config: dict) -> str:
+    """The command that runs a training job's `ksdiff`, completed by the rule with `train --results ...`.
+
+    One process (train.nproc_per_node 1, train.nnodes 1): ``ksdiff``. Several on one node: ``torchrun
+    --standalone --nproc_per_node G -m ksdiff`` (a rendezvous on a free local port). Several nodes: one
+    torchrun per node, started by ``srun --ntasks-per-node=1`` inside the Slurm allocation, meeting at
+    train.rdzv_endpoint (default: the allocation's first node) under the job's id. torchrun starts every
+    worker as `python -m ksdiff`, i.e. through ksdiff's command line, which pins the numerics before torch
+    loads, exactly as a one-process job.
+    """
+    t = TrainConfig.from_dict(config["train"])
+    if t.nproc_per_node == 1 and t.nnodes == 1:
+        return "ksdiff"
+    if t.nnodes == 1:
+        return f"torchrun --standalone --nproc_per_node {t.nproc_per_node} -m ksdiff"
+    endpoint = t.rdzv_endpoint or SLURM_FIRST_NODE
+    return (f"srun --ntasks-per-node=1 torchrun --nnodes {t.nnodes} --nproc_per_node {t.nproc_per_node} "
+            f'--rdzv_backend c10d --rdzv_id "$SLURM_JOB_ID" --rdzv_endpoint {endpoint} -m ksdiff')
 
 
 def hdtf_inputs(entry: dict) -> list[str]:

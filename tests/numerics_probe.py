@@ -23,7 +23,7 @@ from fabricate import fabricate_with_stats, tiny_model_cfg  # noqa: E402
 
 from ksdiff import config  # noqa: E402
 from ksdiff.metrics.syncnet_train import ExpertConfig, synthetic_sync_clips, train_expert  # noqa: E402
-from ksdiff.train import train  # noqa: E402
+from ksdiff.training.loop import train  # noqa: E402
 
 
 def state_sha256(state: dict) -> str:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-import ksdiff.train as train_mod
+from ksdiff.training import loop as train_mod
 from fabricate import fabricate_results, tiny_model_cfg
 from ksdiff import cli, config
 from ksdiff.data.stats import build_stats

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-import ksdiff.train as train_mod
+from ksdiff.training import loop as train_mod
 from fabricate import fabricate_with_stats, tiny_model_cfg
 from ksdiff import cli, config
 from ksdiff.data import dataset as ds

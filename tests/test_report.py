@@ -265,8 +265,8 @@ def test_report_lists_the_lse_deviations_and_which_published_lve_is_which(tmp_pa
 
 
 def test_leaderboard_shows_each_trained_methods_parameter_count(tmp_path):
-    """The capacity column comes from the 'model' row ksdiff.train writes to train_log.csv."""
-    from ksdiff.train import CsvLog
+    """The capacity column comes from the 'model' row ksdiff.training writes to train_log.csv."""
+    from ksdiff.training.logs import CsvLog
 
     paths = [str(_write(tmp_path / f"{m}.parquet", m)) for m in (GROUND_TRUTH, "alpha", "beta")]
     models = tmp_path / "models"

@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-import ksdiff.train as train_mod
+from ksdiff.training import loop as train_mod
 from fabricate import fabricate_with_stats, tiny_model_cfg
 from ksdiff import cli, config
 from ksdiff.infer import build_from_checkpoint, load_checkpoint
@@ -168,7 +168,7 @@ def test_validation_lip_error_is_the_leaderboards_lve_and_can_select_the_weights
     for k, clip in enumerate(ds.usable_clips(results, "val")):
         a = ds.load_clip(results, clip, 25.0, tokenizer(model.cfg))
         _, expr = sample_motion(model, stats, a.feat, a.feat_valid, a.prosody, a.words, 1,
-                                train_mod.TrainConfig().val_seed + k)
+                                config.TrainConfig().val_seed + k)
         errors.append(lve(landmarks(expr[0])[a.valid], landmarks(a.expr)[a.valid], PROTOCOL.lve_lip_indices,
                           PROTOCOL.lve_variant, scale=1.0))
     assert curve[best] == pytest.approx(float(np.mean(errors)), rel=1e-4)

@@ -225,29 +225,42 @@ def _np(arr: pa.Array) -> np.ndarray:
     return arr.to_numpy(zero_copy_only=not pa.types.is_boolean(arr.type))
 
 
+_INDEX_COLUMNS = ["clip_id", "status", "reason", "batch", "n_frames", *_INFO_COLUMNS]
+
+
+def read_indexes(indexes: Sequence[str | Path]) -> pa.Table:
+    """The rows of pack indexes that locating and checking clips needs, with a ``pack`` column (position
+    in ``indexes``) and the packs' ids in the schema metadata (``pack_ids``, comma-separated)."""
+    tables, ids = [], []
+    for k, p in enumerate(indexes):
+        t = pq.read_table(p, columns=_INDEX_COLUMNS)
+        md = t.schema.metadata or {}
+        if md.get(b"ksdiff.table", b"").decode() != "pack_index" or \
+                int(md.get(b"ksdiff.version", b"0")) != schemas.VERSIONS["pack_index"]:
+            raise parquet.SchemaError(f"{p}: not a pack index of version {schemas.VERSIONS['pack_index']}: "
+                                      "rerun `ksdiff pack`")
+        ids.append(json.loads(md.get(b"ksdiff.attrs", b"{}").decode()).get("pack_id") or "")
+        tables.append(t.replace_schema_metadata(None).append_column("pack", pa.array(np.full(t.num_rows, k, np.int32))))
+    empty = pa.schema([schemas.PACK_INDEX.field(c) for c in _INDEX_COLUMNS] + [("pack", pa.int32())]).empty_table()
+    return pa.concat_tables(tables or [empty]).replace_schema_metadata({"pack_ids": ",".join(ids)})
+
+
 class PackSet:
     """Clips of many packs, found from their indexes alone; a clip's record batch is read on demand.
 
     ``indexes``: the packs' index files (results/{dataset}/packs/{shard}.parquet).
     ``select``: clip ids to use, in this order (e.g. the usable training clips); ids that
     are not packed are left out and logged with the reason their index gives. None: every
-    packed clip, in index order.
+    packed clip, in index order. ``table``: ``read_indexes(indexes)`` when already read.
     """
 
-    def __init__(self, indexes: Sequence[str | Path], select: Sequence[str] | None = None):
+    def __init__(self, indexes: Sequence[str | Path], select: Sequence[str] | None = None,
+                 table: pa.Table | None = None):
         self.indexes = [Path(p) for p in indexes]
-        cols = ["clip_id", "status", "reason", "batch", "n_frames", *_INFO_COLUMNS]
-        tables, self._pack_ids = [], []
-        for k, p in enumerate(self.indexes):
-            t = pq.read_table(p, columns=cols)
-            md = t.schema.metadata or {}
-            if md.get(b"ksdiff.table", b"").decode() != "pack_index" or \
-                    int(md.get(b"ksdiff.version", b"0")) != schemas.VERSIONS["pack_index"]:
-                raise parquet.SchemaError(f"{p}: not a pack index of version {schemas.VERSIONS['pack_index']}")
-            self._pack_ids.append(json.loads(md.get(b"ksdiff.attrs", b"{}").decode()).get("pack_id"))
-            tables.append(t.replace_schema_metadata(None).append_column("pack", pa.array(np.full(t.num_rows, k, np.int32))))
-        allt = pa.concat_tables(tables) if tables else schemas.PACK_INDEX.empty_table()
-        ok = allt.filter(pc.equal(allt.column("status"), parquet.OK))
+        if table is None:
+            table = read_indexes(self.indexes)
+        self._pack_ids = table.schema.metadata[b"pack_ids"].decode().split(",") if self.indexes else []
+        ok = table.filter(pc.equal(table.column("status"), parquet.OK))
         if select is None:
             chosen = ok
         else:
@@ -255,7 +268,7 @@ class PackSet:
             pos = pc.index_in(sel, value_set=ok.column("clip_id"))
             missing = pc.is_null(pos)
             if pc.any(missing).as_py():
-                self._log_missing(sel.filter(missing), allt)
+                self._log_missing(sel.filter(missing), table)
             chosen = ok.take(pos.filter(pc.invert(missing)))
         self.clip_ids = chosen.column("clip_id").combine_chunks()
         self.pack = chosen.column("pack").to_numpy().astype(np.int32)
@@ -265,15 +278,14 @@ class PackSet:
         self._readers: dict[int, pa.ipc.RecordBatchFileReader] = {}
 
     @staticmethod
-    def _log_missing(ids: pa.Array, allt: pa.Table) -> None:
-        pos = pc.index_in(ids, value_set=allt.column("clip_id")).to_numpy(zero_copy_only=False)
-        reasons = allt.column("reason").to_pylist()
-        status = allt.column("status").to_pylist()
-        for c, p in zip(ids.to_pylist(), pos):
-            if p is None or np.isnan(p):
+    def _log_missing(ids: pa.Array, table: pa.Table) -> None:
+        pos = pc.index_in(ids, value_set=table.column("clip_id"))
+        found = table.take(pos.fill_null(0)).select(["status", "reason"]).to_pylist()
+        for c, p, row in zip(ids.to_pylist(), pos.to_pylist(), found):
+            if p is None:
                 log.warning("clip %s left out: not in any pack (rerun `ksdiff pack` for its shard)", c)
             else:
-                log.warning("clip %s left out: %s", c, f"{status[int(p)]}: {reasons[int(p)]}")
+                log.warning("clip %s left out: %s: %s", c, row["status"], row["reason"])
 
     def __len__(self) -> int:
         return len(self.n_frames)
@@ -436,3 +448,28 @@ class PackedWindowDataset(Dataset):
 def pack_indexes(results: str | Path) -> list[Path]:
     """The pack indexes of results/{dataset}, in shard order."""
     return sorted((Path(results) / PACK_DIR).glob("*.parquet"))
+
+
+def window_datasets(results: str | Path, stats: ds.Stats, window: int, n_prev: int, fps: float, tokenize=None):
+    """(train, val, info): the usable training and validation clips of results/{dataset}'s packs as window
+    datasets (val None when there is none; clips not packed are logged with their reason and left out)
+    and the training clips' feature kind/dim/rate/checkpoint and expr_dim (``dataset.check_consistent``).
+    Reads the qc and splits tables and the packs' indexes, nothing per clip."""
+    results = Path(results)
+    indexes = pack_indexes(results)
+    if not indexes:
+        raise FileNotFoundError(f"{results / PACK_DIR}: no training packs: run `ksdiff pack` for every shard")
+    table = read_indexes(indexes)
+    train = PackSet(indexes, ds.usable_clips(results, "train"), table)
+    info = train.info()
+    r = ds.feat_per_frame(info["feat_rate_hz"], fps)
+    val_packs = PackSet(indexes, ds.usable_clips(results, "val"), table)
+    val = None
+    if len(val_packs):
+        vinfo = val_packs.info()
+        if vinfo != info:
+            raise ds.ClipError(f"val clips differ from train clips: {vinfo} vs {info}")
+        val = PackedWindowDataset(val_packs, stats, r, window, n_prev, fps, tokenize)
+    else:
+        log.warning("no usable validation clips: validation loss will not be computed")
+    return PackedWindowDataset(train, stats, r, window, n_prev, fps, tokenize), val, info

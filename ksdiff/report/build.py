@@ -62,7 +62,7 @@ def parse_predictions(predictions: list[str] | None) -> dict[str, Path]:
 
 
 def parameter_counts(models: Path, methods: list[str]) -> dict[str, int]:
-    """method -> trained parameter count, from the 'model' row ksdiff.train writes to train_log.csv."""
+    """method -> trained parameter count, from the 'model' row ksdiff.training writes to train_log.csv."""
     out = {}
     for m in methods:
         log_csv = models / m / "train_log.csv"

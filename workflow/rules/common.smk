@@ -117,6 +117,9 @@ METHODS = TRAINED + BASELINES + list(EXTERNAL)
 FLOORS = plan.floors(config)
 # Cores a training job uses (train.num_threads; 0: all), so that --cores 2 runs two one-thread trainings at once.
 TRAIN_THREADS = plan.train_threads(config) or workflow.cores
+# What starts a training job: `ksdiff` (one process) or torchrun (train.nproc_per_node, train.nnodes). Part of
+# the shell command, not a param: the default renders the command as before, so an upgrade retrains nothing.
+TRAIN_LAUNCH = plan.train_launch(config)
 # The same for the SyncNet expert (eval.expert.num_threads, ExpertConfig's default 1).
 EXPERT_THREADS = config["eval"]["expert"].get("num_threads", 1) or workflow.cores
 

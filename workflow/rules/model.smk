@@ -21,8 +21,11 @@ rule train:
         runtime=720,
     conda:
         "../../envs/ksdiff.yaml"
+    # TRAIN_LAUNCH: `ksdiff`, or torchrun (on several nodes srun + torchrun) starting each process as
+    # `python -m ksdiff` (common.smk, ksdiff.plan.train_launch): still one command, and every process runs
+    # through ksdiff's CLI, which pins the numerics before torch loads.
     shell:
-        "ksdiff train --results {params.results} --method {wildcards.method} --out {output}"
+        f"{TRAIN_LAUNCH} train --results {{params.results}} --method {{wildcards.method}} --out {{output}}"
         " --opts {params.opts} > {log} 2>&1"
 
 

@@ -1,0 +1,106 @@
+"""What training reads: the usable train/val clips (``prepare_data``) and each process's share of a step.
+
+``prepare_data`` is the one place training loads data; swapping the clip source (per-clip Parquet today)
+changes this function only. Every step's global batch comes from ``ksdiff.data.dataset.StepBatchSampler``
+((seed, step) -> windows); ``RankSlice`` gives one torchrun process its contiguous share of it, and
+``ChunkCollate`` pads that share as ``n`` micro-batches (see ksdiff.training.loop on why micro-batches).
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Sampler
+
+from ksdiff.data import dataset as ds
+from ksdiff.data import motion
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainData:
+    train: ds.WindowDataset
+    val: ds.WindowDataset | None
+    stats: ds.Stats
+    info: dict  # feature kind/dim/rate/checkpoint, expr_dim (see dataset.check_consistent)
+    basis: dict
+
+
+def read_basis(results: Path) -> dict:
+    """The expression basis (results/basis.npz), stored in the model so `generate` needs nothing else.
+
+    Numeric arrays become tensors, string arrays lists (both load with weights_only=True);
+    ``sha256`` records which file it was.
+    """
+    p = results / "basis.npz"
+    if not p.exists():
+        log.warning("%s not found: the model will not carry an expression basis (generate will refuse it)", p)
+        return {}
+    raw = p.read_bytes()
+    out: dict = {"sha256": hashlib.sha256(raw).hexdigest()}
+    with np.load(io.BytesIO(raw), allow_pickle=False) as z:
+        for k in z.files:
+            a = np.array(z[k])
+            out[k] = a.tolist() if a.dtype.kind in "US" else torch.from_numpy(a)
+    return out
+
+
+def prepare_data(cfg: dict, results: Path, window: int, n_prev: int, tokenize) -> TrainData:
+    """Load the usable train/val clips (transcripts as ``tokenize`` makes them), check them against the
+    stats, normalise them."""
+    fps = float(cfg["fps"])
+    stats_path = results / "stats.parquet"
+    if not stats_path.exists():
+        raise FileNotFoundError(f"{stats_path} missing: run `ksdiff stats` first")
+    stats = ds.Stats.read(stats_path)
+    train_clips = ds.load_clips(results, ds.usable_clips(results, "train"), fps, tokenize)
+    info = ds.check_consistent(train_clips)
+    for key in ("feature_kind", "feat_dim", "expr_dim", "feature_checkpoint"):
+        if key in stats.attrs and stats.attrs[key] != info[key]:
+            raise ds.ClipError(f"stats were computed with {key}={stats.attrs[key]!r} but the clips have "
+                               f"{info[key]!r}: rerun `ksdiff stats`")
+    if stats.attrs.get("representation", motion.REPRESENTATION) != motion.REPRESENTATION:
+        raise ds.ClipError("stats use another motion representation: rerun `ksdiff stats`")
+    r = ds.feat_per_frame(info["feat_rate_hz"], fps)
+    norm = [ds.normalise_clip(c, stats, r) for c in train_clips]
+    val_clips = ds.load_clips(results, ds.usable_clips(results, "val"), fps, tokenize)
+    if val_clips:
+        vinfo = ds.check_consistent(val_clips)
+        if {k: vinfo[k] for k in info} != info:
+            raise ds.ClipError(f"val clips differ from train clips: {vinfo} vs {info}")
+    else:
+        log.warning("no usable validation clips: validation loss will not be computed")
+    val = ds.WindowDataset([ds.normalise_clip(c, stats, r) for c in val_clips], window, n_prev) if val_clips else None
+    return TrainData(ds.WindowDataset(norm, window, n_prev), val, stats, info, read_basis(results))
+
+
+class RankSlice(Sampler):
+    """Items ``lo:hi`` of every batch of ``sampler``: one process's disjoint share of each step's global
+    batch, so the global batch (and with it the learning-rate schedule) does not depend on the process count."""
+
+    def __init__(self, sampler, lo: int, hi: int):
+        self.sampler, self.lo, self.hi = sampler, lo, hi
+
+    def __iter__(self):
+        for batch in self.sampler:
+            yield batch[self.lo: self.hi]
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+
+class ChunkCollate:
+    """Windows -> a list of micro-batches of ``size`` windows, each padded on its own (``dataset.collate``),
+    so a micro-batch's tensors do not depend on which other windows share its process."""
+
+    def __init__(self, size: int):
+        self.size = size
+
+    def __call__(self, items: list[dict]) -> list[dict]:
+        return [ds.collate(items[i: i + self.size]) for i in range(0, len(items), self.size)]
