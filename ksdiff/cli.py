@@ -137,7 +137,22 @@ command("report", "ksdiff.report.build:build_report", "leaderboard Markdown + se
         ("--sanity", {"default": None, "help": "sanity table from `ksdiff sanity` (default: computed from --metrics)"}),
         ("--results", {"default": None, "help": "results/{dataset}, for pose trajectories and frame strips"}),
         ("--predictions", {"nargs": "*", "default": None, "help": "method prediction folders: 'name=folder' or 'folder'"}),
-        ("--models", {"default": None, "help": "models/{dataset}: parameter counts from each method's train_log.csv"}))
+        ("--models", {"default": None, "help": "models/{dataset}: parameter counts from each method's train_log.csv"}),
+        ("--studies", {"nargs": "*", "default": None,
+                       "help": "user-study scores.parquet files (default: {study.dir}/*/scores.parquet of this dataset)"}))
+
+# --- user studies (issue 22); also spelled `ksdiff study make` / `ksdiff study score` -----------------
+command("study-make", "ksdiff.study.make:make_study",
+        "method videos -> a self-contained A/B + MOS study folder (upload its site/ or open it from disk)",
+        ("--videos", {"nargs": "*", "default": None,
+                      "help": "DIR with one sub-folder of {clip}.mp4 per method (ground_truth, mismatched, ...), or name=DIR"}),
+        ("--results", {"default": None, "help": "results/{dataset} of a finished run: videos missing from --videos are rendered"}),
+        ("--predictions", {"nargs": "*", "default": None, "help": "with --results: 'name=folder' or 'folder' of prediction tables"}),
+        ("--out", {"default": None, "help": "study folder (default {study.dir}/{study.name})"}))
+command("study-score", "ksdiff.study.score:score_study",
+        "raters' files -> MOS, win rates, Bradley-Terry strengths, agreement, exclusions -> scores.parquet",
+        ("--study", P), ("--ratings", {"nargs": "*", "default": None, "help": "rating files or folders (default {study}/ratings)"}),
+        ("--out", {"default": None, "help": "default {study}/scores.parquet"}))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -178,6 +193,9 @@ def load_cfg(args) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["study"] and argv[1:2] in (["make"], ["score"]):  # two-word spelling of study-make/-score
+        argv = [f"study-{argv[1]}"] + argv[2:]
     args = parser.parse_args(argv)
     if args.version:
         from ksdiff import __version__

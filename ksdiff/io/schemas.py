@@ -388,3 +388,28 @@ STATS_PART = pa.schema(
 )
 SCHEMAS["stats_part"] = STATS_PART
 VERSIONS["stats_part"] = 1
+
+# A user study's scores (ksdiff.study.score), studies/{name}/scores.parquet: one row per statistic.
+# statistic: mos (method's mean 1-5 score), win_rate (method against opponent, or against all its
+# opponents when opponent is ''), bt_strength (Bradley-Terry log-strength, mean 0 over methods),
+# krippendorff_alpha (method ''; lo/hi NaN). lo/hi: percentile-bootstrap interval over raters and
+# clips. Catch trials and excluded raters are left out. attrs: study_id, name, dataset, kind,
+# criteria, methods, exclusion_rule, raters (each with catch trials passed/failed, excluded, reason),
+# rejected (file, reason), files, bootstrap_samples, ci_level, seed, bt_alpha.
+STUDY_SCORES = pa.schema(
+    [
+        ("kind", pa.string()),  # mos | ab
+        ("criterion", pa.string()),  # lip_sync | head_motion | overall | a configured one
+        ("method", pa.string()),
+        ("opponent", pa.string()),
+        ("statistic", pa.string()),
+        ("value", pa.float64()),
+        ("lo", pa.float64()),
+        ("hi", pa.float64()),
+        ("n_ratings", pa.int64()),
+        ("n_raters", pa.int32()),
+        ("n_clips", pa.int32()),
+    ]
+)
+SCHEMAS["study_scores"] = STUDY_SCORES
+VERSIONS["study_scores"] = 1

@@ -153,18 +153,21 @@ def write_video(
     sample_rate: int = 16000,
     crf: int = 18,
     audio_bitrate: int = 128_000,
+    faststart: bool = False,
 ) -> None:
     """Write RGB uint8 frames as H.264 (yuv420p) mp4, with mono/stereo float audio as AAC.
 
     ``audio``: float32 in [-1, 1], shape (n,) or (n, channels). Written to a
     temporary name and renamed, so a reader never sees half a file.
+    ``faststart``: the index (moov) goes before the frames, so a browser starts
+    playing a file served over HTTP before it has all of it (user-study pages).
     """
     import av
 
     from ksdiff.io.files import atomic_path
 
     with atomic_path(path, suffix=".mp4") as tmp:
-        with av.open(tmp, mode="w") as c:
+        with av.open(tmp, mode="w", options={"movflags": "+faststart"} if faststart else {}) as c:
             vs = c.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
             vs.pix_fmt = "yuv420p"
             vs.options = {"crf": str(crf), "preset": "veryfast"}

@@ -24,6 +24,7 @@ from ksdiff.metrics.protocol import PROTOCOL
 from ksdiff.report import plots, sanity as sane, speaker_spread
 from ksdiff.report.html import html_table, metric_definitions, render_html, software_versions, syncnet_statement
 from ksdiff.report.tables import board_header, leaderboard, metric_header, method_order, per_clip, summarise, to_markdown
+from ksdiff.study import report as study_report
 
 log = logging.getLogger(__name__)
 
@@ -166,6 +167,7 @@ def build_report(
     predictions: list[str] | None = None,
     sanity: str | None = None,
     models: str | None = None,
+    studies: list[str] | None = None,
 ) -> int:
     """Write the Markdown and HTML leaderboards and their PNGs from metrics tables.
 
@@ -173,6 +175,8 @@ def build_report(
     the sanity check is computed here from the ground-truth and floor rows.
     models: models/{dataset}: each trained method's parameter count (its train_log.csv)
     becomes the leaderboard's 'Parameters' column, so capacity is read beside the scores.
+    studies: user-study scores tables (`ksdiff study score`); None: those under the config's study.dir
+    of this dataset, so a scored study joins the leaderboard when it is rebuilt.
     """
     ecfg = cfg["eval"]
     n_boot, level, seed = int(ecfg["bootstrap_samples"]), float(ecfg["ci_level"]), int(ecfg["seed"])
@@ -239,8 +243,14 @@ def build_report(
     versions = software_versions()
     title = f"ksdiff leaderboard: {', '.join(sorted({a.get('dataset', '?') for a in attrs})) or 'no data'}"
 
+    datasets = {a.get("dataset") for a in attrs} - {None}
+    study_paths = [Path(p) for p in studies] if studies is not None else study_report.find_scores(cfg["study"]["dir"], datasets)
+    user_studies = [study_report.study_tables(p) for p in study_paths]
+
     md = _markdown(title, checked, board, notes, lse_note, figures, figure_notes, versions, weight_rows, sources, skipped,
                    undefined, appendix, Path(out_md), level, n_boot, seed, ext_checks)
+    if user_studies:  # beside the objective metrics, before the figures (as in the HTML)
+        md = md.replace("## Figures\n", "\n".join(study_report.markdown(user_studies)) + "\n## Figures\n", 1)
     atomic_write_bytes(out_md, md.encode())
     html = render_html({
         "title": title,
@@ -268,6 +278,7 @@ def build_report(
         "undefined": undefined,
         "n_clip_rows": len(appendix),
         "per_clip_html": html_table(appendix),
+        "studies": study_report.html(user_studies),
     })
     atomic_write_bytes(out_html, html.encode())
     log.info("leaderboard: %d methods, %d metrics -> %s, %s", len(board), len(present), out_md, out_html)
