@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything ksdiff needs on a fresh Debian machine with Python 3.11:
-# Debian packages (espeak-ng for the synthetic speech, ffmpeg for muxing), a
-# virtual environment at .venv with the pinned stack, and ksdiff itself.
+# Debian packages (espeak-ng for the synthetic speech, ffmpeg for muxing, chromium and its
+# driver for the user-study page's test), a virtual environment at .venv with the pinned
+# stack, and ksdiff itself.
 # Safe to rerun: it skips what is already there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,6 +10,10 @@ cd "$(dirname "$0")/.."
 need_apt=()
 command -v espeak-ng >/dev/null || need_apt+=(espeak-ng)
 command -v ffmpeg >/dev/null || need_apt+=(ffmpeg)
+# Headless Chromium + its WebDriver for the user-study page's browser test (tests/test_study_browser.py);
+# about 70 s more on a fresh machine (measured: apt-get update + install, 67 s).
+command -v chromium >/dev/null || need_apt+=(chromium)
+command -v chromedriver >/dev/null || need_apt+=(chromium-driver)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
   echo "[install] apt-get install ${need_apt[*]}"
