@@ -4,24 +4,28 @@ questions unlock, progress is shown, every item is rated, the ratings download a
 `ksdiff study score` reads that file back into the leaderboard's user-study section.
 
 KSDIFF_STUDY_SCREENSHOTS=docs/images saves the two README screenshots (a study page, the scored section)."""
+import functools
+import http.server
 import json
 import os
 import re
 import shutil
+import threading
 import time
 from pathlib import Path
 
 import av
+import cv2
 import numpy as np
 import pytest
 
 from ksdiff import config
 from ksdiff.cli import main
 from ksdiff.io import parquet
-from ksdiff.io.video import probe
+from ksdiff.io.video import probe, write_video
 from ksdiff.report.build import build_report
 from tests import study_sim
-from tests.conftest import make_clip
+from tests.render_fixtures import face_photo
 from tests.test_report import _write
 
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (envs/requirements.txt)")
@@ -34,17 +38,19 @@ pytestmark = pytest.mark.skipif(not (CHROMIUM and DRIVER),
                                 reason="no chromium + chromedriver (apt-get install chromium chromium-driver; envs/install.sh does)")
 
 # What the browser rater answers, by the key: they see the differences the study is about.
-MOS = {"ground_truth": 5, "mismatched": 1, "ours": 4, "baseline": 2}
-PREFER = ["ground_truth", "ours", "baseline", "mismatched"]
+MOS = {"ground_truth": 5, "mismatched": 1, "ours": 4, "regression": 3, "baseline": 2}
+PREFER = ["ground_truth", "ours", "regression", "baseline", "mismatched"]
 
 
-def _videos(root: Path) -> Path:
-    for i, m in enumerate(["ground_truth", "mismatched", "ours", "baseline"]):
-        for j, clip in enumerate(["c0", "c1"]):
-            # baseline: another frame size and no audio track, as some systems' videos are
-            make_clip(root / m / f"{clip}.mp4", seconds=1.0, size=80 if m == "baseline" else 64,
-                      audio=m != "baseline", seed=10 * i + j)
-    return root
+def _sources(tmp_path: Path) -> list[str]:
+    """`study make` arguments: a finished run (ground truth, ours, regression, mismatched: rendered) and an
+    external system's folder of videos (baseline: another frame size and no audio track, as some have)."""
+    res, pred = study_sim.fabricate_run(tmp_path)
+    ref, _ = face_photo()
+    for clip in study_sim.CLIPS:
+        write_video(tmp_path / "external" / f"{clip}.mp4", [cv2.resize(ref, (120, 120))] * study_sim.T, study_sim.FPS)
+    return ["--results", str(res), "--predictions", *(f"{m}={pred / m}" for m in ("ours", "regression", "mismatched")),
+            "--videos", f"baseline={tmp_path / 'external'}"]
 
 
 @pytest.fixture
@@ -79,9 +85,8 @@ def _answer(kind, methods):
 def test_a_rater_takes_the_study_in_chromium_and_study_score_reads_the_file(tmp_path, browser):
     study = tmp_path / "studies" / "demo"
     cfg = config.defaults(study={"kind": "both", "clips_per_rater": 2, "raters": 12, "catch_trials": 1,
-                                 "bootstrap_samples": 300})
-    assert main(["study", "make", "--videos", str(_videos(tmp_path / "videos")), "--out", str(study),
-                 "--opts", json.dumps(cfg)]) == 0
+                                 "reference": "ours", "height": 240, "bootstrap_samples": 300})
+    assert main(["study", "make", *_sources(tmp_path), "--out", str(study), "--opts", json.dumps(cfg)]) == 0
     design = json.loads((study / "design.json").read_text())
     site = study / "site"
     page = (site / "index.html").read_text()
@@ -89,7 +94,7 @@ def test_a_rater_takes_the_study_in_chromium_and_study_score_reads_the_file(tmp_
     assert not any(m in page for m in MOS)  # blind: the page never names a method
     for v in (site / "videos").glob("*.mp4"):
         info = probe(v)
-        assert (info.width, info.height) == (64, 64) and info.has_audio  # same size; baseline got the clip's audio
+        assert (info.width, info.height) == (240, 240) and info.has_audio  # one size (study.height); baseline got the clip's audio
         with av.open(str(v)) as c:
             assert c.streams.video[0].codec_context.name == "h264" and c.streams.audio[0].codec_context.name == "aac"
 
@@ -112,13 +117,17 @@ def test_a_rater_takes_the_study_in_chromium_and_study_score_reads_the_file(tmp_
             played = drv.execute_script(
                 "const v = document.querySelectorAll('#videos video')[arguments[0]];"
                 "return [v.videoWidth, v.duration, v.currentTime, v.ended, v.error && v.error.code];", i)
-            assert played[0] == 64 and played[1] > 0.9 and played[3] and played[4] is None, played
+            assert played[0] == 240 and played[1] > 0.7 and played[3] and played[4] is None, played
         for crit, value in zip([c["name"] for c in design["criteria"]], _answer(it["kind"], it["methods"])):
             drv.find_element(By.CSS_SELECTOR, f"#questions input[name='{crit}'][value='{value}']").click()
         if it["kind"] == "ab" and not it["catch"] and not shot_taken:
             _shot(drv, tmp_path / "study_page.png")
             shot_taken = True
         drv.find_element(By.ID, "next").click()
+        if n == 2:  # a rater who closes the page and comes back resumes where they were
+            drv.refresh()
+            drv.find_element(By.ID, "begin").click()
+            assert drv.find_element(By.ID, "progress-text").text == f"Item 3 of {len(order)}"
     assert drv.find_element(By.ID, "done").is_displayed()
     drv.find_element(By.ID, "download").click()
     name = f"ratings_{design['study_id']}_r01.json"
@@ -148,6 +157,19 @@ def test_a_rater_takes_the_study_in_chromium_and_study_score_reads_the_file(tmp_
     df = t.to_pandas()
     bt = df[(df["statistic"] == "bt_strength") & (df["criterion"] == "lip_sync")].set_index("method")["value"]
     assert bt.idxmax() == "ours"
+
+    # the same folder served by a static web server (here Python's, on the loopback) plays too
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(http.server.SimpleHTTPRequestHandler,
+                                                                                  directory=str(site)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        drv.get(f"http://127.0.0.1:{server.server_address[1]}/index.html?rater=r02")
+        drv.find_element(By.ID, "begin").click()
+        drv.find_element(By.CSS_SELECTOR, "#videos button.play").click()
+        WebDriverWait(drv, 15).until(lambda d: d.find_element(By.CSS_SELECTOR, "#videos .state").text == "watched")
+    finally:
+        server.shutdown()
+        server.server_close()
 
     # the scored section of the leaderboard, in the same browser
     metrics = [str(_write(tmp_path / f"{m}.parquet", m)) for m in ("ground_truth", "alpha")]
