@@ -137,12 +137,28 @@ def tiny_model_cfg(**over) -> dict:
     return d
 
 
+def pack_results(root: Path) -> Path:
+    """Every clip of a fabricated results folder in one training pack (ksdiff.data.packs), as the
+    workflow's pack step writes it: what training reads."""
+    from ksdiff import config
+    from ksdiff.data.packs import pack_shard
+    from ksdiff.io.schemas import MANIFEST
+
+    clips = sorted(p.stem for p in (root / "coeffs").glob("*.parquet"))
+    n = len(clips)
+    cols = {f.name: [""] * n if str(f.type) == "string" else np.zeros(n) for f in MANIFEST}
+    cols.update(clip_id=clips, has_audio=np.ones(n, bool), variable_fps=np.zeros(n, bool))
+    write_table(root / "manifest" / "00000.parquet", "manifest", cols)
+    pack_shard(config.defaults(), str(root / "manifest" / "00000.parquet"), str(root), str(root / "packs" / "00000.parquet"))
+    return root
+
+
 def fabricate_with_stats(root: Path, **kw) -> Path:
-    """fabricate_results plus the normalisation statistics the trainer needs."""
+    """fabricate_results plus the normalisation statistics and the packs the trainer needs."""
     from ksdiff import config
     from ksdiff.data.stats import build_stats
 
     fabricate_results(root, **kw)
     build_stats(config.defaults(), qc=str(root / "qc.parquet"), splits=str(root / "splits.parquet"),
                 results=str(root), out=str(root / "stats.parquet"))
-    return root
+    return pack_results(root)

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from ksdiff.training import loop as train_mod
-from fabricate import fabricate_results, tiny_model_cfg
+from fabricate import fabricate_results, pack_results, tiny_model_cfg
 from ksdiff import cli, config
 from ksdiff.data.stats import build_stats
 from ksdiff.generate import GenerateError, generate, generate_motion, identity_and_anchor, read_reference, \
@@ -55,6 +55,7 @@ def setup(tmp_path_factory):
     calm_heads(root, 0.1)
     build_stats(config.defaults(), qc=str(root / "qc.parquet"), splits=str(root / "splits.parquet"),
                 results=str(root), out=str(root / "stats.parquet"))
+    pack_results(root)
     cfg = config.defaults(model=tiny_model_cfg(), infer={"num_threads": 1},
                           train=dict(steps=4, batch_size=4, num_threads=1, val_every=4, ckpt_every=4))
     ck = root.parent / "model" / "model.pt"

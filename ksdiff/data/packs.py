@@ -64,7 +64,7 @@ from ksdiff.stage_config import stage_options
 log = logging.getLogger(__name__)
 
 PACK_DIR = "packs"
-INPUT_STEPS = (("coeffs", "coeffs"), ("features", "features"), ("transcripts", "transcript"))
+INPUT_FOLDERS = ("coeffs", "features", "transcripts")  # the per-clip tables a clip's arrays are made of
 _INFO_COLUMNS = ("feature_kind", "feat_dim", "feat_rate_hz", "feature_checkpoint", "expr_dim")
 
 
@@ -111,7 +111,7 @@ def clip_batch(c: ds.ClipArrays, words: list[str], start_s, end_s, inputs: str =
 def _signature(results: Path, clip: str) -> str:
     """(mtime_ns, size) of the clip's input tables; a missing one is [0, 0]."""
     sig = []
-    for folder, _ in INPUT_STEPS:
+    for folder in INPUT_FOLDERS:
         try:
             st = ds.clip_path(results, folder, clip).stat()
             sig.append([st.st_mtime_ns, st.st_size])
@@ -129,7 +129,7 @@ def _read_clip(results: Path, clip: str, fps: float, inputs: str) -> pa.RecordBa
 def _info_row(b: pa.RecordBatch) -> dict:
     fa = json.loads(b.column("feat_attrs")[0].as_py())
     return {"n_frames": b.column("n_frames")[0].as_py(), "expr_dim": b.column("expr_dim")[0].as_py(),
-            "feat_dim": b.column("feat_dim")[0].as_py(), "feature_kind": fa.get("kind") or "",
+            "feat_dim": b.column("feat_dim")[0].as_py(), "feature_kind": fa.get("kind"),
             "feat_rate_hz": float(fa.get("rate_hz", 0.0)),
             "feature_checkpoint": json.dumps(fa.get("checkpoint") or "", sort_keys=True)}
 
@@ -344,7 +344,7 @@ def _tokens(b: pa.RecordBatch, n: int, fps: float, tokenize) -> np.ndarray:
 def clip_arrays(b: pa.RecordBatch, fps: float, tokenize=None) -> ds.ClipArrays:
     """A clip's record batch -> the ClipArrays ``load_clip`` built from its tables."""
     n = b.column("n_frames")[0].as_py()
-    a = _window_arrays(b, 0, n)
+    a = {k: np.array(v) for k, v in _window_arrays(b, 0, n).items()}  # writable copies: the caller owns them
     return ds.ClipArrays(b.column("clip_id")[0].as_py(), a["head"], a["expr"], a["valid"], a["feat"], a["feat_valid"],
                          a["prosody"], _tokens(b, n, fps, tokenize),
                          motion_mod.Anchor.from_dict(json.loads(b.column("anchor")[0].as_py())),
@@ -421,8 +421,9 @@ class PackedWindowDataset(Dataset):
         a = _window_arrays(b, lo, hi)
         if a["r"] != self.r:
             raise ds.ClipError(f"clip {clip_id}: {a['r']} feature frames per motion frame, the dataset has {self.r}")
+        # prosody is not normalised: copied, so that no view of the read-only map reaches torch
         return ds.normalise_clip(ds.ClipArrays(clip_id, a["head"], a["expr"], a["valid"], a["feat"], a["feat_valid"],
-                                               a["prosody"], words, None, {}, {}), self.stats, self.r)
+                                               a["prosody"].copy(), words, None, {}, {}), self.stats, self.r)
 
     def norm_clip(self, i: int) -> ds.NormClip:
         """Clip ``i`` whole, normalised (validation samples whole clips)."""

@@ -1,7 +1,7 @@
 """What training reads: the usable train/val clips (``prepare_data``) and each process's share of a step.
 
-``prepare_data`` is the one place training loads data; swapping the clip source (per-clip Parquet today)
-changes this function only. Every step's global batch comes from ``ksdiff.data.dataset.StepBatchSampler``
+``prepare_data`` is the one place training loads data; swapping the clip source (the shards' memory-mapped
+packs, ksdiff.data.packs) changes this function only. Every step's global batch comes from ``ksdiff.data.dataset.StepBatchSampler``
 ((seed, step) -> windows); ``RankSlice`` gives one torchrun process its contiguous share of it, and
 ``ChunkCollate`` pads that share as ``n`` micro-batches (see ksdiff.training.loop on why micro-batches).
 """
@@ -18,7 +18,7 @@ import torch
 from torch.utils.data import Sampler
 
 from ksdiff.data import dataset as ds
-from ksdiff.data import motion
+from ksdiff.data import motion, packs
 
 log = logging.getLogger(__name__)
 
@@ -59,25 +59,14 @@ def prepare_data(cfg: dict, results: Path, window: int, n_prev: int, tokenize) -
     if not stats_path.exists():
         raise FileNotFoundError(f"{stats_path} missing: run `ksdiff stats` first")
     stats = ds.Stats.read(stats_path)
-    train_clips = ds.load_clips(results, ds.usable_clips(results, "train"), fps, tokenize)
-    info = ds.check_consistent(train_clips)
+    train, val, info = packs.window_datasets(results, stats, window, n_prev, fps, tokenize)  # read from the packs
     for key in ("feature_kind", "feat_dim", "expr_dim", "feature_checkpoint"):
         if key in stats.attrs and stats.attrs[key] != info[key]:
             raise ds.ClipError(f"stats were computed with {key}={stats.attrs[key]!r} but the clips have "
                                f"{info[key]!r}: rerun `ksdiff stats`")
     if stats.attrs.get("representation", motion.REPRESENTATION) != motion.REPRESENTATION:
         raise ds.ClipError("stats use another motion representation: rerun `ksdiff stats`")
-    r = ds.feat_per_frame(info["feat_rate_hz"], fps)
-    norm = [ds.normalise_clip(c, stats, r) for c in train_clips]
-    val_clips = ds.load_clips(results, ds.usable_clips(results, "val"), fps, tokenize)
-    if val_clips:
-        vinfo = ds.check_consistent(val_clips)
-        if {k: vinfo[k] for k in info} != info:
-            raise ds.ClipError(f"val clips differ from train clips: {vinfo} vs {info}")
-    else:
-        log.warning("no usable validation clips: validation loss will not be computed")
-    val = ds.WindowDataset([ds.normalise_clip(c, stats, r) for c in val_clips], window, n_prev) if val_clips else None
-    return TrainData(ds.WindowDataset(norm, window, n_prev), val, stats, info, read_basis(results))
+    return TrainData(train, val, stats, info, read_basis(results))
 
 
 class RankSlice(Sampler):
