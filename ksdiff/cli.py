@@ -141,7 +141,7 @@ command("report", "ksdiff.report.build:build_report", "leaderboard Markdown + se
         ("--studies", {"nargs": "*", "default": None,
                        "help": "user-study scores.parquet files (default: {study.dir}/*/scores.parquet of this dataset)"}))
 
-# --- user studies (issue 22); also spelled `ksdiff study make` / `ksdiff study score` -----------------
+# --- user studies (issue 22); also spelled `ksdiff study make` / `ksdiff study score` / `ksdiff study serve` ---
 command("study-make", "ksdiff.study.make:make_study",
         "method videos -> a self-contained A/B + MOS study folder (upload its site/ or open it from disk)",
         ("--videos", {"nargs": "*", "default": None,
@@ -153,6 +153,9 @@ command("study-score", "ksdiff.study.score:score_study",
         "raters' files -> MOS, win rates, Bradley-Terry strengths, agreement, exclusions -> scores.parquet",
         ("--study", P), ("--ratings", {"nargs": "*", "default": None, "help": "rating files or folders (default {study}/ratings)"}),
         ("--out", {"default": None, "help": "default {study}/scores.parquet"}))
+command("study-serve", "ksdiff.study.serve:serve_study",
+        "a lab's collection server: serves the study's site/ and stores the ratings raters send into {study}/ratings",
+        ("--study", P), ("--host", {"default": "127.0.0.1"}), ("--port", {"type": int, "default": 8000}))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -194,7 +197,7 @@ def load_cfg(args) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["study"] and argv[1:2] in (["make"], ["score"]):  # two-word spelling of study-make/-score
+    if argv[:1] == ["study"] and argv[1:2] in (["make"], ["score"], ["serve"]):  # two-word spelling of study-make, ...
         argv = [f"study-{argv[1]}"] + argv[2:]
     args = parser.parse_args(argv)
     if args.version:

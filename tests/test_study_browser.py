@@ -1,11 +1,10 @@
 """A generated study taken in a real headless Chromium (Debian's chromium + chromium-driver, via Selenium):
 the page loads from file:// with no network resource, its H.264/AAC videos play to their end before the
 questions unlock, progress is shown, every item is rated, the ratings download as JSON, and
-`ksdiff study score` reads that file back into the leaderboard's user-study section.
+`ksdiff study score` reads that file back into the leaderboard's user-study section. Served over HTTP
+by `ksdiff study serve`, the same site plays and sends its ratings to the server.
 
 KSDIFF_STUDY_SCREENSHOTS=docs/images saves the two README screenshots (a study page, the scored section)."""
-import functools
-import http.server
 import json
 import os
 import re
@@ -24,6 +23,7 @@ from ksdiff.cli import main
 from ksdiff.io import parquet
 from ksdiff.io.video import probe, write_video
 from ksdiff.report.build import build_report
+from ksdiff.study.serve import create_app
 from tests import study_sim
 from tests.render_fixtures import face_photo
 from tests.test_report import _write
@@ -32,6 +32,7 @@ webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not in
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+from werkzeug.serving import make_server  # noqa: E402
 
 CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 pytestmark = pytest.mark.skipif(not (CHROMIUM and DRIVER),
@@ -158,18 +159,28 @@ def test_a_rater_takes_the_study_in_chromium_and_study_score_reads_the_file(tmp_
     bt = df[(df["statistic"] == "bt_strength") & (df["criterion"] == "lip_sync")].set_index("method")["value"]
     assert bt.idxmax() == "ours"
 
-    # the same folder served by a static web server (here Python's, on the loopback) plays too
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(http.server.SimpleHTTPRequestHandler,
-                                                                                  directory=str(site)))
+    # the same folder served over HTTP by the lab's collection server (`ksdiff study serve`): videos play,
+    # and the page sends the ratings it has to the server, which stores them beside the downloaded ones
+    server = make_server("127.0.0.1", 0, create_app(study), threaded=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        drv.get(f"http://127.0.0.1:{server.server_address[1]}/index.html?rater=r02")
+        drv.get(f"http://127.0.0.1:{server.server_port}/index.html?rater=r02")
         drv.find_element(By.ID, "begin").click()
-        drv.find_element(By.CSS_SELECTOR, "#videos button.play").click()
-        WebDriverWait(drv, 15).until(lambda d: d.find_element(By.CSS_SELECTOR, "#videos .state").text == "watched")
+        first = design["raters"][1]["items"][0]
+        for i, btn in enumerate(drv.find_elements(By.CSS_SELECTOR, "#videos button.play")):
+            btn.click()
+            WebDriverWait(drv, 15).until(lambda d, i=i: d.find_elements(By.CSS_SELECTOR, "#videos .state")[i].text == "watched")
+        for crit, value in zip([c["name"] for c in design["criteria"]], _answer(first["kind"], first["methods"])):
+            drv.find_element(By.CSS_SELECTOR, f"#questions input[name='{crit}'][value='{value}']").click()
+        drv.find_element(By.ID, "next").click()
+        drv.execute_script("send()")  # the done page's Send button calls this; r02 stops after one item
+        status = lambda d: d.find_element(By.ID, "send-status").get_attribute("textContent")  # noqa: E731  (on a hidden screen)
+        WebDriverWait(drv, 10).until(lambda d: status(d).startswith(("sent", "not sent")))
+        assert status(drv) == "sent, thank you"
     finally:
         server.shutdown()
-        server.server_close()
+    sent = [json.loads(p.read_text()) for p in (study / "ratings").glob("*_r02_*.json")]
+    assert len(sent) == 1 and [r["item"] for r in sent[0]["ratings"]] == [first["id"]]
 
     # the scored section of the leaderboard, in the same browser
     metrics = [str(_write(tmp_path / f"{m}.parquet", m)) for m in ("ground_truth", "alpha")]

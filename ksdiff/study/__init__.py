@@ -8,5 +8,6 @@ scored into the leaderboard with intervals.
   ratings.py  reading raters' files: study id, format and every answer checked
   stats.py    MOS, win rates, Bradley-Terry strengths, agreement, bootstrap over raters and clips
   score.py    `ksdiff study score`: ratings -> catch-trial exclusions -> studies/{name}/scores.parquet
+  serve.py    `ksdiff study serve`: a lab's collection server (Flask) for the site and the ratings
   report.py   the leaderboard's user-study section (Markdown and HTML)
 """

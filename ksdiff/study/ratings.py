@@ -67,6 +67,20 @@ def _answer_rows(rec, item: dict, criteria: list[str]) -> tuple[list[dict], str]
             for r in rows], ""
 
 
+def file_problem(doc, design: dict) -> str:
+    """Why a parsed file cannot be scored against this study ('' when it can)."""
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        return f"not a ksdiff study ratings file (format {doc.get('format') if isinstance(doc, dict) else None!r})"
+    if doc.get("study_id") != design["study_id"]:
+        return (f"ratings of study {doc.get('study_id')!r}, not of this study {design['study_id']!r} "
+                "(another design or an earlier build)")
+    if doc.get("rater_id") not in {r["id"] for r in design["raters"]}:
+        return f"rater {doc.get('rater_id')!r} is not a rater slot of this study"
+    if not isinstance(doc.get("ratings"), list):
+        return "no list of ratings"
+    return ""
+
+
 def read_ratings(paths: list[str], design: dict) -> Read:
     items = {r["id"]: {it["id"]: it for it in r["items"]} for r in design["raters"]}
     criteria = [c["name"] for c in design["criteria"]]
@@ -78,20 +92,11 @@ def read_ratings(paths: list[str], design: dict) -> Read:
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
             rejected.append({"file": name, "reason": f"not a readable JSON file ({type(e).__name__}: {e})"})
             continue
-        if not isinstance(doc, dict) or doc.get("format") != FORMAT:
-            rejected.append({"file": name, "reason": f"not a ksdiff study ratings file (format {doc.get('format') if isinstance(doc, dict) else None!r})"})
+        why = file_problem(doc, design)
+        if why:
+            rejected.append({"file": name, "reason": why})
             continue
-        if doc.get("study_id") != design["study_id"]:
-            rejected.append({"file": name, "reason": f"ratings of study {doc.get('study_id')!r}, not of this study "
-                                                     f"{design['study_id']!r} (another design or an earlier build)"})
-            continue
-        rater = doc.get("rater_id")
-        if rater not in items:
-            rejected.append({"file": name, "reason": f"rater {rater!r} is not a rater slot of this study"})
-            continue
-        if not isinstance(doc.get("ratings"), list):
-            rejected.append({"file": name, "reason": "no list of ratings"})
-            continue
+        rater = doc["rater_id"]
         kept, notes = 0, []
         for rec in doc["ratings"]:
             item = items[rater].get(rec.get("item")) if isinstance(rec, dict) else None
