@@ -12,6 +12,7 @@ import csv
 import json
 import os
 import shlex
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -34,10 +35,13 @@ def make_cfg(**train):
     return config.defaults(model=tiny_model_cfg(), train=t)
 
 
+def run_env() -> dict:
+    """This interpreter's bin/ (ksdiff, torchrun) first on PATH, as the workflow puts its environment's."""
+    return dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", PYTHONPATH=str(REPO))
+
+
 def run(cmd: str, check=True) -> subprocess.CompletedProcess:
-    """A shell command with this interpreter's bin/ (ksdiff, torchrun) first on PATH, as the workflow's rules."""
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", PYTHONPATH=str(REPO))
-    r = subprocess.run(cmd, shell=True, capture_output=True, text=True, timeout=300, cwd=REPO, env=env)
+    r = subprocess.run(cmd, shell=True, capture_output=True, text=True, timeout=300, cwd=REPO, env=run_env())
     if check:
         assert r.returncode == 0, r.stderr[-4000:]
     return r
@@ -128,3 +132,27 @@ def test_a_killed_rank_resumes_to_the_uninterrupted_model(results, two_procs, tm
     assert curve(out, "train") == pytest.approx(curve(two_procs, "train"), rel=1e-5)
     rows = [(r["step"], r["phase"], r["metric"]) for r in log_rows(out)]
     assert len(rows) == len(set(rows))  # the killed run's rows past step 6 were dropped, not duplicated
+
+
+@pytest.mark.slow
+def test_two_nodes_meet_at_the_rendezvous_endpoint(results, two_procs, tmp_path):
+    """The train rule's multi-node line (train.nnodes 2, one process each), both "nodes" on this machine:
+    srun would start one torchrun per node; here two shells do, and they train the 2-process model."""
+    with socket.socket() as s:  # a free port for the rendezvous
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = tmp_path / "nodes" / "model.pt"
+    cfg = make_cfg(nnodes=2, rdzv_endpoint=f"127.0.0.1:{port}")
+    line = plan.train_launch(cfg)
+    assert line.startswith("srun --ntasks-per-node=1 torchrun --nnodes 2 --nproc_per_node 1 ")
+    cmd = f"{line.removeprefix('srun --ntasks-per-node=1 ')} {train_args(results, out, cfg)}"
+    logs = [tmp_path / f"node{i}.log" for i in range(2)]  # files, not pipes: a full pipe would stall a node
+    nodes = [subprocess.Popen(f"{cmd} > {log} 2>&1", shell=True, cwd=REPO, env=dict(run_env(), SLURM_JOB_ID="4242"))
+             for log in logs]
+    for node in nodes:
+        node.wait(timeout=300)
+    assert [node.returncode for node in nodes] == [0, 0], "".join(log.read_text()[-3000:] for log in logs)
+    a = torch.load(two_procs, weights_only=True)["model"]
+    b = torch.load(out, weights_only=True)["model"]
+    for k in a:
+        torch.testing.assert_close(b[k], a[k], rtol=1e-5, atol=1e-6, msg=k)

@@ -182,9 +182,8 @@ def _train(cfg: dict, tcfg: TrainConfig, results: Path, out: Path, method: str |
         log.warning("checkpoints in %s belong to another configuration or a shorter run: starting afresh", ckdir)
         for p in ck.list_checkpoints(ckdir):
             p.unlink()
-    # broadcast_buffers off: the models' buffers are constant schedules, equal on every rank.
-    net = DistributedDataParallel(LossOf(model), device_ids=[device.index] if device.type == "cuda" else None,
-                                  broadcast_buffers=False) if ddp else LossOf(model)
+    net = (DistributedDataParallel(LossOf(model), device_ids=[device.index] if device.type == "cuda" else None)
+           if ddp else LossOf(model))
 
     n_par = sum(p.numel() for p in model.parameters())
     if master:
