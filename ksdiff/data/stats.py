@@ -85,7 +85,7 @@ def partial_stats(clips: Iterable[dataset.ClipArrays]) -> dict:
     info = dataset.check_consistent(infos) if infos else None
     return {"moments": acc, "info": info, "clips": ids,
             "first": None if first is None else {"clip_id": first.clip_id, "coeffs_attrs": {
-                k: first.coeffs_attrs.get(k, "") for k in ("backend", "basis")}}}
+                k: first.coeffs_attrs[k] for k in ("backend", "basis") if k in first.coeffs_attrs}}}
 
 
 def finish_stats(parts: list[dict]) -> dataset.Stats:
@@ -106,7 +106,7 @@ def finish_stats(parts: list[dict]) -> dataset.Stats:
         mean[n], std[n] = m.result()
     first = min((p["first"] for p in parts if p["first"]), key=lambda f: f["clip_id"])["coeffs_attrs"]
     # Pooling rests on the landmark basis being orthonormal; FLAME's expression (and jaw) values are not.
-    pool = POOL_EXPR_SCALE and (first.get("backend") or "landmarks") == "landmarks"
+    pool = POOL_EXPR_SCALE and first.get("backend", "landmarks") == "landmarks"
     if pool:
         std["expr"] = np.full_like(std["expr"], np.sqrt(np.mean(std["expr"].astype(np.float64) ** 2)))
     clips = sorted(c for p in parts for c in p["clips"])
