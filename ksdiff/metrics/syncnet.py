@@ -174,15 +174,22 @@ def embed_video(net, crops_bgr: np.ndarray, n_win: int, batch_size: int = 32, de
         f = frames[i : i + b + k - 1].to(device).float()  # (b+4, H, W, 3)
         # (b, 5, H, W, 3) -> (b, 3, 5, H, W) as syncnet_python slices it, stored channels-last
         win = torch.stack([f[j : j + b] for j in range(k)], dim=1).permute(0, 4, 1, 2, 3)
-        out.append(net.forward_lip(win.contiguous(memory_format=torch.channels_last_3d)).cpu())
+        out.append(net.forward_lip(win.contiguous(memory_format=video_layout())).cpu())
     return torch.cat(out)
 
 
+def video_layout() -> torch.memory_format:
+    """The memory layout of S's video windows and lip-stream weights: channels-last (NDHWC) where oneDNN
+    runs the convolutions (its fast layout on CPUs, about half the Conv3d cost); with oneDNN off (pinned
+    numerics, ksdiff/numerics.py) ATen's own convolution is faster on the plain layout."""
+    return torch.channels_last_3d if torch.backends.mkldnn.enabled else torch.contiguous_format
+
+
 def channels_last(net: nn.Module) -> nn.Module:
-    """Store S's lip-stream Conv3d weights channels-last (NDHWC), in place: oneDNN's fast layout on CPUs."""
+    """Store S's lip-stream Conv3d weights in ``video_layout()``, in place."""
     for m in net.netcnnlip:
         if isinstance(m, nn.Conv3d):
-            m.to(memory_format=torch.channels_last_3d)
+            m.to(memory_format=video_layout())
     return net
 
 

@@ -40,7 +40,8 @@ from ksdiff import numerics
 from ksdiff.io.files import atomic_torch_save
 from ksdiff.metrics.mouth_crops import face_crops
 from ksdiff.metrics.protocol import PROTOCOL
-from ksdiff.metrics.syncnet import SAMPLES_PER_FRAME, build_syncnet, channels_last, file_sha256, n_windows, syncnet_mfcc
+from ksdiff.metrics.syncnet import (SAMPLES_PER_FRAME, build_syncnet, channels_last, file_sha256, n_windows, syncnet_mfcc,
+                                   video_layout)
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +114,7 @@ def _sample_batch(clips: list[_Clip], cfg: ExpertConfig, rng: np.random.Generato
         pos.append(c.mfcc[:, a * i : a * i + p.syncnet_mfcc_steps])
         neg.append(c.mfcc[:, a * j : a * j + p.syncnet_mfcc_steps])
     v = torch.from_numpy(np.stack(vids)).permute(0, 4, 1, 2, 3).float()  # (B, 3, 5, H, W)
-    v = v.contiguous(memory_format=torch.channels_last_3d)
+    v = v.contiguous(memory_format=video_layout())
     return v, torch.from_numpy(np.stack(pos))[:, None], torch.from_numpy(np.stack(neg))[:, None]
 
 
@@ -149,7 +150,7 @@ def _train(clips: Sequence[tuple], cfg: ExpertConfig, out_path: str | Path | Non
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     data = prepare_clips(clips, cfg.color)
-    model = channels_last(build_syncnet(cfg.embed_dim).to(cfg.device))  # roughly halves the Conv3d cost on CPU
+    model = channels_last(build_syncnet(cfg.embed_dim).to(cfg.device))  # the convolutions' fast layout
     model.train()
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     ones = torch.ones(cfg.batch_size, device=cfg.device)
