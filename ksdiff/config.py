@@ -99,6 +99,30 @@ def split_file_paths(split_file) -> list[str]:
 
 
 @dataclass
+class ExpertConfig:
+    """The SyncNet expert's training (ksdiff.metrics.syncnet_train), defaults in one place; override through
+    ``eval.expert``. Kept here, torch-free, because the workflow reads an expert job's threads from it
+    (ksdiff.plan.expert_threads)."""
+
+    embed_dim: int = 1024  # S's num_layers_in_fc_layers (1024 in syncnet_v2.model)
+    steps: int = 3000  # a real corpus; the unit test uses ~100 on synthetic clips
+    batch_size: int = 16  # video windows per step (each gives one positive and one negative pair)
+    lr: float = 1e-4  # Wav2Lip's expert learning rate (Adam)
+    loss: str = "contrastive"  # 'contrastive' (SyncNet, Euclidean) | 'bce_cosine' (Wav2Lip)
+    margin: float = 10.0  # contrastive margin in embedding distance; off-sync pairs pushed beyond it
+    neg_min_shift: int = 3  # |shift| of a negative, frames: 1-2 frame shifts still overlap 3/5 of the window
+    neg_max_shift: int = 15  # the largest offset LSE searches
+    color: str = "rgb"  # channel order of the given frames/crops; S is fed BGR like syncnet_python
+    seed: int = 0
+    device: str = "cpu"
+    # torch CPU threads (0: torch's default). Conv backward sums in thread-sized chunks, so the trained
+    # weights (and every LSE scored with them) depend on the thread count: one thread makes the expert the
+    # same under any `--cores`, and lets it train beside a model job instead of waiting for two free cores.
+    num_threads: int = 1
+    log_every: int = 10
+
+
+@dataclass
 class TrainConfig:
     """Training hyperparameters (ksdiff.training), defaults in one place; override through the config's ``train:``
     section. Kept here, beside the schema, because the workflow reads the thread count of a training job from

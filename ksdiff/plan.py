@@ -17,7 +17,7 @@ import os
 
 import pyarrow.parquet as pq
 
-from ksdiff.config import FLOORS, TrainConfig, split_file_paths
+from ksdiff.config import FLOORS, ExpertConfig, TrainConfig, dataclass_from_dict, split_file_paths
 from ksdiff.data.hdtf_annotations import annotation_files
 from ksdiff.data.shards import shard_name
 from ksdiff.io.parquet import read_attrs
@@ -94,6 +94,12 @@ def train_threads(config: dict) -> int:
 # A multi-node rendezvous without train.rdzv_endpoint: the first node of the Slurm allocation, port 29500
 # (torchrun's default port), evaluated by the job's shell on the node that runs it.
 SLURM_FIRST_NODE = '"$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1):29500"'
+
+
+def expert_threads(config: dict) -> int:
+    """The torch threads of the SyncNet expert's job: eval.expert.num_threads, ExpertConfig's default when not set
+    (0: torch's default, all cores)."""
+    return dataclass_from_dict(ExpertConfig, config["eval"]["expert"], "eval.expert").num_threads
 
 
 def train_launch(config: dict) -> str:

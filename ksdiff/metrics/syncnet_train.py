@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from ksdiff import numerics
+from ksdiff.config import ExpertConfig  # defaults live with the config (the workflow reads num_threads torch-free)
 from ksdiff.io.files import atomic_torch_save
 from ksdiff.metrics.mouth_crops import face_crops
 from ksdiff.metrics.protocol import PROTOCOL
@@ -44,26 +45,6 @@ from ksdiff.metrics.syncnet import (SAMPLES_PER_FRAME, build_syncnet, channels_l
                                    video_layout)
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class ExpertConfig:
-    embed_dim: int = 1024  # S's num_layers_in_fc_layers (1024 in syncnet_v2.model)
-    steps: int = 3000  # a real corpus; the unit test uses ~100 on synthetic clips
-    batch_size: int = 16  # video windows per step (each gives one positive and one negative pair)
-    lr: float = 1e-4  # Wav2Lip's expert learning rate (Adam)
-    loss: str = "contrastive"  # 'contrastive' (SyncNet, Euclidean) | 'bce_cosine' (Wav2Lip)
-    margin: float = 10.0  # contrastive margin in embedding distance; off-sync pairs pushed beyond it
-    neg_min_shift: int = 3  # |shift| of a negative, frames: 1-2 frame shifts still overlap 3/5 of the window
-    neg_max_shift: int = 15  # the largest offset LSE searches
-    color: str = "rgb"  # channel order of the given frames/crops; S is fed BGR like syncnet_python
-    seed: int = 0
-    device: str = "cpu"
-    # torch CPU threads (0: torch's default). Conv backward sums in thread-sized chunks, so the trained
-    # weights (and every LSE scored with them) depend on the thread count: one thread makes the expert the
-    # same under any `--cores`, and lets it train beside a model job instead of waiting for two free cores.
-    num_threads: int = 1
-    log_every: int = 10
 
 
 @dataclass

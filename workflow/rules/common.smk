@@ -120,8 +120,8 @@ TRAIN_THREADS = plan.train_threads(config) or workflow.cores
 # What starts a training job: `ksdiff` (one process) or torchrun (train.nproc_per_node, train.nnodes). Part of
 # the shell command, not a param: the default renders the command as before, so an upgrade retrains nothing.
 TRAIN_LAUNCH = plan.train_launch(config)
-# The same for the SyncNet expert (eval.expert.num_threads, ExpertConfig's default 1).
-EXPERT_THREADS = config["eval"]["expert"].get("num_threads", 1) or workflow.cores
+# The same for the SyncNet expert (eval.expert.num_threads).
+EXPERT_THREADS = plan.expert_threads(config) or workflow.cores
 
 
 def test_shards(dataset):
