@@ -21,11 +21,11 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from ksdiff.config import ExpertConfig, dataclass_from_dict
 from ksdiff.io import parquet
 from ksdiff.io.audio import read_wav
 from ksdiff.io.video import read_frames
 from ksdiff.metrics.mouth_crops import face_crops
-from ksdiff.config import ExpertConfig, dataclass_from_dict
 from ksdiff.metrics.syncnet_train import check_sync, describe_check, save_expert, train_expert
 
 log = logging.getLogger(__name__)
