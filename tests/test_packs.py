@@ -205,3 +205,15 @@ def test_expression_basis_as_map_reduce_equals_the_single_job(tmp_path):
         assert np.max(np.abs(a - b)) / np.max(np.abs(a)) < 1e-6, key
     for key in ("n_frames", "n_expr", "n_expr_requested", "frame_stride", "clips", "template_iod"):
         assert np.array_equal(single[key], merged[key]), key
+
+
+def test_the_step_sampler_draws_what_numpys_choice_draws():
+    """StepBatchSampler builds choice's cdf once (O(clips) per step otherwise): the same windows as
+    rng.choice(n, size, p) then rng.integers, i.e. the batches runs made before it."""
+    lengths = np.random.default_rng(5).integers(20, 400, size=100_000)
+    s = ds.StepBatchSampler(lengths, 100, 16, seed=7)
+    for step in (0, 1, 2, 1000, 123_456):
+        rng = np.random.default_rng([7, step])
+        clips = rng.choice(len(lengths), size=16, p=lengths / lengths.sum())
+        starts = rng.integers(0, np.maximum(lengths[clips] - 100, 0) + 1)
+        assert s.batch(step) == [(int(c), int(t)) for c, t in zip(clips, starts)]

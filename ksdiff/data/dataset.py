@@ -371,6 +371,11 @@ class StepBatchSampler(Sampler):
                  n_steps: int | None = None):
         self.lengths = np.asarray(lengths, dtype=np.int64)
         self.p = self.lengths / self.lengths.sum()
+        # numpy's Generator.choice(n, size, p) is cdf.searchsorted(rng.random(size), side="right") with this
+        # cdf, which it rebuilds on every call: O(clips) per step, 30 ms at VoxCeleb2's 1.1M clips. Built once
+        # here; the draws, and the generator's state after them, are choice's own (tests/test_dataset.py).
+        self.cdf = self.p.cumsum()
+        self.cdf /= self.cdf[-1]
         self.window = int(window)
         self.batch_size = int(batch_size)
         self.seed = int(seed)
@@ -379,7 +384,7 @@ class StepBatchSampler(Sampler):
 
     def batch(self, step: int) -> list[tuple[int, int]]:
         rng = np.random.default_rng([self.seed, step])
-        clips = rng.choice(len(self.lengths), size=self.batch_size, p=self.p)
+        clips = self.cdf.searchsorted(rng.random(self.batch_size), side="right")
         last = np.maximum(self.lengths[clips] - self.window, 0)
         starts = rng.integers(0, last + 1)
         return [(int(c), int(s)) for c, s in zip(clips, starts)]

@@ -334,11 +334,19 @@ def _window_arrays(b: pa.RecordBatch, lo: int, hi: int) -> dict:
             "prosody": rows("prosody", lo * r, hi * r, 2), "r": r}
 
 
-def _tokens(b: pa.RecordBatch, n: int, fps: float, tokenize) -> np.ndarray:
+def _tokens(b: pa.RecordBatch, n: int, fps: float, tokenize, lo: int = 0) -> np.ndarray:
+    """Tokens of motion frames [lo, n) of a clip: ``tokenize`` over the words that overlap them only.
+
+    A frame's token depends only on the words spanning its centre (ksdiff.models.transcript), so
+    the others are left out (a window sees a few of a clip's words; tokenising all of them was
+    most of a window's cost) and the frame grid stops at n: the same ids as tokenising the clip.
+    """
     if tokenize is None:
-        return np.zeros(n, dtype=np.int64)
-    return tokenize(b.column("words")[0].as_py(), _np(b.column("word_start_s").flatten()),
-                    _np(b.column("word_end_s").flatten()), n, fps)
+        return np.zeros(n - lo, dtype=np.int64)
+    start, end = _np(b.column("word_start_s").flatten()), _np(b.column("word_end_s").flatten())
+    keep = np.flatnonzero((end > (lo - 1) / fps) & (start < (n + 1) / fps))  # a frame's margin either side
+    words = b.column("words")[0].values.take(pa.array(keep, pa.int64())).to_pylist()
+    return tokenize(words, start[keep], end[keep], n, fps)[lo:]
 
 
 def clip_arrays(b: pa.RecordBatch, fps: float, tokenize=None) -> ds.ClipArrays:
@@ -440,7 +448,7 @@ class PackedWindowDataset(Dataset):
         lo = max(start - self.n_prev, 0)
         b = self.packs.record(i)
         clip_id = self.packs.clip_id(i)
-        words = _tokens(b, n, self.fps, self.tokenize)[lo:end]
+        words = _tokens(b, end, self.fps, self.tokenize, lo)
         item = ds.cut_window(self._norm(b, clip_id, lo, end, words), start - lo, self.window, self.n_prev)
         item["start"] = start
         return item
