@@ -1,0 +1,81 @@
+"""The scorers' refactor changed no number: every metrics table of a fabricated run equals, value for value
+(bit for bit), the one recorded before evaluate.py was split into scorers (tests/data/evaluate_golden.json,
+written by the pre-refactor code with KSDIFF_RECORD_GOLDEN=1).
+
+Covered: ground truth (with LSE on the re-rendered motion and on its source video, random SyncNet weights),
+two methods with two samples each (LVE, diversity, BeatAlign; one with LSE), a method whose clips are
+skipped, and an external method (LSE on its own frames, the audio check). Metrics added after the record
+(FDD, MOD: ksdiff-metrics-4) are allowed as extra rows; nothing recorded may change or disappear.
+"""
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ksdiff.io import parquet
+from tests.test_evaluate import _cfg, _random_syncnet, world  # noqa: F401  (world: the module's fixture)
+
+GOLDEN = Path(__file__).parent / "data" / "evaluate_golden.json"
+# attrs that legitimately change with the protocol version; every other recorded key must be equal
+VERSIONED_ATTRS = ("protocol", "protocol_version")
+
+
+def _runs(world, tmp_path):  # noqa: F811
+    from ksdiff.evaluate import evaluate_method
+
+    weights = str(_random_syncnet(tmp_path / "syncnet_random.model"))
+    res, pred = str(world["res"]), world["pred"]
+    runs = {
+        "ground_truth": dict(predictions=None, method="ground_truth", syncnet=weights),
+        "same": dict(predictions=str(pred / "same"), method="same"),
+        "offset": dict(predictions=str(pred / "offset"), method="offset", syncnet=weights),
+        "external": dict(predictions=str(world["ext"] / "coeffs"), method="other", syncnet=weights, external=True),
+    }
+    out = {}
+    for name, kw in runs.items():
+        path = tmp_path / f"{name}.parquet"
+        evaluate_method(_cfg(), res, out=str(path), **kw)
+        t = parquet.read_table(path, "metrics")
+        df = t.to_pandas()
+        attrs = {k: v for k, v in t.attrs.items() if k not in ("lse", "basis", "numerics")}
+        # the weights' path is a temporary folder; its hash and the check are what must stay equal
+        attrs["lse"] = {k: v for k, v in (t.attrs.get("lse") or {}).items() if k != "weights"}
+        out[name] = {
+            "rows": [[r.method, r.clip_id, int(r.sample), r.metric, float(r.value).hex()] for r in df.itertuples()],
+            "attrs": json.loads(json.dumps(attrs, default=str)),
+        }
+    return out
+
+
+@pytest.mark.slow
+def test_metrics_tables_equal_the_pre_refactor_record(world, tmp_path):  # noqa: F811
+    got = _runs(world, tmp_path)
+    if os.environ.get("KSDIFF_RECORD_GOLDEN"):
+        GOLDEN.parent.mkdir(exist_ok=True)
+        GOLDEN.write_text(json.dumps(got, indent=0, sort_keys=True))
+        pytest.skip(f"recorded {GOLDEN}")
+    want = json.loads(GOLDEN.read_text())
+    assert set(got) == set(want)
+    for name in want:
+        recorded = {tuple(r[:4]): r[4] for r in want[name]["rows"]}
+        now = {tuple(r[:4]): r[4] for r in got[name]["rows"]}
+        missing = sorted(set(recorded) - set(now))
+        changed = sorted(k for k in recorded if k in now and now[k] != recorded[k])
+        assert not missing, f"{name}: rows gone: {missing[:5]}"
+        assert not changed, f"{name}: values changed: {[(k, float.fromhex(recorded[k]), float.fromhex(now[k])) for k in changed[:5]]}"
+        new_metrics = {k[3] for k in set(now) - set(recorded)}
+        assert all(m.startswith(("fdd_", "mod_")) for m in new_metrics), f"{name}: unexpected new metrics {new_metrics}"
+        # row order of the recorded metrics is unchanged too (the table is read as written)
+        order_now = [tuple(r[:4]) for r in got[name]["rows"] if tuple(r[:4]) in recorded]
+        assert order_now == [tuple(r[:4]) for r in want[name]["rows"]], f"{name}: row order changed"
+        wa, ga = want[name]["attrs"], got[name]["attrs"]
+        for key in wa:
+            if key in VERSIONED_ATTRS:
+                continue
+            if key == "undefined":  # new metrics may add their own undefined records; the recorded ones stay
+                assert [u for u in ga[key] if not u["metric"].startswith(("fdd_", "mod_"))] == wa[key], name
+            else:
+                assert ga.get(key) == wa[key], f"{name}: attrs[{key!r}] changed"
+    assert np.isfinite([float.fromhex(r[4]) for r in got["ground_truth"]["rows"]]).all()
