@@ -138,24 +138,24 @@ CASES = {
     "audio: sample_rate (the synthetic corpus is made at it too)": (
         lambda c: c.update(sample_rate=8000),
         {"syn": jobs("synth", FROM_LISTING),
-         "dir": jobs("audio transcript features qc stats test_shards", MODELS_AND_SCORES)}),
+         "dir": jobs("audio transcript features pack qc stats_part stats test_shards", MODELS_AND_SCORES)}),
     "transcript: backend": (_set("transcript", backend="align"),
-                            {d: jobs("transcript qc stats test_shards", MODELS_AND_SCORES) for d in ("syn", "dir")}),
+                            {d: jobs("transcript pack qc stats_part stats test_shards", MODELS_AND_SCORES) for d in ("syn", "dir")}),
     "landmarks: min_detection_score": (
         _set("landmarks", min_detection_score=0.45),
-        {d: jobs("landmarks pose basis coeffs qc stats test_shards", MODELS_AND_SCORES) for d in ("syn", "dir")}),
+        {d: jobs("landmarks pose basis_part basis coeffs pack qc stats_part stats test_shards", MODELS_AND_SCORES) for d in ("syn", "dir")}),
     "coeffs: smoothing_cutoff_hz (the basis does not read it)": (
         _set("coeffs", smoothing_cutoff_hz=8.0),
-        {d: jobs("coeffs qc stats test_shards", MODELS_AND_SCORES) for d in ("syn", "dir")}),
+        {d: jobs("coeffs pack qc stats_part stats test_shards", MODELS_AND_SCORES) for d in ("syn", "dir")}),
     "coeffs: n_expr": (_set("coeffs", n_expr=6),
-                       {d: jobs("basis coeffs qc stats test_shards", MODELS_AND_SCORES) for d in ("syn", "dir")}),
+                       {d: jobs("basis coeffs pack qc stats_part stats test_shards", MODELS_AND_SCORES) for d in ("syn", "dir")}),
     "features: n_mels": (_set("features", n_mels=40),
-                         {d: jobs("features qc stats test_shards", MODELS_AND_SCORES) for d in ("syn", "dir")}),
+                         {d: jobs("features pack qc stats_part stats test_shards", MODELS_AND_SCORES) for d in ("syn", "dir")}),
     "dataset: seed (the splits)": (
         _set("dataset", seed=1),
-        {d: jobs("splits basis coeffs qc stats test_shards", AFTER_TEST_SHARDS) for d in ("syn", "dir")}),
+        {d: jobs("splits basis_part basis coeffs pack qc stats_part stats test_shards", AFTER_TEST_SHARDS) for d in ("syn", "dir")}),
     "dataset: min_detection_rate (QC)": (_set("dataset", min_detection_rate=0.8),
-                                         {d: jobs("qc stats test_shards", MODELS_AND_SCORES) for d in ("syn", "dir")}),
+                                         {d: jobs("qc stats_part stats test_shards", MODELS_AND_SCORES) for d in ("syn", "dir")}),
     "train: steps": (
         _set("train", steps=10),
         {d: jobs("train:ksdiff train:regression infer:ksdiff infer:regression evaluate:ksdiff evaluate:regression"
