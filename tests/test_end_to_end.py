@@ -9,6 +9,10 @@ import numpy as np
 import pytest
 import yaml
 
+from ksdiff import config
+from ksdiff.data.dataset import STATS_NAMES, Stats
+from ksdiff.data.stats import build_stats
+from ksdiff.extract.coeffs import fit_basis
 from ksdiff.io import parquet
 from tests.conftest import REPO
 
@@ -104,6 +108,26 @@ def test_aligned_transcripts_reproduce_the_known_words(workdir):
         assert got == words
         start = t.column("start_s")
         assert np.all(np.diff(start) >= 0)
+
+
+def test_stats_and_basis_merged_from_shards_equal_the_single_jobs(workdir, tmp_path):
+    """The workflow computes both as map-reduce over the three shards (per-shard moments merged);
+    the single jobs over all training clips give the same values (relative to the largest entry)."""
+    res = workdir / "results/tiny"
+    cfg = config.load(workdir / "config.yaml")
+    build_stats(cfg, str(res / "qc.parquet"), str(res / "splits.parquet"), str(res), str(tmp_path / "stats.parquet"))
+    single, merged = Stats.read(tmp_path / "stats.parquet"), Stats.read(res / "stats.parquet")
+    assert merged.attrs == single.attrs and merged.attrs["n_clips"] >= 4
+    for name in STATS_NAMES:
+        for a, b in ((single.mean[name], merged.mean[name]), (single.std[name], merged.std[name])):
+            assert np.max(np.abs(a - b)) <= 1e-6 * np.max(np.abs(a)), name
+    shards = sorted((res / "shards/pose").glob("*.parquet"))
+    assert len(shards) == 3
+    fit_basis(cfg, res / "splits.parquet", [str(p) for p in shards], tmp_path / "basis.npz", pose_dir=str(res / "pose"))
+    one, parts = np.load(tmp_path / "basis.npz"), np.load(res / "basis.npz")
+    for key in ("mean", "components", "std", "explained_variance_ratio"):
+        assert np.max(np.abs(one[key] - parts[key])) <= 1e-6 * np.max(np.abs(one[key])), key
+    assert list(one["clips"]) == list(parts["clips"]) and int(one["n_frames"]) == int(parts["n_frames"])
 
 
 def test_syncnet_expert_learns_sync_on_the_talking_head_corpus(workdir, tmp_path):
