@@ -62,9 +62,11 @@ def rig_landmarks(cfg: dict, data_root: Path, clip: str):
 
 
 def lse_of(model, warper, posed, wav):
-    from ksdiff.evaluate import lse_rendered
+    from ksdiff.metrics.frames import Rendered
+    from ksdiff.metrics.protocol import PROTOCOL
+    from ksdiff.metrics.scorers.lse import lse_of as scored
 
-    r = lse_rendered(model, warper, posed, wav)
+    r = scored(model, Rendered(warper), posed, wav, PROTOCOL.fps)
     return {"lse_c": float(r["lse_c"]), "lse_d": float(r["lse_d"]), "offset": int(r["offset"])}
 
 
@@ -95,7 +97,10 @@ MOUTHS = {"teeth": "a reference's teeth kept with the lips", "reference": "whole
 
 def run(root: Path, n_clips: int, mouth: str = "teeth", splits=("test", "val")) -> dict:
     from ksdiff import config as kcfg
-    from ksdiff.evaluate import _landmarks_px, _wav, lse_original, test_clips
+    from ksdiff.metrics.clip import read_audio as _wav
+    from ksdiff.metrics.frames import Video, landmarks_px as _landmarks_px
+    from ksdiff.metrics.scorers.lse import lse_of as scored_lse
+    from ksdiff.metrics.test_set import test_clips
     from ksdiff.extract.coeffs import load_basis
     from ksdiff.io import parquet
     from ksdiff.metrics.syncnet import load_syncnet
@@ -139,7 +144,7 @@ def run(root: Path, n_clips: int, mouth: str = "teeth", splits=("test", "val")) 
         decoded = decode_sample(gt, template, basis, 0)[1]
         row = {"clip": clip}
         row["source"] = {k: (float(v) if k != "offset" else int(v)) for k, v in
-                         lse_original(model, man[clip], extracted, fps, wav).items() if k in ("lse_c", "lse_d", "offset")}
+                         scored_lse(model, Video(man[clip], extracted, fps), None, wav, fps).items() if k in ("lse_c", "lse_d", "offset")}
         row["rig"] = lse_of(model, rig_warper, rig_lm, wav)
         row["landmarks"] = lse_of(model, warper, extracted, wav)
         row["coeffs"] = lse_of(model, warper, decoded, wav)

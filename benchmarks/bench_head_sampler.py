@@ -39,7 +39,8 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
 from ksdiff import config as kconfig  # noqa: E402
-from ksdiff.evaluate import LVE, evaluate_method  # noqa: E402
+from ksdiff.evaluate import evaluate_method  # noqa: E402
+from ksdiff.metrics.registry import LVE  # noqa: E402
 from ksdiff.io.files import atomic_torch_save  # noqa: E402
 from bench_head_spread import ground_truth_spread, mean_rows, predictions  # beside this script
 from bench_seeds import per_clip_means  # beside this script

@@ -38,7 +38,7 @@ import pandas as pd  # noqa: E402
 from scipy.ndimage import uniform_filter1d  # noqa: E402
 
 from ksdiff import config as kconfig  # noqa: E402
-from ksdiff.evaluate import head_pose  # noqa: E402
+from ksdiff.metrics.motion import head_pose  # noqa: E402
 from ksdiff.io import parquet  # noqa: E402
 from ksdiff.metrics.diversity import temporal_diversity  # noqa: E402
 from ksdiff.render.video import samples_of, select_sample  # noqa: E402

@@ -38,7 +38,9 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from ksdiff import config as kconfig  # noqa: E402
-from ksdiff.evaluate import GROUND_TRUTH, LVE, evaluate_method, test_clips  # noqa: E402
+from ksdiff.evaluate import evaluate_method  # noqa: E402
+from ksdiff.metrics.registry import GROUND_TRUTH, LVE  # noqa: E402
+from ksdiff.metrics.test_set import test_clips  # noqa: E402
 from ksdiff.io import parquet  # noqa: E402
 from ksdiff.report.speaker_spread import clip_temporal_diversity  # noqa: E402
 from ksdiff.infer import predict_clip  # noqa: E402

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from ksdiff import config
-from ksdiff.evaluate import ACROSS_SAMPLES, GROUND_TRUTH, LVE, LVE_SQ, evaluate_method
+from ksdiff.evaluate import evaluate_method
+from ksdiff.metrics.registry import ACROSS_SAMPLES, FDD, GROUND_TRUTH, LVE, LVE_SQ, MOD
 from ksdiff.geometry import euler_to_matrix
 from ksdiff.io import parquet
 from ksdiff.io.audio import write_wav
@@ -153,7 +154,7 @@ def test_metrics_table_is_long_with_one_row_per_clip_sample_metric(world, tmp_pa
     assert list(df.columns) == ["method", "clip_id", "sample", "metric", "value"]
     assert not df.duplicated(["clip_id", "sample", "metric"]).any()
     assert set(df.method) == {"offset"} and set(df.clip_id) == {"spkA_0", "spkA_1"}
-    per_sample = {LVE, LVE_SQ, "temporal_diversity", "beat_align", "beat_align_corrected"}
+    per_sample = {LVE, LVE_SQ, "temporal_diversity", "beat_align", "beat_align_corrected", FDD, MOD}
     for clip in ("spkA_0", "spkA_1"):
         d = df[df.clip_id == clip]
         got = set(zip(d["sample"], d.metric))
@@ -196,7 +197,9 @@ def test_shards_of_the_test_clips_merge_into_the_single_job_table(world, tmp_pat
 
 def test_ground_truth_is_scored_without_lve(world, tmp_path):
     df = evaluate_method(_cfg(), str(world["res"]), None, GROUND_TRUTH, str(tmp_path / "gt.parquet"))
-    assert set(df.metric) <= {"temporal_diversity", "beat_align"} and "temporal_diversity" in set(df.metric)
+    assert set(df.metric) <= {"temporal_diversity", "beat_align", FDD, MOD} and "temporal_diversity" in set(df.metric)
+    # FDD and MOD are differences to ground truth, scored for it too (the sanity table pairs it with the floors)
+    assert (df[df.metric.isin([FDD, MOD])].value == 0.0).all() and len(df[df.metric == FDD]) == 4
     assert set(df.clip_id) == {"spkA_0", "spkA_1", "spkB_0", "spkB_1"}  # spkC_0 fails QC, spkD_0 is train
     td = df[df.metric == "temporal_diversity"].set_index("clip_id")["value"]
     gt = parquet.read_table(world["res"] / "coeffs" / "spkB_1.parquet", "coeffs")

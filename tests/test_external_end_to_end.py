@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import yaml
 
-from ksdiff.evaluate import LVE
+from ksdiff.metrics.registry import LVE
 from ksdiff.io import parquet
 from ksdiff.io.audio import load_audio
 from ksdiff.io.video import read_frames, write_video

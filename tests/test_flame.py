@@ -325,7 +325,8 @@ def deca_world(tmp_path_factory):
 
 
 def test_flame_lve_in_mm_for_deca_tables(deca_world, files, tmp_path):
-    from ksdiff.evaluate import LVE, LVE_FLAME, evaluate_method
+    from ksdiff.evaluate import evaluate_method
+    from ksdiff.metrics.registry import LVE, LVE_FLAME
 
     deca_dir = tmp_path / "deca"
     (deca_dir / "data").mkdir(parents=True)
@@ -353,7 +354,8 @@ def test_flame_lve_in_mm_for_deca_tables(deca_world, files, tmp_path):
 
 
 def test_deca_tables_without_flame_files_record_why(deca_world, tmp_path):
-    from ksdiff.evaluate import LVE_FLAME, evaluate_method
+    from ksdiff.evaluate import evaluate_method
+    from ksdiff.metrics.registry import LVE_FLAME
 
     out = tmp_path / "m.parquet"
     df = evaluate_method(config.defaults(), str(deca_world["res"]), str(deca_world["pred"]), "m", str(out))

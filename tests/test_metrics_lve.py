@@ -108,7 +108,7 @@ def test_squared_variant_is_not_the_square_of_the_l2_mean():
 
 
 def test_both_variants_are_scored_under_their_own_names_and_units():
-    from ksdiff.evaluate import LVE, LVE_FLAME, LVE_FLAME_SQ, LVE_SQ, METRIC_INFO
+    from ksdiff.metrics.registry import LVE, LVE_FLAME, LVE_FLAME_SQ, LVE_SQ, METRIC_INFO
 
     assert PROTOCOL.lve_variants == ("l2", "squared_l2")
     assert (LVE, LVE_SQ, LVE_FLAME, LVE_FLAME_SQ) == ("lve_l2_iod", "lve_sql2_iod", "lve_l2_mm", "lve_sql2_mm")

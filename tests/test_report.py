@@ -9,7 +9,7 @@ import pytest
 
 from ksdiff import config
 from ksdiff.cli import main
-from ksdiff.evaluate import ACROSS_SAMPLES, GROUND_TRUTH, LVE, NO_SYNCNET
+from ksdiff.metrics.registry import ACROSS_SAMPLES, GROUND_TRUTH, LVE, NO_SYNCNET
 from ksdiff.io import parquet
 from ksdiff.metrics.protocol import PROTOCOL
 from ksdiff.report.bootstrap import bootstrap_ci, clip_means
@@ -243,7 +243,7 @@ def test_report_reads_the_sanity_table_it_is_given(tmp_path):
 
 
 def test_report_lists_the_lse_deviations_and_which_published_lve_is_which(tmp_path):
-    from ksdiff.evaluate import LVE_SQ
+    from ksdiff.metrics.registry import LVE_SQ
 
     md, html = _sane_report(tmp_path)
     protocol = md.split("## Protocol")[1]

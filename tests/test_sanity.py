@@ -8,7 +8,7 @@ import pytest
 
 from ksdiff import config
 from ksdiff.cli import main
-from ksdiff.evaluate import ACROSS_SAMPLES, GROUND_TRUTH, LVE, LVE_SQ
+from ksdiff.metrics.registry import ACROSS_SAMPLES, GROUND_TRUTH, LVE, LVE_SQ
 from ksdiff.infer import BASELINES
 from ksdiff.io import parquet
 from ksdiff.report import sanity as sane

@@ -46,6 +46,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ksdiff.metrics.protocol import PROTOCOL
+
 FLAME_BACKENDS = ("deca",)  # coefficient backends whose tables hold FLAME parameters (expr, jaw, attrs['shape'])
 FLAME_SITE = "https://flame.is.tue.mpg.de"
 MODEL_SOURCE = (f"the FLAME 2020 model: register at {FLAME_SITE} and download FLAME2020.zip, which holds "
@@ -217,11 +219,17 @@ class LipDecoder:
     lips: tuple[int, ...]
     masks_path: str
     masks_sha256: str
+    # FDD's upper face (PROTOCOL.fdd_flame_regions of the same FLAME_masks.pkl); () when the file lacks them
+    upper_face: tuple[int, ...] = ()
 
     def __post_init__(self):
         if not self.lips or max(self.lips) >= len(self.model.v_template):
             raise ValueError(f"{self.masks_path}: 'lips' indices do not fit the {len(self.model.v_template)}-vertex "
                              f"model {self.model.path} (a mask file of another FLAME topology?)")
+
+    @property
+    def n_vertices(self) -> int:
+        return len(self.lips)
 
     def __call__(self, shape, expr, jaw) -> np.ndarray:
         """(T, n_lips, 3) canonical lip vertices in metres."""
@@ -230,6 +238,35 @@ class LipDecoder:
     def describe(self) -> dict:
         return {"scored": True, "model": self.model.path, "model_sha256": self.model.sha256,
                 "masks": self.masks_path, "masks_sha256": self.masks_sha256, "n_lips": len(self.lips)}
+
+    def upper(self) -> "RegionDecoder":
+        """The same model restricted to FDD's upper-face vertices."""
+        return RegionDecoder(self.model, self.upper_face)
+
+
+@dataclass(eq=False)
+class RegionDecoder:
+    """FLAME restricted to one vertex region (FDD's upper face)."""
+
+    model: FlameModel
+    idx: tuple[int, ...]
+
+    @property
+    def n_vertices(self) -> int:
+        return len(self.idx)
+
+    def __call__(self, shape, expr, jaw) -> np.ndarray:
+        """(T, n, 3) canonical vertices of the region in metres (expression and jaw only)."""
+        return self.model.canonical_vertices(shape, expr, jaw, idx=self.idx)
+
+
+def region_indices(masks_path: str | Path, regions: tuple[str, ...]) -> tuple[int, ...]:
+    """Sorted vertex indices of the union of ``regions`` of FLAME_masks.pkl; () when one is absent."""
+    with open(masks_path, "rb") as f:
+        masks = pickle.load(f, encoding="latin1")
+    if any(r not in masks for r in regions):
+        return ()
+    return tuple(int(i) for i in np.unique(np.concatenate([np.asarray(masks[r]).ravel() for r in regions])))
 
 
 def configured_files(cfg: dict) -> tuple[Path | None, Path | None, str]:
@@ -269,4 +306,5 @@ def lip_decoder(cfg: dict) -> tuple[LipDecoder | None, str]:
     model_path, masks_path, why = configured_files(cfg)
     if why:
         return None, why
-    return LipDecoder(load_model(model_path), flame_lip_indices(masks_path), str(masks_path), sha256_file(masks_path)), ""
+    return LipDecoder(load_model(model_path), flame_lip_indices(masks_path), str(masks_path), sha256_file(masks_path),
+                      region_indices(masks_path, PROTOCOL.fdd_flame_regions)), ""

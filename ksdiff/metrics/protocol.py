@@ -30,6 +30,15 @@ MEDIAPIPE_LIP_INDICES: tuple[int, ...] = (
     405, 409, 415,
 )
 
+# FDD's upper face on landmark meshes: the landmark indices of MediaPipe's eye and eyebrow connection sets
+# (FACEMESH_LEFT_EYE | FACEMESH_RIGHT_EYE | FACEMESH_LEFT_EYEBROW | FACEMESH_RIGHT_EYEBROW, mediapipe
+# 0.10.21), written out for the same reason as the lips; tests/test_metrics_fdd.py checks the package's.
+MEDIAPIPE_UPPER_FACE_INDICES: tuple[int, ...] = (
+    7, 33, 46, 52, 53, 55, 63, 65, 66, 70, 105, 107, 133, 144, 145, 153, 154, 155, 157, 158, 159, 160, 161, 163,
+    173, 246, 249, 263, 276, 282, 283, 285, 293, 295, 296, 300, 334, 336, 362, 373, 374, 380, 381, 382, 384, 385,
+    386, 387, 388, 390, 398, 466,
+)
+
 FLAME_LIPS_NOTE = (
     "FLAME meshes (5023 vertices): use the 'lips' region of FLAME's "
     "FLAME_masks.pkl (pass its indices as lip_idx; see "
@@ -48,7 +57,9 @@ class MetricsProtocol:
     # 3: BeatAlign chance-corrected score (beat_chance_*); BeatAlign's sigma
     #    rescaled with fps like its smoothing; onsets kept on frames 0..T-2
     #    (Bailando's cut); LSE refuses a motion fps other than ``fps``.
-    version: str = "ksdiff-metrics-3"
+    # 4: FDD (CodeTalker's cal_metric.py) on landmark and FLAME meshes, MOD (ksdiff's definition),
+    #    E-FID (set-level, ksdiff's coefficient space); earlier metrics unchanged, value for value.
+    version: str = "ksdiff-metrics-4"
     fps: float = 25.0  # motion and video frame rate of every metric
     sample_rate: int = 16000  # audio rate of every metric
 
@@ -111,6 +122,41 @@ class MetricsProtocol:
     sample_diversity_def: str = "mean over sample pairs i<j of the mean over frames of ||h_i(t) - h_j(t)||_2"
     temporal_diversity_def: str = "mean over dimensions of the population std (ddof=0) over frames"
 
+    # --- FDD, upper-face dynamics deviation (CodeTalker's cal_metric.py) ---------
+    # Per upper-face vertex v: d_v(t) = ||x_v(t) - template_v||^2 (squared displacement from the clip's
+    # neutral template), s_v = std over frames of d_v (numpy's np.std, ddof 0); a sequence's dynamics is the
+    # mean of s_v over the region; FDD = dynamics(GT) - dynamics(prediction), signed (positive: the
+    # prediction moves its upper face less), per clip and sample; the leaderboard averages over clips as
+    # CodeTalker averages over sequences. Frames are those valid in both sequences (first min(T) frames).
+    fdd_def: str = ("mean_v std_t ||gt_v(t) - tpl_v||^2 - mean_v std_t ||pred_v(t) - tpl_v||^2 over upper-face "
+                    "vertices v (np.std, ddof 0), canonical head-pose-removed frame; signed, GT minus prediction")
+    # Landmark meshes: MediaPipe's FACEMESH_LEFT/RIGHT_EYE and FACEMESH_LEFT/RIGHT_EYEBROW connection sets
+    # (mediapipe 0.10.21), the upper face MediaPipe names; neutral template = the clip's identity template
+    # (what decode_landmarks adds expression to); coordinates divided by its inter-ocular distance, so FDD
+    # is in squared inter-ocular units (fdd_iod2).
+    fdd_landmark_region: str = "mediapipe FACEMESH_LEFT_EYE | RIGHT_EYE | LEFT_EYEBROW | RIGHT_EYEBROW"
+    fdd_landmark_indices: tuple[int, ...] = MEDIAPIPE_UPPER_FACE_INDICES
+    # FLAME meshes: the union of FLAME_masks.pkl's 'forehead' and 'eye_region' (CodeTalker reads its upper
+    # face from an index file; ksdiff names FLAME's regions); neutral template = the GT clip's shape code
+    # with zero expression and jaw; millimetres, so FDD is in mm² (fdd_mm2).
+    fdd_flame_regions: tuple[str, ...] = ("forehead", "eye_region")
+
+    # --- MOD, mouth opening distance: ksdiff's definition (DiffPoseTalk published no code) ----
+    mod_version: str = "ksdiff-mod-1"
+    mod_def: str = ("mean over frames valid in both of |o_pred(t) - o_gt(t)|, o(t) = ||x_13(t) - x_14(t)||_2 "
+                    "(MediaPipe's inner-lip midpoints, upper 13 and lower 14) in the canonical frame divided by the "
+                    "GT template's inter-ocular distance; ksdiff's own definition, not DiffPoseTalk's (unpublished); "
+                    "landmark meshes only (no inner-lip vertex pair is pinned for FLAME)")
+    mod_lip_pair: tuple[int, int] = (13, 14)
+
+    # --- E-FID: Frechet distance of expression-coefficient distributions (set-level) ---------
+    efid_def: str = ("||mu_gt - mu_m||^2 + tr(S_gt + S_m - 2 sqrtm(S_gt S_m)) (scipy.linalg.sqrtm, real part, as "
+                     "pytorch-fid) between the Gaussians fitted (mean, covariance ddof 1) to every valid frame of "
+                     "ground truth and of every sample of the method, over the scored test clips")
+    efid_space: str = ("ksdiff's coefficients: the dataset's PCA expression basis (landmark backend), or FLAME's 50 "
+                       "expression + 3 jaw values (deca backend); NOT comparable with E-FID tables computed on "
+                       "Deep3DFaceRecon's 64 expression coefficients")
+
     # --- LSE-D / LSE-C (Wav2Lip's protocol on SyncNet) --------------------
     syncnet_vshift: int = 15  # offsets -15..+15 frames
     syncnet_window_frames: int = 5  # 5 video frames per window
@@ -169,6 +215,7 @@ class MetricsProtocol:
         """A compact, stable text block for reports (JSON, one key a line)."""
         d = self.as_dict()
         d["lve_lip_indices"] = ",".join(map(str, d["lve_lip_indices"]))
+        d["fdd_landmark_indices"] = ",".join(map(str, d["fdd_landmark_indices"]))
         return json.dumps(d, indent=1, default=list)
 
 

@@ -16,41 +16,19 @@ import numpy as np
 import pandas as pd
 
 from ksdiff import numerics
-from ksdiff.evaluate import GROUND_TRUTH, METRIC_INFO
 from ksdiff.io import parquet
-from ksdiff.io.files import atomic_write_bytes, sha256_file
+from ksdiff.io.files import atomic_write_bytes
 from ksdiff.metrics import external_check
+from ksdiff.metrics.motion import head_pose
 from ksdiff.metrics.protocol import PROTOCOL
+from ksdiff.metrics.registry import GROUND_TRUTH, METRIC_INFO
 from ksdiff.report import plots, sanity as sane, speaker_spread
+from ksdiff.report.read import read_metrics
 from ksdiff.report.html import html_table, metric_definitions, render_html, software_versions, syncnet_statement
 from ksdiff.report.tables import board_header, leaderboard, metric_header, method_order, per_clip, summarise, to_markdown
 from ksdiff.study import report as study_report
 
 log = logging.getLogger(__name__)
-
-
-def read_metrics(paths: list[str]) -> tuple[pd.DataFrame, list[dict], list[dict]]:
-    """(all rows, attrs of each table, one source record per table). Failed tables add no rows."""
-    frames, attrs, sources = [], [], []
-    for p in paths:
-        t = parquet.read_table(p, "metrics")
-        a = dict(t.attrs)
-        method = a.get("method") or Path(p).stem
-        a["method"] = method
-        attrs.append(a)
-        sources.append({
-            "path": str(p), "method": method, "status": t.status, "reason": t.reason,
-            "n_clips": len(a.get("clips", [])), "n_skipped": len(a.get("skipped", [])),
-            "n_undefined": len(a.get("undefined", [])),
-            "sha256": sha256_file(p),
-        })
-        if t.ok:
-            frames.append(t.to_pandas())
-        else:
-            log.warning("%s: metrics table %s: %s", p, t.status, t.reason)
-    cols = ["method", "clip_id", "sample", "metric", "value"]
-    df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=cols)
-    return df, attrs, sources
 
 
 def parse_predictions(predictions: list[str] | None) -> dict[str, Path]:
@@ -115,7 +93,6 @@ def _motion_tables(results: Path, pred_dirs: dict[str, Path], clip: str, methods
 
 def clip_figures(cfg: dict, results: Path, pred_dirs: dict[str, Path], clip: str, methods: list[str], plots_dir: Path) -> list[dict]:
     """Head-pose trajectories and a frame strip (warp renderer) of one clip."""
-    from ksdiff.evaluate import head_pose
     from ksdiff.extract.coeffs import load_basis
     from ksdiff.render.video import decode_sample, reference_frame, select_sample, template_of
     from ksdiff.render.warp import FaceWarper

@@ -13,8 +13,9 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
-from ksdiff.evaluate import GROUND_TRUTH, LVE, LVE_FLAME, LVE_FLAME_SQ, LVE_SQ, NO_SYNCNET
 from ksdiff.metrics.protocol import PROTOCOL
+from ksdiff.metrics.registry import FDD, FDD_FLAME, GROUND_TRUTH, LVE, LVE_FLAME, LVE_FLAME_SQ, LVE_SQ, MOD, NO_SYNCNET
+from ksdiff.report.tables import fmt
 
 TEMPLATE = "template.html"
 VERSIONED = ("ksdiff", "torch", "numpy", "mediapipe", "opencv-contrib-python", "scipy", "librosa", "syncnet-python", "pandas", "pyarrow")
@@ -65,6 +66,14 @@ def metric_definitions() -> dict[str, str]:
                         "as papers report GT; the LSE-D column re-renders the extracted motion like every method's."),
         "lse_c_video": ("Ground truth only: LSE-C of the dataset's own video; the gap to the LSE-C column is what "
                         "landmark extraction and re-rendering lose, so compare methods with the re-rendered row."),
+        FDD: (f"Upper-face dynamics deviation as CodeTalker's cal_metric.py computes it: {p.fdd_def}; upper face: "
+              f"{p.fdd_landmark_region} ({len(p.fdd_landmark_indices)} landmarks), neutral template: the clip's "
+              "identity template, units: squared inter-ocular distances. Positive: the method's upper face moves "
+              "less than ground truth's."),
+        FDD_FLAME: (f"The same FDD on FLAME meshes over FLAME_masks.pkl's {' + '.join(p.fdd_flame_regions)} regions, "
+                    "neutral = the ground-truth shape code with zero expression and jaw, in mm²."),
+        MOD: (f"Mouth opening distance, ksdiff's definition {p.mod_version} (DiffPoseTalk published no MOD code, so "
+              f"its numbers are not reproducible and do not compare): {p.mod_def}."),
     }
 
 
@@ -102,8 +111,6 @@ def html_table(df, grey_columns=(), class_column: str | None = None) -> str:
 
     import numpy as np
     import pandas as pd
-
-    from ksdiff.report.tables import fmt
 
     if df.empty:
         return "<p class='note'>No values.</p>"

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ksdiff.evaluate import GROUND_TRUTH, METRIC_INFO
+from ksdiff.metrics.registry import GROUND_TRUTH, METRIC_INFO
 from ksdiff.report.tables import method_order, metric_header, metric_order
 
 DPI = 110  # sharp enough on screen, small enough to embed a dozen figures in one HTML file

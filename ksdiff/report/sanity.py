@@ -45,8 +45,11 @@ import numpy as np
 import pandas as pd
 
 from ksdiff.config import FLOORS
-from ksdiff.evaluate import GROUND_TRUTH, METRIC_INFO
+from ksdiff.io import parquet
+from ksdiff.metrics.registry import GROUND_TRUTH, METRIC_INFO
 from ksdiff.report.bootstrap import bootstrap_ci, clip_means
+from ksdiff.report.read import read_metrics
+from ksdiff.report.tables import fmt, metric_header, metric_order
 from ksdiff.report.sanity_why import explain
 
 log = logging.getLogger(__name__)
@@ -168,8 +171,6 @@ def sanity_table(
     metrics tables' attrs, for the weights sanity of LSE (None: not checked).
     Rows follow the leaderboard's metric order, floors in ``floors`` order.
     """
-    from ksdiff.report.tables import metric_order
-
     df = metrics[metrics["method"].isin([GROUND_TRUTH, *floors])].copy()
     offset = df["metric"].map(lambda m: METRIC_INFO.get(m, ("", "", ""))[2] == "closer to 0")
     df.loc[offset, "value"] = df.loc[offset, "value"].abs()  # |offset| per sample, then the clip mean
@@ -239,8 +240,6 @@ def flagged(table: pd.DataFrame, failed: list[dict] | None = None) -> dict[str, 
 
 def banner(table: pd.DataFrame, failed: list[dict]) -> list[str]:
     """Plain sentences for the top of a report: every flagged metric, every failed weight file."""
-    from ksdiff.report.tables import metric_header
-
     lines = []
     for metric, (verdict, reason) in flagged(table, failed).items():
         if verdict == FAIL:
@@ -255,8 +254,6 @@ def banner(table: pd.DataFrame, failed: list[dict]) -> list[str]:
 
 def read_sanity(path) -> tuple[pd.DataFrame, list[dict]]:
     """(sanity table, failed weights) from a sanity.parquet."""
-    from ksdiff.io import parquet
-
     t = parquet.read_table(path, "sanity")
     if not t.ok:
         raise ValueError(f"{path}: sanity table {t.status}: {t.reason}")
@@ -265,9 +262,6 @@ def read_sanity(path) -> tuple[pd.DataFrame, list[dict]]:
 
 def write_sanity(cfg: dict, metrics: list[str], out: str) -> int:
     """`ksdiff sanity`: the ground-truth and floor metrics tables -> metrics/{dataset}/sanity.parquet."""
-    from ksdiff.io import parquet
-    from ksdiff.report.build import read_metrics
-
     ecfg = cfg["eval"]
     n_boot, level, seed = int(ecfg["bootstrap_samples"]), float(ecfg["ci_level"]), int(ecfg["seed"])
     df, attrs, sources = read_metrics(list(metrics))
@@ -301,8 +295,6 @@ def describe(level: float, n_boot: int, seed: int) -> str:
 
 def display(table: pd.DataFrame) -> pd.DataFrame:
     """The sanity table as the report shows it (metric labels, 'mean [lo, hi]' differences)."""
-    from ksdiff.report.tables import fmt, metric_header
-
     def diff(r):
         return "–" if not np.isfinite(r.diff_mean) else f"{fmt(r.diff_mean)} [{fmt(r.diff_lo)}, {fmt(r.diff_hi)}]"
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from ksdiff.evaluate import GROUND_TRUTH
+from ksdiff.metrics.registry import GROUND_TRUTH
 
 
 def _mean(means: dict, method: str, metric: str) -> float | None:

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ksdiff.evaluate import head_pose
+from ksdiff.metrics.motion import head_pose
 from ksdiff.io import parquet
 from ksdiff.metrics.diversity import temporal_diversity
 from ksdiff.render.video import samples_of, select_sample

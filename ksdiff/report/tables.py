@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ksdiff.evaluate import GROUND_TRUTH, METRIC_INFO
+from ksdiff.metrics.registry import GROUND_TRUTH, METRIC_INFO
 from ksdiff.report.bootstrap import bootstrap_ci, clip_means
 
 ARROWS = {"lower": "↓", "higher": "↑"}

@@ -1,0 +1,47 @@
+"""LSE scorer (SyncNet, Wav2Lip's protocol): each sample's frames against the clip's audio.
+
+The frames come from the clip's frame source (ksdiff.metrics.frames): the motion rendered over the clip's
+reference frame, or an external method's own video. Ground truth is also scored on its recorded video
+(lse_*_video, once per clip). Without SyncNet weights the scorer gives nothing (the table's attrs say why).
+"""
+from __future__ import annotations
+
+from ksdiff.metrics.clip import ClipInputs, Row
+from ksdiff.metrics.registry import LSE_NAMES, LSE_VIDEO_NAMES
+
+
+def lse_of(model, source, posed, wav, fps: float) -> dict:
+    """SyncNet's result dict for the frames ``source`` gives for ``posed`` (ignored by a recorded video)."""
+    # torch and cv2 load only when LSE is scored: a run without SyncNet weights never imports them
+    from ksdiff.metrics.mouth_crops import face_crops
+    from ksdiff.metrics.syncnet import lse
+
+    with source.open(posed) as (frames, landmarks):
+        crops = face_crops(frames, landmarks)
+    return lse(model, crops, wav, color="rgb", fps=fps)
+
+
+def score(clip: ClipInputs) -> list[Row]:
+    model, n = clip.run.syncnet, clip.run.lse_samples
+    if model is None or clip.frames is None:
+        return []
+    rows = []
+    for s in clip.samples:
+        if n is not None and s >= n:
+            continue
+        try:
+            r = lse_of(model, clip.frames, clip.decoded(s)[1], clip.wav, clip.fps)
+        except ValueError as e:  # e.g. clip too short for SyncNet's windows
+            rows += [Row(s, k, float("nan"), f"LSE: {e}") for k in LSE_NAMES]
+        else:
+            rows += [Row(s, "lse_d", r["lse_d"]), Row(s, "lse_c", r["lse_c"]), Row(s, "lse_offset", float(r["offset"]))]
+    if clip.source is not None:
+        # The recorded video itself, as papers score "GT": next to the re-rendered row it shows what
+        # landmark extraction + rendering lose (methods only ever exist rendered).
+        try:
+            r = lse_of(model, clip.source, None, clip.wav, clip.fps)
+        except ValueError as e:
+            rows += [Row(0, k, float("nan"), f"LSE on the source video: {e}") for k in LSE_VIDEO_NAMES]
+        else:
+            rows += [Row(0, "lse_d_video", r["lse_d"]), Row(0, "lse_c_video", r["lse_c"])]
+    return rows
