@@ -358,3 +358,21 @@ def test_external_videos_are_checked_against_their_clip_before_scoring(world, tm
         assert "External videos against their ground truth" in text
         assert "mismatch" in text and "lag corrected" in text and "scored shifted by +5 frames" in text
         assert f"{checks['spkA_1']['peak_corr']:.2f} &lt; 0.5" in text or f"{checks['spkA_1']['peak_corr']:.2f} < 0.5" in text
+
+
+def test_efid_is_set_level_in_the_attrs(world, tmp_path):
+    """E-FID over the scored clips: identical samples score ~0; every frame's first coefficient moved by 0.1 or
+    0.2 moves the method's mean by 0.15 on it (E-FID >= 0.15^2), and the moments are kept for merging shards."""
+    from ksdiff.metrics.efid import Moments
+
+    same = evaluate_method(_cfg(), str(world["res"]), str(world["pred"] / "same"), "same", str(tmp_path / "s.parquet"))
+    assert len(same)
+    a = parquet.read_table(tmp_path / "s.parquet", "metrics").attrs["efid"]
+    # 0 up to scipy.linalg.sqrtm's rounding on this singular covariance (one coefficient never moves)
+    assert a["value"] == pytest.approx(0.0, abs=1e-6) and a["reason"] == "" and "Deep3DFaceRecon" in a["space"]
+    evaluate_method(_cfg(), str(world["res"]), str(world["pred"] / "offset"), "offset", str(tmp_path / "o.parquet"))
+    o = parquet.read_table(tmp_path / "o.parquet", "metrics").attrs["efid"]
+    assert o["value"] > 0.15**2
+    gt, m = Moments.from_attrs(o["ground_truth"]), Moments.from_attrs(o["method"])
+    assert gt.n == 2 * T and m.n == 4 * T  # 2 clips; the method's 2 samples each
+    assert m.gaussian()[0][0] == pytest.approx(0.15)
