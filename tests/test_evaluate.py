@@ -376,3 +376,18 @@ def test_efid_is_set_level_in_the_attrs(world, tmp_path):
     gt, m = Moments.from_attrs(o["ground_truth"]), Moments.from_attrs(o["method"])
     assert gt.n == 2 * T and m.n == 4 * T  # 2 clips; the method's 2 samples each
     assert m.gaussian()[0][0] == pytest.approx(0.15)
+
+
+def test_report_shows_the_new_motion_metrics_with_their_definitions(world, tmp_path):
+    from ksdiff.report.build import build_report
+
+    paths = []
+    for method, pred in ((GROUND_TRUTH, None), ("offset", world["pred"] / "offset")):
+        paths.append(str(tmp_path / f"{method}.parquet"))
+        evaluate_method(_cfg(), str(world["res"]), pred and str(pred), method, paths[-1])
+    md, html = tmp_path / "board.md", tmp_path / "board.html"
+    build_report(_cfg(), paths, str(md), str(html), str(tmp_path / "plots"))
+    for text in (md.read_text(), html.read_text()):
+        assert "E-FID ↓" in text and "(set-level)" in text and "Deep3DFaceRecon" in text
+        assert "FDD [inter-ocular units²]" in text and "cal_metric.py" in text
+        assert "MOD [inter-ocular units] ↓" in text and "ksdiff-mod-1" in text and "ksdiff-metrics-4" in text

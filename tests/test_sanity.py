@@ -235,3 +235,35 @@ def test_flagged_rows_say_what_the_other_numbers_show():
     assert _row(t, "lse_d", "mismatched").reason == "ground truth better on 10 of 10 clips"
     corrected = _row(t, "beat_align_corrected", "mismatched")
     assert corrected.verdict == sane.UNDETERMINED and corrected.reason.endswith("clips")
+
+
+def test_fdd_and_mod_pair_ground_truth_with_the_floors():
+    """FDD and MOD are differences to ground truth (0 for it, scored): a floor whose upper face or mouth moves
+    differently passes; a data set whose upper face never moves leaves FDD undetermined against the static face,
+    with ground truth's own dynamics as the measured reason."""
+    from ksdiff.metrics.registry import FDD, MOD
+
+    zero = np.zeros(len(CLIPS))
+    t = sane.sanity_table(_df({
+        (GROUND_TRUTH, MOD): zero, ("mismatched", MOD): 0.1 + RNG_SPREAD, ("static", MOD): 0.08 + RNG_SPREAD,
+        (GROUND_TRUTH, FDD): zero, ("mismatched", FDD): -0.02 + 0.3 * RNG_SPREAD, ("static", FDD): zero,
+    }))
+    assert _row(t, MOD, "mismatched").verdict == sane.PASS and _row(t, MOD, "static").verdict == sane.PASS
+    assert _row(t, FDD, "mismatched").verdict == sane.PASS  # signed values, compared as |FDD| (closer to 0)
+    still = _row(t, FDD, "static")
+    assert still.verdict == sane.UNDETERMINED
+    assert "ground truth's own upper-face dynamics is 0.01" in still.reason  # the +-0.01 sample scatter's |mean|
+    assert sane.metric_verdicts(t)[FDD][0] == sane.UNDETERMINED and FDD in sane.flagged(t)
+
+
+def test_efid_is_set_level_and_cannot_tell_mismatched_motion_by_construction():
+    attrs = [{"method": GROUND_TRUTH, "efid": {"value": 0.0}}, {"method": "mismatched", "efid": {"value": 0.02}},
+             {"method": "static", "efid": {"value": 3.5}}]
+    t = sane.sanity_table(_df({(GROUND_TRUTH, "beat_align"): 0.5, ("mismatched", "beat_align"): 0.5,
+                               ("static", "beat_align"): 0.5}), attrs)
+    mis, st = _row(t, "efid", "mismatched"), _row(t, "efid", "static")
+    assert mis.verdict == sane.UNDETERMINED and "other test clips' ground truth" in mis.reason and "0.02" in mis.reason
+    assert st.verdict == sane.NOT_APPLICABLE and st.floor_mean == 3.5 and "3.5" in st.reason
+    assert "efid" in sane.flagged(t)
+    # without ground truth's E-FID there is no row at all
+    assert "efid" not in set(sane.sanity_table(_df({(GROUND_TRUTH, "beat_align"): 0.5}), attrs[1:]).metric)

@@ -57,12 +57,12 @@ SPECS: tuple[MetricSpec, ...] = (
     MetricSpec(FDD, "FDD", "inter-ocular units²", "closer to 0", "upper face"),
     MetricSpec(FDD_FLAME, "FDD FLAME", "mm²", "closer to 0", "upper face"),
     MetricSpec(MOD, "MOD", "inter-ocular units", "lower", "lip shape"),
+    # set-level: one value per method over all scored test clips, kept in the metrics table's attrs['efid']
+    MetricSpec("efid", "E-FID", "", "lower", "expression distribution"),
 )
 BY_NAME: dict[str, MetricSpec] = {s.name: s for s in SPECS}
 
 # name -> (label, unit, which way is better): the report's column heads and arrows.
 METRIC_INFO: dict[str, tuple[str, str, str]] = {s.name: (s.label, s.unit, s.better) for s in SPECS}
-
-# Set-level metrics: one value per method over all test clips, kept in the metrics table's attrs (not rows).
 EFID = "efid"
-EFID_SPEC = MetricSpec(EFID, "E-FID", "", "lower", "expression distribution")
+SET_LEVEL = (EFID,)  # metrics with one value per method (attrs), never per-clip rows

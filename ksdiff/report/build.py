@@ -25,7 +25,8 @@ from ksdiff.metrics.registry import GROUND_TRUTH, METRIC_INFO
 from ksdiff.report import plots, sanity as sane, speaker_spread
 from ksdiff.report.read import read_metrics
 from ksdiff.report.html import html_table, metric_definitions, render_html, software_versions, syncnet_statement
-from ksdiff.report.tables import board_header, leaderboard, metric_header, method_order, per_clip, summarise, to_markdown
+from ksdiff.report.tables import (board_header, leaderboard, metric_header, method_order, per_clip, set_level, summarise,
+                                  to_markdown)
 from ksdiff.study import report as study_report
 
 log = logging.getLogger(__name__)
@@ -167,7 +168,9 @@ def build_report(
     else:
         checks, failed = sane.sanity_table(df, attrs, n_boot=n_boot, alpha=1.0 - level, seed=seed), sane.failed_weights(attrs)
     flags = sane.flagged(checks, failed)
-    board = leaderboard(summary, n_clips, flags) if not summary.empty else pd.DataFrame(columns=["Method", "n clips"])
+    sets = set_level(attrs)
+    with_sets = pd.concat([summary, sets], ignore_index=True) if not sets.empty else summary
+    board = leaderboard(with_sets, n_clips, flags) if not with_sets.empty else pd.DataFrame(columns=["Method", "n clips"])
     if models is not None and not board.empty:
         counts = parameter_counts(Path(models), list(board["Method"]))
         board.insert(2, "Parameters", [f"{counts[m]:,}" if m in counts else "–" for m in board["Method"]])
@@ -204,7 +207,7 @@ def build_report(
                 figure_notes.append(f"figures for clip {clip} not produced: {e}")
 
     defs = metric_definitions()
-    present = [k for k in METRIC_INFO if k in set(summary["metric"])] if not summary.empty else []
+    present = [k for k in METRIC_INFO if k in set(with_sets["metric"])] if not with_sets.empty else []
     notes = [{"header": metric_header(k), "better": f"{METRIC_INFO[k][2]} is better", "definition": defs.get(k, "")} for k in present]
     if results is not None and "temporal_diversity" in present:  # whose spread 'closer to ground truth' means
         spread = speaker_spread.context(Path(results))

@@ -72,6 +72,8 @@ def metric_definitions() -> dict[str, str]:
               "less than ground truth's."),
         FDD_FLAME: (f"The same FDD on FLAME meshes over FLAME_masks.pkl's {' + '.join(p.fdd_flame_regions)} regions, "
                     "neutral = the ground-truth shape code with zero expression and jaw, in mm²."),
+        "efid": (f"E-FID, set-level (one value per method over every scored test clip, no interval): {p.efid_def}. "
+                 f"Space: {p.efid_space}."),
         MOD: (f"Mouth opening distance, ksdiff's definition {p.mod_version} (DiffPoseTalk published no MOD code, so "
               f"its numbers are not reproducible and do not compare): {p.mod_def}."),
     }

@@ -196,6 +196,7 @@ def sanity_table(
                 row = _compare(metric, floor, gt, fl, n_boot, alpha, seed)
                 why = explain(metric, floor, by) if row["verdict"] in FLAGGED else ""
                 rows.append({**row, "reason": f"{row['reason']}; {why}"} if why else row)
+    rows += set_level_rows(attrs or [], floors)
     table = pd.DataFrame(rows, columns=COLUMNS)
     bad = weights_reason(failed_weights(attrs or []))
     if bad:
@@ -204,6 +205,34 @@ def sanity_table(
                                     for v, r in zip(table.loc[lse, "verdict"], table.loc[lse, "reason"])]
         table.loc[lse, "verdict"] = FAIL
     return table
+
+
+def set_level_rows(attrs_list: list[dict], floors: tuple[str, ...] = FLOORS) -> list[dict]:
+    """E-FID (set-level, attrs['efid']) of ground truth against each floor. With one value per method there is no
+    clip-paired interval, so no pass: ground truth's E-FID is 0 by construction (its own distribution), the
+    static face's is shown with the values ('not applicable'), and the mismatched motion, being other test clips'
+    ground truth, comes from ground truth's own distribution, so E-FID cannot separate it by construction
+    ('undetermined', with the measured values): E-FID measures the spread of expressions, not their timing."""
+    value = {a.get("method"): (a.get("efid") or {}).get("value") for a in attrs_list}
+    if value.get(GROUND_TRUTH) is None:
+        return []
+    gt, rows = float(value[GROUND_TRUTH]), []
+    for floor in floors:
+        fl = value.get(floor)
+        if fl is None:
+            rows.append(_row("efid", floor, MISSING, f"no E-FID for {floor} (its metrics table is missing or holds none)"))
+            continue
+        static = value.get("static")
+        if floor == "mismatched":
+            reason = (f"E-FID compares expression distributions over all clips, and the mismatched motion is other test "
+                      f"clips' ground truth, drawn from ground truth's own distribution: E-FID {fmt(fl)} against ground "
+                      f"truth's {fmt(gt)}" + (f" and the static face's {fmt(static)}" if static is not None else "")
+                      + "; it does not tell a clip's own motion from another clip's")
+            rows.append(_row("efid", floor, UNDETERMINED, reason, gt=gt, fl=fl))
+        else:
+            rows.append(_row("efid", floor, NOT_APPLICABLE, f"set-level (one value per method, no clip-paired interval): "
+                             f"{FLOOR_LABELS.get(floor, floor)} {fmt(fl)} against ground truth's {fmt(gt)}", gt=gt, fl=fl))
+    return rows
 
 
 def metric_verdicts(table: pd.DataFrame, failed: list[dict] | None = None) -> dict[str, tuple[str, str]]:

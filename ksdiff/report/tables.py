@@ -43,6 +43,15 @@ def summarise(metrics: pd.DataFrame, n_boot: int = 2000, alpha: float = 0.05, se
     return s.sort_values(["_m", "_k"]).drop(columns=["_m", "_k"]).reset_index(drop=True)
 
 
+def set_level(attrs: list[dict]) -> pd.DataFrame:
+    """Set-level metrics (E-FID) of each metrics table as summary rows: no interval (one value per method over
+    all its scored clips, from attrs['efid']; ksdiff.metrics.efid), lo and hi NaN."""
+    rows = [{"method": a["method"], "metric": "efid", "mean": float(e["value"]), "lo": np.nan, "hi": np.nan,
+             "n_clips": len(a.get("clips", []))}
+            for a in attrs if (e := a.get("efid") or {}).get("value") is not None]
+    return pd.DataFrame(rows, columns=["method", "metric", "mean", "lo", "hi", "n_clips"])
+
+
 def fmt(x: float) -> str:
     """Four significant digits, never scientific notation (tables are read by people)."""
     if x is None or not np.isfinite(x):
@@ -89,7 +98,8 @@ def leaderboard(summary: pd.DataFrame, n_clips: dict[str, int] | None = None, fl
                 row[head] = "–"
                 continue
             r = idx.loc[(m, k)]
-            cell = f"{fmt(r['mean'])} [{fmt(r['lo'])}, {fmt(r['hi'])}]"
+            cell = (f"{fmt(r['mean'])} [{fmt(r['lo'])}, {fmt(r['hi'])}]" if np.isfinite(r["lo"]) else
+                    f"{fmt(r['mean'])} (set-level)")  # E-FID: one value over all clips, no interval
             if int(r["n_clips"]) != n:
                 cell += f" (n={int(r['n_clips'])})"
             row[head] = cell
