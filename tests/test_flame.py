@@ -365,3 +365,47 @@ def test_deca_tables_without_flame_files_record_why(deca_world, tmp_path):
     with pytest.raises(FileNotFoundError, match="eval.flame_masks"):  # a configured file that is missing stops the run at once
         evaluate_method(config.defaults(eval={"flame_masks": str(tmp_path / "FLAME_masks.pkl")}), str(deca_world["res"]),
                         str(deca_world["pred"]), "m", str(tmp_path / "x.parquet"))
+
+
+def test_flame_fdd_over_the_forehead_and_eye_region(deca_world, files, tmp_path, model):
+    """FDD on FLAME meshes: the upper face is FLAME_masks.pkl's forehead + eye_region, the neutral template the
+    GT shape code with zero expression and jaw, in mm²; each sample's value is fdd() of the decoded vertices.
+    A mask file without those regions records why, per sample."""
+    from ksdiff.evaluate import evaluate_method
+    from ksdiff.metrics.fdd import fdd
+    from ksdiff.metrics.registry import FDD_FLAME
+
+    upper = np.array([7, 8, 9, 18, 19])  # vertices the fabricated expression blendshapes move
+    masks = tmp_path / "FLAME_masks.pkl"
+    with open(masks, "wb") as f:
+        pickle.dump({"lips": np.array(LIPS), "forehead": upper[:2], "eye_region": upper[2:]}, f, protocol=2)
+    cfg = config.defaults(eval={"flame_model": str(files["model"]), "flame_masks": str(masks)})
+    df = evaluate_method(cfg, str(deca_world["res"]), str(deca_world["pred"]), "m", str(tmp_path / "m.parquet"))
+    got = df[df.metric == FDD_FLAME].set_index(["clip_id", "sample"])["value"]
+    assert len(got) == 4
+
+    def verts(table, s):
+        rows = table.to_pandas()
+        rows = rows[rows["sample"] == s].sort_values("frame")
+        return np.stack(rows["expr"].map(np.asarray)), np.stack(rows["jaw"].map(np.asarray)), rows["valid"].to_numpy()
+
+    gt_t = parquet.read_table(deca_world["res"] / "coeffs" / "spkA_0.parquet", "coeffs")
+    pr_t = parquet.read_table(deca_world["pred"] / "spkA_0.parquet", "coeffs")
+    shape = np.asarray(gt_t.attrs["shape"])
+    ge, gj, _ = verts(gt_t, 0)
+    neutral = model.canonical_vertices(shape, np.zeros((1, 1)), np.zeros((1, 3)), idx=upper)[0]
+    gt = model.canonical_vertices(shape, ge, gj, idx=upper)
+    for s in (0, 1):
+        pe, pj, _ = verts(pr_t, s)
+        want = fdd(model.canonical_vertices(shape, pe, pj, idx=upper), gt, neutral, np.arange(len(upper)), 1e-3)
+        assert got[("spkA_0", s)] == pytest.approx(want, rel=1e-9)
+    # sample 0 only adds the upper-lip component, which moves no upper-face vertex: exactly GT's dynamics; sample 1
+    # opens the jaw further, and these vertices are partly skinned to the jaw joint
+    assert got[("spkA_0", 0)] == 0.0 and got[("spkA_0", 1)] != 0.0
+
+    # the shipped fixture's mask file has no forehead or eye region: every sample says so
+    cfg = config.defaults(eval={"flame_model": str(files["model"]), "flame_masks": str(files["masks"])})
+    evaluate_method(cfg, str(deca_world["res"]), str(deca_world["pred"]), "m", str(tmp_path / "n.parquet"))
+    why = [u["reason"] for u in parquet.read_table(tmp_path / "n.parquet", "metrics").attrs["undefined"]
+           if u["metric"] == FDD_FLAME]
+    assert len(why) == 4 and all("forehead + eye_region" in w for w in why)
