@@ -10,8 +10,9 @@ from ksdiff.metrics.motion import expression_coeffs, is_flame
 def score(clip: ClipInputs) -> list[Row]:
     if clip.gt is None or is_flame(clip.gt) != is_flame(clip.motion):
         return []  # no ground truth, or two coefficient spaces: the clip adds to neither side
-    acc = clip.run.efid
-    acc["ground_truth"].add(expression_coeffs(clip.gt, 0))
-    for s in clip.samples:
-        acc["method"].add(expression_coeffs(clip.motion, s))
+    gt = expression_coeffs(clip.gt, 0)
+    method = [expression_coeffs(clip.motion, s) for s in clip.samples]  # all read before either side is added to
+    clip.run.efid["ground_truth"].add(gt)
+    for x in method:
+        clip.run.efid["method"].add(x)
     return []
