@@ -132,7 +132,10 @@ def _protocol_summary() -> str:
             f"in inter-ocular units (FLAME meshes: over FLAME's 'lips' vertices in mm); "
             f"BeatAlign sigma {p.beat_sigma_frames:.4g} frames at {p.fps:g} fps ({1000 * p.beat_sigma_frames / p.fps:.0f} ms), "
             f"chance-corrected over {p.beat_chance_shifts} onset shifts of at least {p.beat_chance_min_shift_s:g} s; "
-            f"LSE on {p.crop_size} px face crops, offsets ±{p.syncnet_vshift}.")
+            f"LSE on {p.crop_size} px face crops, offsets ±{p.syncnet_vshift}; FDD as CodeTalker's cal_metric.py over "
+            f"{len(p.fdd_landmark_indices)} MediaPipe eye and eyebrow landmarks (FLAME: {' + '.join(p.fdd_flame_regions)}); "
+            f"MOD is ksdiff's definition {p.mod_version}; E-FID is set-level in ksdiff's coefficient space (not "
+            "comparable with Deep3DFaceRecon-coefficient tables).")
 
 
 def build_report(
