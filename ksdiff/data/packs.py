@@ -176,7 +176,7 @@ def pack_shard(cfg: dict, manifest: str, results: str, out: str) -> int:
                 action = RAN
                 try:
                     batch = _read_clip(results_p, clip, fps, sig)
-                except ds.ClipError as e:  # a reasoned refusal: kept until the clip's tables change
+                except ds.ClipError as e:  # a reasoned refusal (a step failed, tables disagree), recorded
                     row.update(status=parquet.SKIPPED, reason=str(e))
                 except MemoryError:
                     raise
