@@ -269,7 +269,9 @@ def fit_basis(cfg: dict, splits, pose: list, out, pose_dir: str | None = None) -
     k_req = int(cfg["coeffs"]["n_expr"])
     usable = _training_pose_tables(splits, pose, pose_dir)
     if not usable:
-        raise ValueError(f"no usable training clip among the pose tables of {pose}")
+        n_pose = len(pose) if isinstance(pose, (list, tuple)) else 1
+        raise ValueError(f"no usable training clip among the pose tables of {n_pose} "
+                         f"{'shard summaries' if pose_dir else 'clips'}")
     stride = _basis_stride(usable)
     dim = N_LANDMARKS * 3
     n, acc, xtx, clips = 0, np.zeros(dim), np.zeros((dim, dim)), []
