@@ -9,12 +9,17 @@ GEMM), enough to turn a sync check from pass to fail. Each library can be told a
 path that every CPU with AVX2 has, and then gives the same bits there:
 
 - ATen (torch's own kernels): ``ATEN_CPU_CAPABILITY=avx2``.
-- MKL (torch's matrix products): Conditional Numerical Reproducibility, ``MKL_CBWR=AVX2,STRICT``, MKL's
-  documented promise of the same results on any processor with AVX2, and ``MKL_ENABLE_INSTRUCTIONS=AVX2``.
+- MKL (torch's matrix products): Conditional Numerical Reproducibility, ``MKL_CBWR=AVX2,STRICT`` (MKL's
+  documented promise of the same results on every Intel CPU with AVX2; on other CPUs MKL's guide says its
+  automatic branch is used instead), and ``MKL_ENABLE_INSTRUCTIONS=AVX2``, which caps that branch at AVX2.
+  So on AMD processors the equality rests on measurement, not on a promise: tests/test_numerics.py
+  compares a trained expert's and model's sha256 with the ones recorded on the reference machine.
 - oneDNN (torch's convolutions by default) is switched off (``torch.backends.mkldnn.enabled = False``), so
   convolutions run as ATen's unfold + MKL's GEMM. Capping oneDNN at AVX2 (``ONEDNN_MAX_CPU_ISA``, set
   too) is not enough: its JIT kernels choose their blocking, and with it the order of their sums, from
-  the processor's cache sizes, and it promises no equality across machines. The cost is measured in
+  the processor's cache sizes, and it promises no equality across machines. Measured: on input tables
+  identical to an AVX2-only machine's, an expert trained here with ATen, oneDNN and MKL capped at AVX2
+  passed the sync check that machine's own expert failed, so capping did not reproduce it. The cost is measured in
   benchmarks/README.md ("Numerics: pinned against fast").
 - OpenBLAS (numpy's linear algebra: pose fits, PCA): ``OPENBLAS_CORETYPE=Haswell``. A value already set
   in the environment is kept: some machines set one because other kernels are broken on them.
@@ -23,9 +28,10 @@ Each library reads its variable once, when it loads, so :func:`pin` must run bef
 imported: ``ksdiff``'s command line calls it first thing, and the test suite's conftest does. Once torch
 is loaded, :func:`torch_settings` switches oneDNN off and torch's deterministic algorithms on (and cuDNN's
 deterministic mode on a GPU, where bit equality across cards is not promised): the command line applies
-it to every stage that loads torch, and training and the SyncNet expert apply it themselves. ``numerics: fast`` in the config leaves every
-library its own choice in the stages that read it (training, the expert, inference, scoring:
-ksdiff.stage_config): faster, and numbers that depend on the processor. Preprocessing is not given the
+it to every stage that loads torch, and training and the SyncNet expert apply it themselves.
+``numerics: fast`` in the config leaves every library its own choice in the stages that read it
+(training, the expert, inference, scoring: ksdiff.stage_config): faster, and numbers that depend on the
+processor. Preprocessing is not given the
 key and so always runs pinned: its tables are what every method trains on, and pinning costs it little.
 """
 from __future__ import annotations
@@ -105,6 +111,9 @@ def torch_settings(mode: str | None = None) -> None:
     torch.backends.mkldnn.enabled = False  # see the module's docstring: oneDNN's blocking follows the caches
     # warn_only: an op without a deterministic implementation (a few CUDA ones) warns instead of stopping a run.
     torch.use_deterministic_algorithms(True, warn_only=True)
+    # Deterministic mode also fills every new tensor with NaN (to expose reads of uninitialised memory): a
+    # cost on every allocation that changes no result of correct code.
+    torch.utils.deterministic.fill_uninitialized_memory = False
     torch.backends.cudnn.deterministic = True
     torch.backends.cudnn.benchmark = False
 
