@@ -48,8 +48,8 @@ def _runs(world, tmp_path):  # noqa: F811
         attrs["lse"] = {k: v for k, v in (t.attrs.get("lse") or {}).items() if k != "weights"}
         out[name] = {
             "rows": [[r.method, r.clip_id, int(r.sample), r.metric, float(r.value).hex()] for r in df.itertuples()],
-            # pytest's temporary folders differ from run to run: paths are compared below them
-            "attrs": json.loads(re.sub(r"/tmp/pytest-of-[^/]+/pytest-\d+/", "<tmp>/", json.dumps(attrs, default=str))),
+            # the fabricated world's folder differs from run to run (and per test module): paths compared below it
+            "attrs": json.loads(re.sub(r"/tmp/pytest-of-[^/]+/pytest-\d+/eval\d+/", "<world>/", json.dumps(attrs, default=str))),
         }
     return out
 
@@ -61,7 +61,7 @@ def test_metrics_tables_equal_the_pre_refactor_record(world, tmp_path):  # noqa:
         GOLDEN.parent.mkdir(exist_ok=True)
         GOLDEN.write_text(json.dumps(got, indent=0, sort_keys=True))
         pytest.skip(f"recorded {GOLDEN}")
-    want = json.loads(re.sub(r"/tmp/pytest-of-[^/]+/pytest-\d+/", "<tmp>/", GOLDEN.read_text()))
+    want = json.loads(re.sub(r"/tmp/pytest-of-[^/]+/pytest-\d+/eval\d+/", "<world>/", GOLDEN.read_text()))
     assert set(got) == set(want)
     for name in want:
         recorded = {tuple(r[:4]): r[4] for r in want[name]["rows"]}
