@@ -214,12 +214,15 @@ def main(argv: list[str] | None = None) -> int:
         datefmt="%H:%M:%S",
     )
     # Before anything imports numpy or torch: their CPU code paths are chosen when they load.
-    numerics.pin(numerics.mode_of(raw_cfg(args)))
+    mode = numerics.pin(numerics.mode_of(raw_cfg(args)))
+    if mode == "pinned":
+        # torch's pinned settings (oneDNN off, deterministic algorithms) now, not after the stage's module is
+        # imported: stages load torch lazily (LSE scoring only once it reaches SyncNet), and a check after the
+        # import missed them. Costs a torch import (about a second) in the stages that never use it.
+        numerics.torch_settings()
     cfg = load_cfg(args)
     module, func = args._target.split(":")
     fn = getattr(importlib.import_module(module), func)
-    if "torch" in sys.modules:  # the stage computes with torch: its pinned settings (oneDNN off, deterministic)
-        numerics.torch_settings()
     kwargs = {k: v for k, v in vars(args).items() if k not in ("command", "config", "opts", "verbose", "version", "_target")}
     result = fn(cfg=cfg, **kwargs)
     return int(result) if isinstance(result, int) else 0

@@ -71,3 +71,17 @@ def test_pinned_weights_equal_the_recorded_ones(pinned):
     assert got == RECORDED, (
         "this processor trains other weights than the reference machine under pinned numerics: numbers from "
         f"it are not comparable bit for bit (ksdiff/numerics.py; what ran: {pinned['native']['numerics']})")
+
+
+def test_every_ksdiff_command_computes_pinned_even_if_it_loads_torch_late(tmp_path):
+    """A stage that imports torch only deep inside (LSE scoring reaches SyncNet late) must still find
+    oneDNN off and deterministic algorithms on: the demo's scoring once ran with oneDNN on for that reason."""
+    code = ("import sys; from ksdiff import cli; import json\n"
+            f"rc = cli.main(['list', '--root', {str(tmp_path)!r}, '--dataset', 'x', '--out', {str(tmp_path / 'l.parquet')!r}])\n"
+            "import torch\n"
+            "print(json.dumps([rc, torch.backends.mkldnn.enabled, torch.are_deterministic_algorithms_enabled(),"
+            " torch.backends.cpu.get_cpu_capability()]))")
+    env = {k: v for k, v in os.environ.items() if k not in numerics.PINNED_ENV or k in numerics.KEEP_IF_SET}
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert json.loads(r.stdout.strip().splitlines()[-1]) == [0, False, True, "AVX2"]
