@@ -28,7 +28,8 @@ Each library reads its variable once, when it loads, so :func:`pin` must run bef
 imported: ``ksdiff``'s command line calls it first thing, and the test suite's conftest does. Once torch
 is loaded, :func:`torch_settings` switches oneDNN off and torch's deterministic algorithms on (and cuDNN's
 deterministic mode on a GPU, where bit equality across cards is not promised): the command line applies
-it to every stage that loads torch, and training and the SyncNet expert apply it themselves.
+it before any stage loads (a stage may import torch late), and training and the SyncNet expert apply it
+themselves for callers outside the command line.
 ``numerics: fast`` in the config leaves every library its own choice in the stages that read it
 (training, the expert, inference, scoring: ksdiff.stage_config): faster, and numbers that depend on the
 processor. Preprocessing is not given the
