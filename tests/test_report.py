@@ -55,8 +55,11 @@ def report(tmp_path):
     return md.read_text(), html.read_text(), tmp_path
 
 
-def _table(md):
-    lines = md.split("## Leaderboard")[1].strip().splitlines()
+def _table(md, after="## Leaderboard"):
+    """The first Markdown table after the heading ``after`` (the leaderboard's overview by default;
+    '### Lip shape' and the like: a family's table)."""
+    lines = md.split(after + "\n")[1].strip().splitlines()
+    lines = lines[next(i for i, ln in enumerate(lines) if ln.startswith("|")):]
     rows = []
     for ln in lines:  # the first contiguous Markdown table after the heading
         if not ln.startswith("|"):
@@ -68,26 +71,32 @@ def _table(md):
 
 
 def _cell(s):
-    m = re.match(r"([-\d.]+) \[([-\d.]+), ([-\d.]+)\]", s)
+    m = re.match(r"(?:\*\*)?([-\d.]+)(?:\*\*)? \[([-\d.]+), ([-\d.]+)\]", s)  # the best in bold
     return tuple(float(x) for x in m.groups())
 
 
 def test_markdown_has_one_row_per_method_with_mean_and_interval(report):
     md, _, _ = report
-    head, body = _table(md)
-    assert [r[0] for r in body] == [GROUND_TRUTH, "alpha", "beta"]  # ground truth first
-    assert head[:2] == ["Method", "n clips"] and all(r[1] == "6" for r in body)
+    head, body = _table(md)  # the overview: every method once, then ground truth as a reference row
+    assert [r[0] for r in body] == ["alpha", "beta", GROUND_TRUTH]
+    assert head[:3] == ["Method", "Kind", "n clips"] and all(r[2] == "6" for r in body)
+    assert [r[1] for r in body] == ["method", "method", "reference"]
+    head, body = _table(md, "### Lip shape")  # ranked by LVE, lower first: beta, then alpha
+    assert head[:3] == ["Rank", "Method", "n clips"] and [r[:2] for r in body] == [["1", "beta"], ["2", "alpha"],
+                                                                                    ["reference", GROUND_TRUTH]]
     col = next(i for i, h in enumerate(head) if h.startswith("LVE"))
     mean, lo, hi = _cell(body[1][col])
     assert mean == pytest.approx(LVE_A.mean(), abs=1e-4)
     assert lo < mean < hi and lo >= LVE_A.min() and hi <= LVE_A.max()
-    mean_b, *_ = _cell(body[2][col])
-    assert mean_b == pytest.approx(LVE_B.mean(), abs=1e-4)
-    assert body[0][col] == "–"  # no LVE for ground truth
+    mean_b, *_ = _cell(body[0][col])
+    assert mean_b == pytest.approx(LVE_B.mean(), abs=1e-4) and body[0][col].startswith("**")  # the best, in bold
+    assert body[2][col] == "–"  # no LVE for ground truth
+    head, body = _table(md, "### Head motion")
+    rows = {r[1]: r for r in body}
     td = next(i for i, h in enumerate(head) if h.startswith("Temporal"))
-    assert _cell(body[0][td])[0] == pytest.approx(3.0, abs=1e-4)
+    assert _cell(rows[GROUND_TRUTH][td])[0] == pytest.approx(3.0, abs=1e-4)
     ba = next(i for i, h in enumerate(head) if h.startswith("BeatAlign"))
-    assert _cell(body[1][ba]) == (0.5, 0.5, 0.5)  # constant over clips: degenerate interval
+    assert _cell(rows["alpha"][ba]) == (0.5, 0.5, 0.5)  # constant over clips: degenerate interval
     assert "prediction missing" in md  # skipped clips are listed
 
 
@@ -205,14 +214,17 @@ def test_report_opens_with_the_sanity_table_and_marks_the_undetermined_column(tm
     assert "| LSE-C ↑ | mismatched | 8 | 0.9 | 0.2 | 0.7 [0.7, 0.7] | pass |" in sanity
     assert "| BeatAlign ↑ | mismatched | 8 |" in sanity and "| undetermined |" in sanity
     assert "not applicable | ground truth is LVE's reference" in sanity
-    head, body = _table(md)
-    assert "BeatAlign ↑ ⚠ sanity: undetermined" in head and "LSE-C ↑" in head  # LSE-C unmarked
+    head, _ = _table(md, "### Head motion")
+    assert "BeatAlign ↑ ⚠ sanity: undetermined" in head and "LSE-C ↑" in _table(md, "### Lip sync")[0]  # LSE-C unmarked
+    assert "Head motion: BeatAlign ↑ ⚠ sanity: undetermined" in _table(md)[0]
     assert "- ⚠ **BeatAlign ↑ ⚠ sanity: undetermined**: vs mismatched: the 95% interval of the paired difference contains 0" in md
     # HTML: the marked column's head and every one of its cells carry the grey class, no other column does
     assert html.index('id="sanity-banner"') < html.index('id="sanity"') < html.index('id="leaderboard"')
-    board = html.split('id="leaderboard"')[1].split("</table>")[0]
-    assert '<th class="flagged">BeatAlign ↑ ⚠ sanity: undetermined</th>' in board
-    assert board.count('<td class="flagged">') == len(SANE) and board.count('class="flagged"') == len(SANE) + 1
+    board = html.split('id="board-head-motion"')[1].split("</table>")[0]
+    assert re.search(r'<th class="flagged[^"]*"[^>]*>BeatAlign ↑ ⚠ sanity: undetermined</th>', board)
+    assert len(re.findall(r'<td class="[^"]*flagged', board)) == len(SANE)
+    assert len(re.findall(r'class="[^"]*flagged', board)) == len(SANE) + 1
+    assert not re.search(r'class="[^"]*flagged', html.split('id="board-lip-sync"')[1].split("</table>")[0])
     assert '<td class="v-undetermined">undetermined</td>' in html and '<td class="v-pass">pass</td>' in html
 
 
@@ -221,10 +233,10 @@ def test_lse_with_weights_that_failed_their_check_is_marked_fail_and_named_in_th
     banner = md.split("## Sanity")[0]
     assert "LSE-C ↑ FAILS its sanity check" in banner
     assert "SyncNet weights /m/expert.pt (sha256 cdcdcdcdcdcd) FAILED their held-out check" in banner
-    head, _ = _table(md)
+    head, _ = _table(md, "### Lip sync")
     assert "LSE-C ↑ ⚠ sanity: fail" in head
     assert "- ⚠ **LSE-C ↑ ⚠ sanity: fail**: scored with SyncNet weights /m/expert.pt" in md
-    assert '<th class="flagged">LSE-C ↑ ⚠ sanity: fail</th>' in html and "FAILED their held-out check" in html
+    assert re.search(r'<th class="flagged[^"]*"[^>]*>LSE-C ↑ ⚠ sanity: fail</th>', html) and "FAILED their held-out check" in html
 
 
 def test_report_reads_the_sanity_table_it_is_given(tmp_path):
@@ -237,7 +249,7 @@ def test_report_reads_the_sanity_table_it_is_given(tmp_path):
     assert set(table.loc[table.metric == "lse_c", "verdict"]) == {"fail"} and failed[0]["weights"] == "/m/expert.pt"
     # the tables now pass their check, but the given sanity table (the workflow's) decides
     md, _ = _sane_report(tmp_path, check={**CHECK_FAILED, "detects_sync": True}, sanity=str(out))
-    assert "LSE-C ↑ ⚠ sanity: fail" in _table(md)[0]
+    assert "LSE-C ↑ ⚠ sanity: fail" in _table(md, "### Lip sync")[0]
     md, _ = _sane_report(tmp_path, check={**CHECK_FAILED, "detects_sync": True})
     assert "LSE-C ↑ ⚠ sanity" not in md and "LSE-C ↑ FAILS" not in md
 

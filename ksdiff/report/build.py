@@ -24,9 +24,10 @@ from ksdiff.metrics.protocol import PROTOCOL
 from ksdiff.metrics.registry import GROUND_TRUTH, METRIC_INFO
 from ksdiff.report import plots, sanity as sane, speaker_spread
 from ksdiff.report.read import read_metrics
-from ksdiff.report.html import html_table, metric_definitions, render_html, software_versions, syncnet_statement
-from ksdiff.report.tables import (board_header, leaderboard, metric_header, method_order, per_clip, set_level, summarise,
-                                  to_markdown)
+from ksdiff.report.board import LEGEND, build_board, markdown as board_markdown
+from ksdiff.report.html import (board_html, html_table, metric_definitions, render_html, software_versions,
+                                syncnet_statement)
+from ksdiff.report.tables import board_header, metric_header, method_order, per_clip, set_level, summarise, to_markdown
 from ksdiff.study import report as study_report
 
 log = logging.getLogger(__name__)
@@ -173,10 +174,8 @@ def build_report(
     flags = sane.flagged(checks, failed)
     sets = set_level(attrs)
     with_sets = pd.concat([summary, sets], ignore_index=True) if not sets.empty else summary
-    board = leaderboard(with_sets, n_clips, flags) if not with_sets.empty else pd.DataFrame(columns=["Method", "n clips"])
-    if models is not None and not board.empty:
-        counts = parameter_counts(Path(models), list(board["Method"]))
-        board.insert(2, "Parameters", [f"{counts[m]:,}" if m in counts else "–" for m in board["Method"]])
+    params = parameter_counts(Path(models), method_order(with_sets["method"])) if models is not None and not with_sets.empty else None
+    board = build_board(with_sets, n_clips, flags, params) if not with_sets.empty else None
     appendix = per_clip(df) if not df.empty else pd.DataFrame()
     skipped = [{"method": a["method"], **s} for a in attrs for s in a.get("skipped", [])]
     skipped += [{"method": s["method"], "clip_id": "(all)", "reason": f"metrics table {s['status']}: {s['reason']}"}
@@ -221,8 +220,8 @@ def build_report(
         "banner": sane.banner(checks, failed),
         "text": sane.describe(level, n_boot, seed),
         "table": sane.display(checks),
-        "flag_notes": [{"header": board_header(k, flags), "reason": r} for k, (_, r) in flags.items() if k in present],
     }
+    sections = _family_sections(board, notes, present, flags)
     versions = software_versions()
     title = f"ksdiff leaderboard: {', '.join(sorted({a.get('dataset', '?') for a in attrs})) or 'no data'}"
 
@@ -230,7 +229,7 @@ def build_report(
     study_paths = [Path(p) for p in studies] if studies is not None else study_report.find_scores(cfg["study"]["dir"], datasets)
     user_studies = [study_report.study_tables(p) for p in study_paths]
 
-    md = _markdown(title, checked, board, notes, lse_note, figures, figure_notes, versions, weight_rows, sources, skipped,
+    md = _markdown(title, checked, board, sections, lse_note, figures, figure_notes, versions, weight_rows, sources, skipped,
                    undefined, appendix, Path(out_md), level, n_boot, seed, ext_checks)
     if user_studies:  # beside the objective metrics, before the figures (as in the HTML)
         md = md.replace("## Figures\n", "\n".join(study_report.markdown(user_studies)) + "\n## Figures\n", 1)
@@ -244,9 +243,11 @@ def build_report(
         "sanity_banner": checked["banner"],
         "sanity_text": checked["text"],
         "sanity_html": html_table(checked["table"], class_column="verdict"),
-        "leaderboard_html": html_table(board, grey_columns={board_header(k, flags) for k in flags}),
-        "flag_notes": checked["flag_notes"],
-        "metric_notes": notes,
+        "overview_caption": board.overview.caption if board else "No values.",
+        "overview_html": board_html(board.overview) if board else "",
+        "board_legend": LEGEND,
+        "families": [{k: f[k] for k in ("key", "title", "caption", "notes", "flag_notes")} | {"html": board_html(f["table"])}
+                     for f in sections],
         "syncnet_statement": lse_note,
         "external_note": EXTERNAL_NOTE,
         "external_html": html_table(ext_checks) if not ext_checks.empty else "",
@@ -260,11 +261,12 @@ def build_report(
         "skipped": skipped,
         "undefined": undefined,
         "n_clip_rows": len(appendix),
-        "per_clip_html": html_table(appendix),
+        "per_clip_html": html_table(appendix, sortable=True),
         "studies": study_report.html(user_studies),
     })
     atomic_write_bytes(out_html, html.encode())
-    log.info("leaderboard: %d methods, %d metrics -> %s, %s", len(board), len(present), out_md, out_html)
+    log.info("leaderboard: %d methods, %d metrics in %d families -> %s, %s", len(board.overview.rows) if board else 0,
+             len(present), len(sections), out_md, out_html)
     return 0
 
 
@@ -276,7 +278,18 @@ EXTERNAL_NOTE = (
     "A video marked 'mismatch' is not scored (it is also under Skipped clips).")
 
 
-def _markdown(title, checked, board, notes, lse_note, figures, figure_notes, versions, weight_rows, sources, skipped,
+def _family_sections(board, notes: list[dict], present: list[str], flags: dict) -> list[dict]:
+    """Per family table: its caption, its metrics' definitions and sanity notes (the notes under its table)."""
+    if board is None:
+        return []
+    by_metric = dict(zip(present, notes))
+    return [{"key": t.key, "title": t.title, "caption": t.caption, "table": t,
+             "notes": [by_metric[k] for k in t.metrics if k in by_metric],
+             "flag_notes": [{"header": board_header(k, flags), "reason": flags[k][1]} for k in t.metrics if k in flags]}
+            for t in board.tables]
+
+
+def _markdown(title, checked, board, sections, lse_note, figures, figure_notes, versions, weight_rows, sources, skipped,
               undefined, appendix, out_md: Path, level, n_boot, seed, ext_checks) -> str:
     rel = lambda p: os.path.relpath(p, out_md.resolve().parent)  # noqa: E731
     lines = [f"# {title}", ""]
@@ -289,11 +302,14 @@ def _markdown(title, checked, board, notes, lse_note, figures, figure_notes, ver
              f"Each cell: mean over test clips [{level:.0%} percentile-bootstrap interval over clips, "
              f"{n_boot} resamples, seed {seed}]; samples are averaged within a clip first. "
              "Ground truth is scored by the same code as every method.", "",
-             "## Leaderboard", "", to_markdown(board) if not board.empty else "No values.", ""]
-    lines += [f"- ⚠ **{n['header']}**: {n['reason']}" for n in checked["flag_notes"]]
-    lines += [""] if checked["flag_notes"] else []
-    lines += [f"- **{n['header']}**: {n['better']}. {n['definition']}" for n in notes]
-    lines += ["", f"LSE (SyncNet): {lse_note}", ""]
+             "## Leaderboard", ""]
+    lines += [board_markdown(board.overview), "", f"{board.overview.caption} {LEGEND}", ""] if board else ["No values.", ""]
+    for f in sections:
+        lines += [f"### {f['title']}", "", f["caption"], "", board_markdown(f["table"]), ""]
+        lines += [f"- ⚠ **{n['header']}**: {n['reason']}" for n in f["flag_notes"]]
+        lines += [f"- **{n['header']}**: {n['better']}. {n['definition']}" for n in f["notes"]]
+        lines += [""]
+    lines += [f"LSE (SyncNet): {lse_note}", ""]
     if not ext_checks.empty:
         lines += ["## External videos against their ground truth", "", EXTERNAL_NOTE, "", to_markdown(ext_checks), ""]
     lines += ["## Figures", ""]

@@ -10,6 +10,7 @@ and the metrics tables it was built from with their hashes.
 from __future__ import annotations
 
 import sys
+from html import escape
 from importlib import metadata
 from pathlib import Path
 
@@ -102,15 +103,14 @@ def syncnet_statement(attrs_list: list[dict]) -> tuple[str, list[dict]]:
     return note + ".", rows
 
 
-def html_table(df, grey_columns=(), class_column: str | None = None) -> str:
+def html_table(df, grey_columns=(), class_column: str | None = None, sortable: bool = False) -> str:
     """A plain HTML table of a display frame: floats to 4 significant digits, missing as '–'.
 
     The ground-truth row gets class 'gt'; cells of ``grey_columns`` class 'flagged'
     (metrics that failed the sanity check); with ``class_column``, that column's
-    cells get class 'v-<value>' (the sanity verdicts).
+    cells get class 'v-<value>' (the sanity verdicts). sortable: the page's script sorts it by
+    any column (numbers by value, ascending first; missing values last).
     """
-    from html import escape
-
     import numpy as np
     import pandas as pd
 
@@ -128,13 +128,62 @@ def html_table(df, grey_columns=(), class_column: str | None = None) -> str:
             c.append("v-" + str(v).replace(" ", "-"))
         return f' class="{" ".join(c)}"' if c else ""
 
+    def key(v):
+        if not sortable or text(v) == "–":
+            return ""
+        return f' data-k="{escape(repr(float(v)) if isinstance(v, (int, float, np.number)) else str(v))}"'
+
     cols = list(df.columns)
-    head = "".join(f"<th{cls(c, '') if c in grey_columns else ''}>{escape(str(c))}</th>" for c in cols)
+    kinds = {c: "num" if pd.api.types.is_numeric_dtype(df[c]) else "text" for c in cols}
+    head = "".join(f"<th{cls(c, '') if c in grey_columns else ''}{f' data-type={kinds[c]!r}' if sortable else ''}>"
+                   f"{escape(str(c))}</th>" for c in cols)
     body = []
     for row in df.itertuples(index=False):
         tr = ' class="gt"' if str(row[0]) == GROUND_TRUTH else ""
-        body.append(f"<tr{tr}>" + "".join(f"<td{cls(c, v)}>{escape(text(v))}</td>" for c, v in zip(cols, row)) + "</tr>")
-    return "<table>\n<thead><tr>" + head + "</tr></thead>\n<tbody>\n" + "\n".join(body) + "\n</tbody>\n</table>"
+        body.append(f"<tr{tr}>" + "".join(f"<td{cls(c, v)}{key(v)}>{escape(text(v))}</td>" for c, v in zip(cols, row)) + "</tr>")
+    table = '<table class="sortable">' if sortable else "<table>"
+    return table + "\n<thead><tr>" + head + "</tr></thead>\n<tbody>\n" + "\n".join(body) + "\n</tbody>\n</table>"
+
+
+def board_html(t) -> str:
+    """A leaderboard table (ksdiff.report.board.BoardTable) that the page's inline script sorts by any column.
+
+    The methods are the first tbody (the only rows sorting moves), the reference rows a second one under a
+    separating row. Every cell's data-k is its sort key, ascending = best first (ksdiff.report.board.ranking_key);
+    a cell without one (no value) always sorts last. The column the table is ranked by starts as sorted.
+    """
+    cols = t.columns()
+    lead = len(cols) - len(t.metrics)
+    metric_of = dict(zip(range(lead, len(cols)), t.metrics))
+
+    def attrs(classes, **kw):
+        c = f' class="{" ".join(classes)}"' if classes else ""
+        return c + "".join(f' {k.replace("_", "-")}="{escape(str(v))}"' for k, v in kw.items() if v is not None)
+
+    head = []
+    for i, (h, kind) in enumerate(cols):
+        m = metric_of.get(i)
+        cls = (["flagged"] if m in t.flags else []) + (["primary"] if m is not None and m == t.primary else []) \
+            + (["txt"] if kind == "text" else [])
+        head.append(f"<th{attrs(cls, data_type=kind, aria_sort='ascending' if 'primary' in cls else None)}"
+                    f' title="sort the methods by this column, best first; again, worst first">{escape(h)}</th>')
+
+    def tr(row):
+        cells = []
+        for (_, kind), s in zip(cols, t.shown(row)):
+            cls = (["best"] if s.best else []) + (["flagged"] if s.flagged else []) + (["txt"] if kind == "text" else [])
+            ci = f'<span class="ci">{escape(s.interval)}</span>' if s.interval else ""
+            cells.append(f"<td{attrs(cls, data_k=s.key)}>{escape(s.value)}{ci}</td>")
+        kind = {"reference": ' class="gt"', "floor": ' class="floor"'}.get(row.role, "")
+        return f"<tr{kind}>" + "".join(cells) + "</tr>"
+
+    methods = [tr(r) for r in t.rows if r.role == "method"]
+    refs = [tr(r) for r in t.rows if r.role != "method"]
+    sep = (f'<tr class="sep"><td colspan="{len(cols)}">Reference rows, not ranked: ground truth and the floors</td></tr>'
+           if refs else "")
+    return (f'<table class="sortable board" id="board-{escape(t.key)}">\n<thead><tr>' + "".join(head) + "</tr></thead>\n"
+            + '<tbody class="methods">\n' + "\n".join(methods) + "\n</tbody>\n"
+            + '<tbody class="refs">\n' + "\n".join([sep, *refs]) + "\n</tbody>\n</table>")
 
 
 def render_html(context: dict) -> str:

@@ -1,9 +1,11 @@
-"""The leaderboard: one row per method, each metric as mean [lo, hi] over clips.
+"""The leaderboard's numbers: each metric of each method as mean [lo, hi] over clips.
 
 ``summarise`` gives the numbers (long: method, metric, mean, lo, hi, n_clips),
-``leaderboard`` the display table, ``to_markdown`` its Markdown. Every cell
-comes from ``clip_means`` of the metrics rows, so a number can be traced back
-to the per-clip values (``per_clip``) and from there to the rows behind them.
+``set_level`` the set-level ones (E-FID), ``metric_header`` / ``board_header`` the
+column heads, ``to_markdown`` a Markdown table; ksdiff.report.board lays them out
+in one table per metric family. Every cell comes from ``clip_means`` of the
+metrics rows, so a number can be traced back to the per-clip values (``per_clip``)
+and from there to the rows behind them.
 """
 from __future__ import annotations
 
@@ -75,36 +77,6 @@ def board_header(metric: str, flags: dict | None = None) -> str:
     if flags and metric in flags:
         head += f" {SANITY_MARK} {flags[metric][0]}"
     return head
-
-
-def leaderboard(summary: pd.DataFrame, n_clips: dict[str, int] | None = None, flags: dict | None = None) -> pd.DataFrame:
-    """Display table: Method, n clips, then one 'mean [lo, hi]' column per metric.
-
-    A cell whose metric covers fewer clips than the method's count says so: (n=k).
-    n_clips: clips scored per method (default: the most clips of any of its metrics).
-    flags: metric -> (verdict, reason) of metrics that failed the sanity check
-    (ksdiff.report.sanity.flagged); their column heads are marked.
-    """
-    methods = method_order(summary["method"])
-    metrics = metric_order(summary["metric"])
-    idx = summary.set_index(["method", "metric"])
-    rows = []
-    for m in methods:
-        n = (n_clips or {}).get(m, int(summary.loc[summary["method"] == m, "n_clips"].max()))
-        row = {"Method": m, "n clips": n}
-        for k in metrics:
-            head = board_header(k, flags)
-            if (m, k) not in idx.index:
-                row[head] = "–"
-                continue
-            r = idx.loc[(m, k)]
-            cell = (f"{fmt(r['mean'])} [{fmt(r['lo'])}, {fmt(r['hi'])}]" if np.isfinite(r["lo"]) else
-                    f"{fmt(r['mean'])} (set-level)")  # E-FID: one value over all clips, no interval
-            if int(r["n_clips"]) != n:
-                cell += f" (n={int(r['n_clips'])})"
-            row[head] = cell
-        rows.append(row)
-    return pd.DataFrame(rows)
 
 
 def per_clip(metrics: pd.DataFrame) -> pd.DataFrame:
