@@ -64,12 +64,12 @@ class Moments:
             return Moments(other.n, other.total.copy(), other.outer.copy())
         return Moments(self.n + other.n, self.total + other.total, self.outer + other.outer)
 
-    def gaussian(self) -> tuple[np.ndarray, np.ndarray]:
-        """(mean, covariance with ddof 1, as numpy.cov and pytorch-fid)."""
+    def gaussian(self, ddof: int = 1) -> tuple[np.ndarray, np.ndarray]:
+        """(mean, covariance with ``ddof``: 1 as numpy.cov and pytorch-fid, 0 as StyleGAN-V's FVD)."""
         if self.n < 2:
             raise ValueError(f"{self.n} frame(s): a covariance needs at least 2")
         mu = self.total / self.n
-        return mu, (self.outer - self.n * np.outer(mu, mu)) / (self.n - 1)
+        return mu, (self.outer - self.n * np.outer(mu, mu)) / (self.n - ddof)
 
     def to_attrs(self) -> dict:
         return {"n": int(self.n), "sum": [] if self.total is None else self.total.tolist(),
