@@ -33,6 +33,10 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "[install] pip install (pinned stack; a few minutes on a fresh machine)"
   .venv/bin/python -m pip install -q --upgrade pip
   .venv/bin/python -m pip install -q -r envs/requirements.txt
+  # torchvision's CPU build where PyTorch's index is reachable (==0.28.0 below is then already satisfied);
+  # otherwise PyPI's CUDA build, whose models ksdiff.metrics.tv_compat imports without its C++ ops.
+  .venv/bin/python -m pip install -q --no-deps "torchvision==0.28.0+cpu" --index-url https://download.pytorch.org/whl/cpu \
+    || echo "[install] torchvision's CPU wheel not reachable: PyPI's build is used (its models only)"
   .venv/bin/python -m pip install -q --no-deps -r envs/requirements-nodeps.txt
   .venv/bin/python -m pip install -q --no-deps -e .
   echo "$want" > "$stamp"
