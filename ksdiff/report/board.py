@@ -18,9 +18,17 @@ import pandas as pd
 from ksdiff.config import FLOORS
 from ksdiff.metrics.registry import GROUND_TRUTH, METRIC_INFO
 from ksdiff.report import families
-from ksdiff.report.tables import board_header, fmt, method_order, metric_header, metric_order, to_markdown
+from ksdiff.report.tables import SANITY_MARK, fmt, method_order, metric_header, metric_order, to_markdown
 
 METHOD, REFERENCE, FLOOR = "method", "reference", "floor"
+TOWARDS = {"closer to 0": "(→ 0)", "closer to ground truth": "(→ GT)"}  # the heads' arrows for the other directions
+
+
+def column_head(metric: str, flags: dict) -> str:
+    """A board column's head: label [unit], which way is better (↓, ↑, → 0, → GT), the sanity flag if any."""
+    towards = TOWARDS.get(METRIC_INFO.get(metric, ("", "", ""))[2])
+    head = metric_header(metric) + (f" {towards}" if towards else "")
+    return head + (f" {SANITY_MARK} {flags[metric][0]}" if metric in flags else "")
 
 
 def role(method: str) -> str:
@@ -174,7 +182,7 @@ def build_board(summary: pd.DataFrame, n_clips: dict | None = None, flags: dict 
     by_family: dict[str, list[str]] = {}
     for k in present:
         by_family.setdefault(families.family_of(k), []).append(k)
-    head = lambda k: board_header(k, flags)  # noqa: E731
+    head = lambda k: column_head(k, flags)  # noqa: E731
     tables, primaries = [], []
     for fam in families.ordered(by_family):
         metrics = by_family[fam]
@@ -219,7 +227,8 @@ def markdown(t: BoardTable) -> str:
 
 
 LEGEND = ("Each family's table ranks the methods by its ranking metric (named above the table; ties share a rank) "
-          "by the mean over clips: where two methods' intervals overlap, their order is not resolved. Bold: the "
+          "by the mean over clips: where two methods' intervals overlap, their order is not resolved. ↓: lower is "
+          "better, ↑: higher, → 0: closer to 0, → GT: closer to ground truth's value. Bold: the "
           "best method in that column (none in a column the sanity check flags). Ground truth and the floors "
           "(mismatched: another clip's motion; static: the mean face) follow the methods as reference rows, "
           "neither ranked nor marked.")
