@@ -1,0 +1,48 @@
+"""The weight-based metrics' run state: nothing configured -> every metric says why, nothing loads; a set path
+that is missing stops the run; FID/FVD moments survive the tables' attrs bit for bit and add up over shards."""
+import json
+
+import numpy as np
+import pytest
+
+from ksdiff.metrics import weighted
+from ksdiff.metrics.efid import Moments, frechet_distance
+from ksdiff.metrics.weights import WeightsMissing
+
+
+def test_nothing_configured_nothing_loaded_every_reason_named():
+    w = weighted.WeightedModels.from_cfg({})
+    assert not w.models and not any(w.on(n) for n in weighted.KEYS)
+    d = w.describe()
+    assert d["fid"] == {"scored": False, "note": "not scored: no FID weights configured (eval.fid_inception; never downloaded)"}
+    assert all("never downloaded" in d[n]["note"] for n in weighted.KEYS)
+    rec = weighted.set_record("fvd", {s: Moments() for s in weighted.SIDES}, w.weights, "def")
+    assert rec["value"] is None and "eval.fvd_i3d" in rec["reason"] and rec["weights"] is None
+
+
+def test_a_configured_path_that_is_missing_stops_the_run(tmp_path):
+    with pytest.raises(WeightsMissing, match="eval.arcface_model"):
+        weighted.WeightedModels.from_cfg({"arcface_model": str(tmp_path / "w600k_r50.onnx")})
+
+
+def test_moments_round_trip_through_json_attrs_and_add_over_shards():
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((50, 7)), rng.standard_normal((30, 7)) + 1
+    shards = []
+    for part in (x[:20], x[20:]):
+        acc = {"ground_truth": Moments(), "method": Moments()}
+        acc["ground_truth"].add(part)
+        acc["method"].add(y[: len(part) // 2])
+        shards.append(json.loads(json.dumps({"ground_truth": weighted.encode(acc["ground_truth"]),
+                                             "method": weighted.encode(acc["method"])})))
+    acc = weighted.merged("fid", shards + [None])
+    whole = Moments()
+    whole.add(x)
+    assert acc["ground_truth"].n == 50
+    np.testing.assert_allclose(acc["ground_truth"].gaussian()[1], whole.gaussian()[1], rtol=0, atol=1e-12)
+    back = weighted.decode(json.loads(json.dumps(weighted.encode(whole))))  # the attrs codec: bit for bit
+    np.testing.assert_array_equal(back.outer, whole.outer)
+    np.testing.assert_array_equal(back.total, whole.total)
+    value, why = weighted.distance("fid", acc["ground_truth"], acc["method"])
+    assert not why and value == pytest.approx(frechet_distance(*whole.gaussian(), *acc["method"].gaussian()), rel=1e-9)
+    assert weighted.distance("fvd", Moments(), acc["method"])[1].startswith("too few 16-frame windows")
