@@ -134,3 +134,15 @@ def test_a_metric_the_registry_does_not_know_gets_a_table_but_no_rank():
     assert other.title == "Other" and other.metrics == ["newer_metric"] and other.primary is None
     assert other.caption == "Not ranked: no method has a value that can be ranked."
     assert not any(s.best for r in other.rows for s in other.shown(r))
+
+
+def test_set_level_rows_come_from_every_set_level_metric_of_the_registry(monkeypatch):
+    from ksdiff.report import tables
+
+    attrs = [{"method": "a", "clips": ["c0", "c1"], "efid": {"value": 0.25}, "fid": {"value": 12.5}},
+             {"method": "b", "clips": ["c0"], "efid": {"value": None, "reason": "no clip scored"}}]
+    rows = tables.set_level(attrs)
+    assert rows[["method", "metric", "mean", "n_clips"]].values.tolist() == [["a", "efid", 0.25, 2]]
+    assert rows[["lo", "hi"]].isna().all().all()
+    monkeypatch.setattr(tables, "SET_LEVEL", ("efid", "fid"))  # a set-level metric the registry adds is read too
+    assert list(tables.set_level(attrs)["metric"]) == ["efid", "fid"]

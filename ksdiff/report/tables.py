@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ksdiff.metrics.registry import GROUND_TRUTH, METRIC_INFO
+from ksdiff.metrics.registry import GROUND_TRUTH, METRIC_INFO, SET_LEVEL
 from ksdiff.report.bootstrap import bootstrap_ci, clip_means
 
 ARROWS = {"lower": "↓", "higher": "↑"}
@@ -46,11 +46,13 @@ def summarise(metrics: pd.DataFrame, n_boot: int = 2000, alpha: float = 0.05, se
 
 
 def set_level(attrs: list[dict]) -> pd.DataFrame:
-    """Set-level metrics (E-FID) of each metrics table as summary rows: no interval (one value per method over
-    all its scored clips, from attrs['efid']; ksdiff.metrics.efid), lo and hi NaN."""
-    rows = [{"method": a["method"], "metric": "efid", "mean": float(e["value"]), "lo": np.nan, "hi": np.nan,
+    """Set-level metrics (ksdiff.metrics.registry.SET_LEVEL: E-FID, ...) of each metrics table as summary rows:
+    no interval (one value per method over all its scored clips, from attrs[name]['value']; ksdiff.metrics.efid),
+    lo and hi NaN. A metric whose record has no value (not scored, with its reason) gives no row."""
+    rows = [{"method": a["method"], "metric": name, "mean": float(e["value"]), "lo": np.nan, "hi": np.nan,
              "n_clips": len(a.get("clips", []))}
-            for a in attrs if (e := a.get("efid") or {}).get("value") is not None]
+            for a in attrs for name in SET_LEVEL
+            if isinstance(e := a.get(name), dict) and e.get("value") is not None]
     return pd.DataFrame(rows, columns=["method", "metric", "mean", "lo", "hi", "n_clips"])
 
 
