@@ -117,5 +117,14 @@ def test_a_click_on_a_column_head_sorts_the_methods_and_leaves_the_reference_row
     _head(drv, "board-overview", "Method").click()
     _head(drv, "board-overview", "Method").click()
     assert _methods(drv, "board-overview") == (["gamma", "beta", "alpha"], refs)
+    # the per-clip appendix sorts too: by LVE, lowest first, ground truth (no LVE) last
+    drv.find_element(By.CSS_SELECTOR, "#per-clip ~ details summary").click()
+    appendix = drv.find_element(By.CSS_SELECTOR, "#per-clip ~ details table.sortable")
+    heads = appendix.find_elements(By.CSS_SELECTOR, "thead th")
+    col = [h.text for h in heads].index(LVE)
+    heads[col].click()
+    values = [r.find_elements(By.TAG_NAME, "td")[col].text for r in appendix.find_elements(By.CSS_SELECTOR, "tbody tr")]
+    numbers = [float(v) for v in values if v != "–"]
+    assert numbers == sorted(numbers) and values[len(numbers):] == ["–"] * len(CLIPS) and len(numbers) == 5 * len(CLIPS)
     errors = [e for e in drv.get_log("browser") if e["level"] == "SEVERE"]
     assert not errors, errors
