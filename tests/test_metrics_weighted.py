@@ -16,7 +16,7 @@ def test_nothing_configured_nothing_loaded_every_reason_named():
     d = w.describe()
     assert d["fid"] == {"scored": False, "note": "not scored: no FID weights configured (eval.fid_inception; never downloaded)"}
     assert all("never downloaded" in d[n]["note"] for n in weighted.KEYS)
-    rec = weighted.set_record("fvd", {s: Moments() for s in weighted.SIDES}, w.weights, "def")
+    rec = weighted.set_record("fvd", {s: Moments() for s in weighted.SIDES}, [None], "def")
     assert rec["value"] is None and "eval.fvd_i3d" in rec["reason"] and rec["weights"] is None
 
 
@@ -46,3 +46,7 @@ def test_moments_round_trip_through_json_attrs_and_add_over_shards():
     value, why = weighted.distance("fid", acc["ground_truth"], acc["method"])
     assert not why and value == pytest.approx(frechet_distance(*whole.gaussian(), *acc["method"].gaussian()), rel=1e-9)
     assert weighted.distance("fvd", Moments(), acc["method"])[1].startswith("too few 16-frame windows")
+    one = {"key": "eval.fid_inception", "weights": "a.pth", "sha256": "ab" * 32}
+    assert weighted.set_record("fid", acc, [one, one], "def")["value"] == pytest.approx(value)
+    mixed = weighted.set_record("fid", acc, [one, {**one, "sha256": "cd" * 32}], "def")
+    assert mixed["value"] is None and "different weights" in mixed["reason"]

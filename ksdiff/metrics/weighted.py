@@ -101,15 +101,20 @@ def distance(name: str, gt: Moments, method: Moments) -> tuple[float, str]:
     return _module("fvd").fvd_distance(*method.gaussian(ddof=0), *gt.gaussian(ddof=0)), ""
 
 
-def set_record(name: str, acc: dict, weights: dict, definition: str) -> dict:
-    """A table's attrs[name] for FID or FVD: the moments per side, the value or why there is none."""
-    if name not in weights:
+def set_record(name: str, acc: dict, weights: list[dict | None], definition: str) -> dict:
+    """A table's attrs[name] for FID or FVD: the moments per side, the value or why there is none.
+    ``weights``: the weights' record (Weights.describe()) of each part scored (one job, or every shard)."""
+    hashes = {w["sha256"] for w in weights if w}
+    if not hashes:
         value, why = float("nan"), WeightedModels.reason(name)
+    elif len(hashes) > 1 or None in weights:
+        value, why = float("nan"), (f"{LABELS[name]}: the shards were scored with different weights "
+                                    f"({len(hashes)} files, {weights.count(None)} shard(s) without): not one distribution")
     else:
         value, why = distance(name, acc["ground_truth"], acc["method"])
     return {"ground_truth": encode(acc["ground_truth"]), "method": encode(acc["method"]),
             "value": value if np.isfinite(value) else None, "reason": why, "definition": definition,
-            "weights": weights[name].describe() if name in weights else None}
+            "weights": next((w for w in weights if w), None)}
 
 
 def merged(name: str, records: list[dict | None]) -> dict:
