@@ -59,6 +59,7 @@ from ksdiff.metrics.frames import Rendered, Video
 from ksdiff.metrics.protocol import PROTOCOL
 from ksdiff.metrics.registry import GROUND_TRUTH, LVE, LVE_FLAME, NO_SYNCNET
 from ksdiff.metrics.scorers import SCORERS
+from ksdiff.metrics.video_settings import VideoSettings
 from ksdiff.metrics.test_set import shard_clips, test_clips
 from ksdiff.render.video import RenderError, decodable, reference_frame, template_of
 
@@ -117,7 +118,7 @@ def load_clip(clip: str, in_test: bool, results: Path, pred_dir: Path, ext_root:
         gt, motion, wav = check.align(gt, motion, wav, fps, PROTOCOL.sample_rate)
     ident = gt if gt is not None else motion
     frames = source = None
-    if run.syncnet is not None:
+    if run.syncnet is not None or run.video.metrics:
         if ext_root is not None:  # an external method: its own frames, with the landmarks extracted from them
             frames = Video(videos[clip], ext_root / "landmarks" / f"{clip}.parquet", fps,
                            check.video_start if check is not None else 0)
@@ -128,13 +129,17 @@ def load_clip(clip: str, in_test: bool, results: Path, pred_dir: Path, ext_root:
             frames = Rendered(FaceWarper(ref_rgb, ref_lm))
         if is_gt:
             source = Video(videos[clip], results / "landmarks" / f"{clip}.parquet", fps)
+    reference = run.video.reference(clip, fps, check.gt_start if check is not None else 0) if gt is not None else None
     return ClipInputs(clip, fps, wav, motion, gt, None if decodable(ident) else template_of(ident), run,
-                      is_gt=is_gt, frames=frames, source=source), ""
+                      is_gt=is_gt, frames=frames, source=source, reference=reference), ""
 
 
 def score_clip(inputs: ClipInputs, scorers=SCORERS) -> list:
-    """Every scorer's rows for one clip, in ``scorers`` order."""
-    return [r for scorer in scorers for r in scorer.score(inputs)]
+    """Every scorer's rows for one clip, in ``scorers`` order; the clip's frame buffers are released after."""
+    try:
+        return [r for scorer in scorers for r in scorer.score(inputs)]
+    finally:
+        inputs.close()
 
 
 def _efid_attrs(acc: dict) -> dict:
@@ -186,7 +191,8 @@ def evaluate_method(
     ext_root = pred_dir.parent if external else None
     model = _load_syncnet(syncnet or cfg.get("eval", {}).get("syncnet"))
     flame = (None, "") if is_gt else lip_decoder(cfg)  # raises now on a configured FLAME file that is missing or bad
-    run = Resources(load_basis(results / "basis.npz"), model, flame, cfg["eval"].get("lse_samples"))
+    run = Resources(load_basis(results / "basis.npz"), model, flame, cfg["eval"].get("lse_samples"),
+                    video=VideoSettings.from_cfg(cfg, results))
 
     test, skipped = test_clips(results)
     clips = list(test)
@@ -204,7 +210,7 @@ def evaluate_method(
 
     # source videos by clip id: an external method's own videos, or (for ground truth) the dataset's
     videos_root = ext_root if external else results if is_gt else None
-    videos = ({} if videos_root is None or model is None else
+    videos = ({} if videos_root is None or (model is None and not run.video.metrics) else
               dict(parquet.read_table(videos_root / "manifest.parquet", "manifest").to_pandas()[["clip_id", "path"]].values))
     rows = Rows(method)
     scored = []

@@ -26,7 +26,10 @@ import shlex
 
 METHOD_ENTRY = "methods.{method}"
 
-_EVAL_SCORING = ("fps", "eval.lse_samples", "eval.flame_model", "eval.flame_masks", "coeffs.deca_dir", "numerics")
+# landmarks: LMD meshes rendered frames with the dataset's landmark options (ksdiff.metrics.video_pair)
+_VIDEO_METRICS = ("eval.video_metrics", "eval.video_samples", "landmarks")
+_EVAL_SCORING = ("fps", "eval.lse_samples", "eval.flame_model", "eval.flame_masks", "coeffs.deca_dir", "numerics",
+                 *_VIDEO_METRICS)
 _STATS_PROTOCOL = ("eval.bootstrap_samples", "eval.ci_level", "eval.seed")
 
 STAGE_KEYS: dict[str, tuple[str, ...]] = {
@@ -63,7 +66,7 @@ STAGE_KEYS: dict[str, tuple[str, ...]] = {
     # scoring: --syncnet is always given by the rules, so eval.syncnet (its fallback) is not read
     "syncnet_expert": ("fps", "eval.expert", "eval.expert_max_clips", "eval.expert_check_clips", "numerics"),
     "evaluate": _EVAL_SCORING,
-    "evaluate_ground_truth": ("fps", "eval.lse_samples", "numerics"),  # no LVE on FLAME for ground truth
+    "evaluate_ground_truth": ("fps", "eval.lse_samples", "numerics", *_VIDEO_METRICS),  # no LVE on FLAME for ground truth
     "evaluate_external": _EVAL_SCORING,
     "merge_metrics": _EVAL_SCORING,  # a method without any usable test clip is scored (empty) here
     "sanity": _STATS_PROTOCOL,

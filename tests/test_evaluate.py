@@ -390,4 +390,4 @@ def test_report_shows_the_new_motion_metrics_with_their_definitions(world, tmp_p
     for text in (md.read_text(), html.read_text()):
         assert "E-FID ↓" in text and "(set-level)" in text and "Deep3DFaceRecon" in text
         assert "FDD [inter-ocular units²]" in text and "cal_metric.py" in text
-        assert "MOD [inter-ocular units] ↓" in text and "ksdiff-mod-1" in text and "ksdiff-metrics-4" in text
+        assert "MOD [inter-ocular units] ↓" in text and "ksdiff-mod-1" in text and PROTOCOL.version in text

@@ -8,6 +8,7 @@ per sample (head pose, decoded landmarks) is computed on first use and cached he
 """
 from __future__ import annotations
 
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -17,6 +18,8 @@ from ksdiff.io import parquet
 from ksdiff.metrics.efid import Moments
 from ksdiff.metrics.motion import head_pose, is_flame
 from ksdiff.metrics.protocol import PROTOCOL
+from ksdiff.metrics.video_settings import VideoSettings
+from ksdiff.metrics.weighted import WeightedModels
 from ksdiff.render.video import decodable, decode_sample, samples_of, select_sample
 
 
@@ -40,6 +43,8 @@ class Resources:
     lse_samples: int | None = None  # LSE on the first N samples only (None: all)
     # E-FID's running moments over the clips scored (set-level: ksdiff.metrics.efid)
     efid: dict = field(default_factory=lambda: {"ground_truth": Moments(), "method": Moments()})
+    video: VideoSettings = field(default_factory=VideoSettings)  # the video metrics enabled (none by default)
+    weighted: WeightedModels = field(default_factory=WeightedModels)  # FID, FVD, LPIPS, CSIM: configured weights
 
 
 @dataclass
@@ -56,7 +61,9 @@ class ClipInputs:
     is_gt: bool = False  # the method scored is ground truth itself
     frames: object | None = None  # the method's frames: ksdiff.metrics.frames.Rendered or .Video
     source: object | None = None  # ground truth's recorded video (scoring ground truth with SyncNet only)
+    reference: object | None = None  # the clip's recorded video, the video metrics' reference (ksdiff.metrics.frames.Video)
     _cache: dict = field(default_factory=dict, repr=False)
+    _open: ExitStack = field(default_factory=ExitStack, repr=False)  # frame buffers held open until ``close``
 
     # ------------------------------------------------------------------ per clip
     @cached_property
@@ -105,6 +112,16 @@ class ClipInputs:
         if key not in self._cache:
             self._cache[key] = make()
         return self._cache[key]
+
+    def opened(self, key, source, posed=None):
+        """(frames, landmarks) of a frame source (ksdiff.metrics.frames), opened once and held until ``close``:
+        every video metric of a sample reads the same disk-backed frames."""
+        return self._memo(("opened", key), lambda: self._open.enter_context(source.open(posed)))
+
+    def close(self) -> None:
+        """Release the frame buffers opened for this clip (their temporary files)."""
+        self._open.close()
+        self._cache = {k: v for k, v in self._cache.items() if k[0] != "opened"}
 
 
 class Rows:

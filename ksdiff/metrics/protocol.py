@@ -59,7 +59,11 @@ class MetricsProtocol:
     #    (Bailando's cut); LSE refuses a motion fps other than ``fps``.
     # 4: FDD (CodeTalker's cal_metric.py) on landmark and FLAME meshes, MOD (ksdiff's definition),
     #    E-FID (set-level, ksdiff's coefficient space); earlier metrics unchanged, value for value.
-    version: str = "ksdiff-metrics-4"
+    # 5: video metrics without weights, each sample's video against the clip's recorded video: PSNR, SSIM
+    #    (scikit-image), CPBD (no reference), F-LMD and M-LMD (ViCo's arithmetic on ksdiff's landmarks);
+    #    earlier metrics unchanged. From weights the user supplies: FID (pytorch-fid), FVD (StyleGAN-V's I3D),
+    #    LPIPS (lpips), CSIM (InsightFace's ArcFace).
+    version: str = "ksdiff-metrics-5"
     fps: float = 25.0  # motion and video frame rate of every metric
     sample_rate: int = 16000  # audio rate of every metric
 
@@ -157,6 +161,56 @@ class MetricsProtocol:
                        "expression + 3 jaw values (deca backend); NOT comparable with E-FID tables computed on "
                        "Deep3DFaceRecon's 64 expression coefficients")
 
+    # --- Video metrics without weights (eval.video_metrics; ksdiff.metrics.video_pair) ---------------
+    video_reference: str = ("the clip's recorded video (the dataset's file, decoded at fps as for extraction), frame t "
+                            "against the method's frame t over the frames both have; the method's frames: its motion "
+                            "rendered by the image warp over the clip's reference frame (ksdiff.render.warp), or an "
+                            "external method's own video after its audio lag is removed (ksdiff.metrics.external_check); "
+                            "no spatial alignment: frames of another size than the recorded video are not scored")
+    psnr_def: str = ("mean over frames of skimage.metrics.peak_signal_noise_ratio(ref, pred, data_range=255) on uint8 "
+                     "RGB, 10 log10(255^2 / MSE) over pixels and channels; +inf on a frame equal to its reference "
+                     "(the clip's row is then left out with that reason, not capped)")
+    ssim_def: str = ("mean over frames of skimage.metrics.structural_similarity(ref, pred, data_range=255, "
+                     "channel_axis=-1, gaussian_weights=True, sigma=1.5, use_sample_covariance=False) on uint8 RGB "
+                     "(Wang et al. 2004: 11x11 Gaussian window, K1 0.01, K2 0.03, mean of the R, G, B SSIMs), "
+                     "no downsampling (piq's and ssim.m's default average-pools frames over 384 px first)")
+    cpbd_def: str = ("mean over frames of CPBD (Narvekar & Karam 2011) as python-cpbd 1.0.7's cpbd.compute (ViCo's "
+                     "compute_cpbd.py) on cv2's grey frame: Canny blocks of 64 px with > 0.2% edges, Marziliano widths "
+                     "at row-direction Sobel edges, w_JNB 5 (contrast <= 50) else 3, beta 3.6, share of edges with "
+                     "P_blur <= 63%; ksdiff.metrics.cpbd is equal to it value for value, vectorised")
+    lmd_def: str = ("mean over frames with a face in both videos of the mean over points and x, y of |pred - ref| in "
+                    "pixels of the recorded video, as ViCo's compute_lmd.py (L1 per coordinate, same frame, no "
+                    "alignment), on ksdiff's 478-point MediaPipe extraction of both videos (rendered frames meshed "
+                    "with the dataset's landmark options) instead of face_alignment's 68 points: F-LMD all 478, "
+                    "M-LMD the 40 FACEMESH_LIPS points; not comparable with ViCo's 68-point values")
+    lmd_mouth_indices: tuple[int, ...] = MEDIAPIPE_LIP_INDICES
+
+    # --- Metrics from weights the user supplies (ksdiff.metrics.weighted; never downloaded) -------------
+    # Each needs its eval key (fid_inception, fvd_i3d, lpips_alexnet, arcface_model); without it every clip
+    # records why and no number is given. The weights' sha256 is in the table's attrs and the report.
+    fid_def: str = ("Frechet distance (pytorch-fid's calculate_frechet_distance arithmetic, covariance ddof 1, "
+                    "eps 1e-6 on the diagonal for a singular product) between Gaussians fitted to the pool3 "
+                    "activations (2048) of pytorch-fid's InceptionV3 with the FID Inception weights "
+                    "(pt_inception-2015-12-05), frames as RGB uint8 / 255, resized to 299 bilinear inside the "
+                    "model; set-level: one value per method over all its scored test clips, no interval.")
+    fid_frames: str = ("every frame of the clip's recorded video (ground truth's side) and every frame of each "
+                       "scored sample of the method (rendered by the image warp, or an external method's own "
+                       "video), whole frames at their size")
+    fvd_def: str = ("StyleGAN-V's FVD: I3D (i3d_torchscript.pt, Kinetics-400) features (400) of 16-frame windows "
+                    "called with rescale=True, resize=True, return_features=True on uint8 (b, 3, 16, H, W); "
+                    "every non-overlapping window from frame 0 (StyleGAN-V draws random offsets); mean and "
+                    "covariance divided by N; ||mu_g - mu_r||^2 + tr(S_g + S_r - 2 sqrtm(S_g S_r)), real part; "
+                    "real = the clips' recorded videos, generated = each scored sample's frames; set-level.")
+    lpips_def: str = ("mean over frames of lpips.LPIPS(net='alex', version='0.1') (the package's linear layers, "
+                      "torchvision's ImageNet AlexNet backbone) of the method's frame t against the recorded "
+                      "video's frame t, both scaled as lpips.im2tensor (x / 127.5 - 1), whole frames; frames of "
+                      "another size are not scored (no rescaling)")
+    csim_def: str = ("mean over frames with a face in both of the cosine similarity (InsightFace's compute_sim) "
+                     "of ArcFace embeddings (an InsightFace ONNX model run by ArcFaceONNX: norm_crop to 112 px on "
+                     "5 points, its own input scaling) of the method's frame t and the recorded video's frame t; "
+                     "5 points from ksdiff's MediaPipe landmarks (iris centres 468, 473, nose tip 1, mouth "
+                     "corners 61, 291), not from InsightFace's SCRFD detector")
+
     # --- LSE-D / LSE-C (Wav2Lip's protocol on SyncNet) --------------------
     syncnet_vshift: int = 15  # offsets -15..+15 frames
     syncnet_window_frames: int = 5  # 5 video frames per window
@@ -216,6 +270,7 @@ class MetricsProtocol:
         d = self.as_dict()
         d["lve_lip_indices"] = ",".join(map(str, d["lve_lip_indices"]))
         d["fdd_landmark_indices"] = ",".join(map(str, d["fdd_landmark_indices"]))
+        d["lmd_mouth_indices"] = "FACEMESH_LIPS, as lve_lip_indices"
         return json.dumps(d, indent=1, default=list)
 
 

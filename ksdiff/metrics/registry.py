@@ -24,6 +24,17 @@ LVE_FLAME_SQ = lve_name("squared_l2", units="mm")
 FDD = "fdd_iod2"  # landmark meshes: squared inter-ocular units
 FDD_FLAME = "fdd_mm2"  # FLAME meshes: mm²
 MOD = "mod_iod"
+# ksdiff-metrics-5: video metrics without weights (ksdiff.metrics.frame_fidelity, .cpbd, .lmd)
+PSNR = "psnr_db"
+SSIM = "ssim"
+CPBD = "cpbd"
+F_LMD = "f_lmd_px"  # pixels of the clip's recorded video
+M_LMD = "m_lmd_px"
+# ksdiff-metrics-5: metrics from weights the user supplies (ksdiff.metrics.weighted; FID and FVD set-level)
+FID = "fid"
+FVD = "fvd"
+LPIPS = "lpips"
+CSIM = "csim"
 LSE_NAMES = ("lse_d", "lse_c", "lse_offset")
 LSE_VIDEO_NAMES = ("lse_d_video", "lse_c_video")
 
@@ -34,7 +45,7 @@ class MetricSpec:
     label: str
     unit: str
     better: str  # 'lower' | 'higher' | 'closer to 0' | 'closer to ground truth'
-    family: str  # lip shape, lip sync, head motion, upper face
+    family: str  # lip shape, lip sync, head motion, upper face, expression distribution, video fidelity
 
 
 SPECS: tuple[MetricSpec, ...] = (
@@ -57,6 +68,21 @@ SPECS: tuple[MetricSpec, ...] = (
     MetricSpec(FDD, "FDD", "inter-ocular units²", "closer to 0", "upper face"),
     MetricSpec(FDD_FLAME, "FDD FLAME", "mm²", "closer to 0", "upper face"),
     MetricSpec(MOD, "MOD", "inter-ocular units", "lower", "lip shape"),
+    # ksdiff-metrics-5: each sample's video against the clip's recorded video (CPBD: no reference), when
+    # eval.video_metrics enables them. M-LMD measures the mouth's landmarks, as LVE does on meshes: lip shape.
+    MetricSpec(PSNR, "PSNR", "dB", "higher", "video fidelity"),
+    MetricSpec(SSIM, "SSIM", "", "higher", "video fidelity"),
+    MetricSpec(CPBD, "CPBD", "", "higher", "video fidelity"),
+    MetricSpec(F_LMD, "F-LMD", "px", "lower", "video fidelity"),
+    MetricSpec(M_LMD, "M-LMD", "px", "lower", "lip shape"),
+    # ksdiff-metrics-5, from weights the user supplies (eval.fid_inception, fvd_i3d, lpips_alexnet,
+    # arcface_model): the method's frames against the clip's recorded video. CSIM measures whether the face
+    # stays the same person, not how close the pixels are: its own family, identity.
+    MetricSpec(LPIPS, "LPIPS", "", "lower", "video fidelity"),
+    MetricSpec(CSIM, "CSIM", "", "higher", "identity"),
+    # set-level like E-FID (attrs['fid'], attrs['fvd']): distributions over the method's scored test clips
+    MetricSpec(FID, "FID", "", "lower", "video fidelity"),
+    MetricSpec(FVD, "FVD", "", "lower", "video fidelity"),
     # set-level: one value per method over all scored test clips, kept in the metrics table's attrs['efid']
     MetricSpec("efid", "E-FID", "", "lower", "expression distribution"),
 )
@@ -65,4 +91,4 @@ BY_NAME: dict[str, MetricSpec] = {s.name: s for s in SPECS}
 # name -> (label, unit, which way is better): the report's column heads and arrows.
 METRIC_INFO: dict[str, tuple[str, str, str]] = {s.name: (s.label, s.unit, s.better) for s in SPECS}
 EFID = "efid"
-SET_LEVEL = (EFID,)  # metrics with one value per method (attrs), never per-clip rows
+SET_LEVEL = (EFID, FID, FVD)  # metrics with one value per method (attrs), never per-clip rows

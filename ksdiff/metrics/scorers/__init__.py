@@ -7,6 +7,7 @@ module here, listed below, with its names declared in ksdiff.metrics.registry.
 """
 from __future__ import annotations
 
-from ksdiff.metrics.scorers import beat, diversity, efid, fdd, lse, lve, mod
+from ksdiff.metrics.scorers import beat, cpbd, csim, diversity, efid, fdd, fid, fvd, lmd, lpips, lse, lve, mod, psnr, ssim
 
-SCORERS = (lve, diversity, beat, lse, fdd, mod, efid)
+# The video metrics last: they share each sample's frames (opened once, released when the clip is done).
+SCORERS = (lve, diversity, beat, lse, fdd, mod, efid, psnr, ssim, cpbd, lmd, lpips, csim, fid, fvd)
