@@ -156,3 +156,27 @@ def test_video_metrics_are_registered_with_units_direction_and_family():
     assert BY_NAME[PSNR].unit == "dB" and BY_NAME[F_LMD].unit == BY_NAME[M_LMD].unit == "px"
     with pytest.raises(ValueError, match="unknown"):
         VideoSettings.from_cfg({"eval": {"video_metrics": ["fid"]}}, Path("results"))
+
+
+# ---------------------------------------------------------------- sanity rows (issue 24 item 5)
+def test_sanity_rows_pair_the_reference_metrics_by_direction_and_set_cpbd_apart():
+    import pandas as pd
+
+    from ksdiff.metrics.registry import GROUND_TRUTH
+    from ksdiff.report import sanity as sane
+
+    clips = [f"c{i}" for i in range(6)]
+    spread = np.linspace(-0.5, 0.5, len(clips))
+    values = {(GROUND_TRUTH, PSNR): 24 + spread, ("static", PSNR): 20 + spread, ("mismatched", PSNR): 24 + spread,
+              (GROUND_TRUTH, F_LMD): 2 + spread, ("static", F_LMD): 3 + spread, ("mismatched", F_LMD): 1 + spread,
+              (GROUND_TRUTH, CPBD): 0.3 + spread / 10, ("static", CPBD): 0.4 + spread / 10,
+              ("mismatched", CPBD): 0.3 + spread / 10}
+    df = pd.DataFrame([(m, c, 0, k, float(x)) for (m, k), v in values.items() for c, x in zip(clips, v)],
+                      columns=["method", "clip_id", "sample", "metric", "value"])
+    t = sane.sanity_table(df, n_boot=200).set_index(["metric", "floor"])
+    assert t.loc[(PSNR, "static"), "verdict"] == sane.PASS  # higher is better: 4 dB above the static face
+    assert t.loc[(PSNR, "mismatched"), "verdict"] == sane.UNDETERMINED  # equal
+    assert t.loc[(F_LMD, "static"), "verdict"] == sane.PASS  # lower is better
+    assert t.loc[(F_LMD, "mismatched"), "verdict"] == sane.FAIL
+    assert t.loc[(CPBD, sane.ALL_FLOORS), "verdict"] == sane.NOT_APPLICABLE
+    assert "not a measure of the motion" in t.loc[(CPBD, sane.ALL_FLOORS), "reason"]

@@ -46,7 +46,7 @@ import pandas as pd
 
 from ksdiff.config import FLOORS
 from ksdiff.io import parquet
-from ksdiff.metrics.registry import GROUND_TRUTH, METRIC_INFO
+from ksdiff.metrics.registry import CPBD, GROUND_TRUTH, METRIC_INFO
 from ksdiff.report.bootstrap import bootstrap_ci, clip_means
 from ksdiff.report.read import read_metrics
 from ksdiff.report.tables import fmt, metric_header, metric_order
@@ -65,6 +65,9 @@ NOT_TESTABLE = {
     "sample_diversity": "needs several samples per clip; ground truth has one",
     "lse_d_video": "ground truth only (its source video); the floors exist only rendered, see LSE-D",
     "lse_c_video": "ground truth only (its source video); the floors exist only rendered, see LSE-C",
+    CPBD: ("no-reference sharpness of the frames, not a measure of the motion: the floors are drawn by the same "
+           "renderer over the same reference frame as ground truth, so their sharpness says how far the warp "
+           "resamples the reference, not whether the motion is right"),
 }
 LVE_REASON = "ground truth is LVE's reference: LVE is the distance to ground truth, 0 for it by definition (not scored for it)"
 CLOSER_TO_GT_REASON = "better means closer to ground truth's own value, so ground truth cannot be tested against itself"
