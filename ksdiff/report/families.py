@@ -8,7 +8,8 @@ in the registry, and its caption says that no primary metric is declared for it.
 """
 from __future__ import annotations
 
-from ksdiff.metrics.registry import BY_NAME, EFID, FDD, FDD_FLAME, LVE, LVE_FLAME, LVE_FLAME_SQ, LVE_SQ, MOD
+from ksdiff.metrics.registry import (BY_NAME, CSIM, EFID, FDD, FDD_FLAME, FID, FVD, LPIPS, LVE, LVE_FLAME, LVE_FLAME_SQ,
+                                     LVE_SQ, MOD, PSNR, SSIM)
 
 OTHER = "other"  # the family of a metric the registry does not know (a metrics table from a newer ksdiff)
 
@@ -37,6 +38,12 @@ PRIMARY: dict[str, tuple[str, ...]] = {
     "upper face": (FDD, FDD_FLAME),
     # E-FID is the family's only metric.
     "expression distribution": (EFID,),
+    # FID first: the fidelity number talking-head papers lead with (Hallo, Sonic, StableAvatar); set-level, from
+    # the user's Inception weights. Then FVD (temporal), LPIPS (paired, perceptual), and the paired PSNR and
+    # SSIM, which need no weights, for runs without any.
+    "video fidelity": (FID, FVD, LPIPS, PSNR, SSIM),
+    # CSIM (ArcFace cosine similarity to the recorded video) is the family's only metric.
+    "identity": (CSIM,),
 }
 
 
