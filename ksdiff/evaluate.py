@@ -61,6 +61,7 @@ from ksdiff.metrics.registry import GROUND_TRUTH, LVE, LVE_FLAME, NO_SYNCNET
 from ksdiff.metrics.scorers import SCORERS
 from ksdiff.metrics.video_settings import VideoSettings
 from ksdiff.metrics.test_set import shard_clips, test_clips
+from ksdiff.metrics.weighted import SET_LEVEL as WEIGHTED_SETS, WeightedModels, merged, set_record
 from ksdiff.render.video import RenderError, decodable, reference_frame, template_of
 
 log = logging.getLogger(__name__)
@@ -118,7 +119,7 @@ def load_clip(clip: str, in_test: bool, results: Path, pred_dir: Path, ext_root:
         gt, motion, wav = check.align(gt, motion, wav, fps, PROTOCOL.sample_rate)
     ident = gt if gt is not None else motion
     frames = source = None
-    if run.syncnet is not None or run.video.metrics:
+    if run.syncnet is not None or run.video.frames_needed:
         if ext_root is not None:  # an external method: its own frames, with the landmarks extracted from them
             frames = Video(videos[clip], ext_root / "landmarks" / f"{clip}.parquet", fps,
                            check.video_start if check is not None else 0)
@@ -140,6 +141,9 @@ def score_clip(inputs: ClipInputs, scorers=SCORERS) -> list:
         return [r for scorer in scorers for r in scorer.score(inputs)]
     finally:
         inputs.close()
+
+
+_SET_DEFS = {"fid": f"{PROTOCOL.fid_def} Frames: {PROTOCOL.fid_frames}", "fvd": PROTOCOL.fvd_def}
 
 
 def _efid_attrs(acc: dict) -> dict:
@@ -192,7 +196,7 @@ def evaluate_method(
     model = _load_syncnet(syncnet or cfg.get("eval", {}).get("syncnet"))
     flame = (None, "") if is_gt else lip_decoder(cfg)  # raises now on a configured FLAME file that is missing or bad
     run = Resources(load_basis(results / "basis.npz"), model, flame, cfg["eval"].get("lse_samples"),
-                    video=VideoSettings.from_cfg(cfg, results))
+                    video=VideoSettings.from_cfg(cfg, results), weighted=WeightedModels.from_cfg(cfg["eval"]))
 
     test, skipped = test_clips(results)
     clips = list(test)
@@ -210,7 +214,7 @@ def evaluate_method(
 
     # source videos by clip id: an external method's own videos, or (for ground truth) the dataset's
     videos_root = ext_root if external else results if is_gt else None
-    videos = ({} if videos_root is None or (model is None and not run.video.metrics) else
+    videos = ({} if videos_root is None or (model is None and not run.video.frames_needed) else
               dict(parquet.read_table(videos_root / "manifest.parquet", "manifest").to_pandas()[["clip_id", "path"]].values))
     rows = Rows(method)
     scored = []
@@ -247,6 +251,9 @@ def evaluate_method(
         "basis": {"path": run.basis.path, "sha256": run.basis.sha256},
         "numerics": numerics.describe(),  # the CPU code paths that scored it (ksdiff/numerics.py)
         "efid": _efid_attrs(run.efid),
+        "weighted": run.weighted.describe(),  # FID, FVD, LPIPS, CSIM: the weights' paths and sha256, or why not
+        **{n: set_record(n, run.weighted.sets[n], [run.weighted.weights[n].describe() if n in run.weighted.weights
+                                                   else None], _SET_DEFS[n]) for n in WEIGHTED_SETS},
         "clips": scored,
         "skipped": skipped,
         "undefined": rows.undefined,
@@ -287,6 +294,9 @@ def merge_metrics(cfg: dict, results: str, parts: list, method: str, out: str) -
         for side in acc:
             acc[side] = acc[side].merge(Moments.from_attrs((t.attrs.get("efid") or {}).get(side)))
     attrs["efid"] = _efid_attrs(acc)
+    for n in WEIGHTED_SETS:  # FID, FVD: the shards' summed moments
+        parts = [t.attrs.get(n) or {} for t in tabs]
+        attrs[n] = set_record(n, merged(n, parts), [p.get("weights") for p in parts], _SET_DEFS[n])
     ok = [t.table.replace_schema_metadata(None) for t in tabs if t.ok and t.table.num_rows]
     _write_metrics(out, pa.concat_tables(ok).combine_chunks() if ok else None, attrs)
     log.info("%s: %d shard(s), %d clips scored", method, len(tabs), len(attrs["clips"]))

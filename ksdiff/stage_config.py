@@ -28,8 +28,11 @@ METHOD_ENTRY = "methods.{method}"
 
 # landmarks: LMD meshes rendered frames with the dataset's landmark options (ksdiff.metrics.video_pair)
 _VIDEO_METRICS = ("eval.video_metrics", "eval.video_samples", "landmarks")
+# metrics from weights the user supplies (ksdiff.metrics.weighted): which files score FID, FVD, LPIPS, CSIM
+_WEIGHTED_METRICS = ("eval.fid_inception", "eval.fvd_i3d", "eval.lpips_alexnet", "eval.arcface_model")
 _EVAL_SCORING = ("fps", "eval.lse_samples", "eval.flame_model", "eval.flame_masks", "coeffs.deca_dir", "numerics",
-                 *_VIDEO_METRICS)
+                 *_VIDEO_METRICS,
+                 *_WEIGHTED_METRICS)
 _STATS_PROTOCOL = ("eval.bootstrap_samples", "eval.ci_level", "eval.seed")
 
 STAGE_KEYS: dict[str, tuple[str, ...]] = {
@@ -66,7 +69,7 @@ STAGE_KEYS: dict[str, tuple[str, ...]] = {
     # scoring: --syncnet is always given by the rules, so eval.syncnet (its fallback) is not read
     "syncnet_expert": ("fps", "eval.expert", "eval.expert_max_clips", "eval.expert_check_clips", "numerics"),
     "evaluate": _EVAL_SCORING,
-    "evaluate_ground_truth": ("fps", "eval.lse_samples", "numerics", *_VIDEO_METRICS),  # no LVE on FLAME for ground truth
+    "evaluate_ground_truth": ("fps", "eval.lse_samples", "numerics", *_WEIGHTED_METRICS, *_VIDEO_METRICS),  # no LVE on FLAME for ground truth
     "evaluate_external": _EVAL_SCORING,
     "merge_metrics": _EVAL_SCORING,  # a method without any usable test clip is scored (empty) here
     "sanity": _STATS_PROTOCOL,

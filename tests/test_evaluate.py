@@ -6,7 +6,7 @@ import pytest
 
 from ksdiff import config
 from ksdiff.evaluate import evaluate_method
-from ksdiff.metrics.registry import ACROSS_SAMPLES, FDD, GROUND_TRUTH, LVE, LVE_SQ, MOD
+from ksdiff.metrics.registry import ACROSS_SAMPLES, CSIM, FDD, FID, FVD, GROUND_TRUTH, LPIPS, LVE, LVE_SQ, MOD
 from ksdiff.geometry import euler_to_matrix
 from ksdiff.io import parquet
 from ksdiff.io.audio import write_wav
@@ -159,7 +159,10 @@ def test_metrics_table_is_long_with_one_row_per_clip_sample_metric(world, tmp_pa
         d = df[df.clip_id == clip]
         got = set(zip(d["sample"], d.metric))
         defined = {(u["sample"], u["metric"]) for u in t.attrs["undefined"] if u["clip_id"] == clip}
-        assert got | defined == {(s, m) for s in (0, 1) for m in per_sample} | {(ACROSS_SAMPLES, "sample_diversity")}
+        # the metrics from weights the user supplies, none configured: one row per clip saying why
+        unweighted = {(ACROSS_SAMPLES, m) for m in (FID, FVD, LPIPS, CSIM)}
+        assert got | defined == ({(s, m) for s in (0, 1) for m in per_sample} | {(ACROSS_SAMPLES, "sample_diversity")}
+                                 | unweighted)
     assert t.attrs["protocol"]["lve_variant"] == PROTOCOL.lve_variant
     assert t.attrs["lse"] == {"scored": False, "note": "not scored: no SyncNet weights configured"}
 

@@ -141,6 +141,7 @@ def test_set_level_rows_come_from_every_set_level_metric_of_the_registry(monkeyp
 
     attrs = [{"method": "a", "clips": ["c0", "c1"], "efid": {"value": 0.25}, "fid": {"value": 12.5}},
              {"method": "b", "clips": ["c0"], "efid": {"value": None, "reason": "no clip scored"}}]
+    monkeypatch.setattr(tables, "SET_LEVEL", ("efid",))  # E-FID alone first
     rows = tables.set_level(attrs)
     assert rows[["method", "metric", "mean", "n_clips"]].values.tolist() == [["a", "efid", 0.25, 2]]
     assert rows[["lo", "hi"]].isna().all().all()

@@ -28,6 +28,7 @@ from ksdiff.report.board import LEGEND, build_board, markdown as board_markdown
 from ksdiff.report.html import (board_html, html_table, metric_definitions, render_html, software_versions,
                                 syncnet_statement)
 from ksdiff.report.tables import board_header, metric_header, method_order, per_clip, set_level, summarise, to_markdown
+from ksdiff.report.weighted import weighted_rows
 from ksdiff.study import report as study_report
 
 log = logging.getLogger(__name__)
@@ -194,6 +195,7 @@ def build_report(
         weight_rows += [{"name": "FLAME model (LVE)", "value": f"{model} (sha256 {model_sha})"},
                         {"name": "FLAME lip mask (LVE)", "value": f"{masks} (sha256 {masks_sha})"}]
 
+    weight_rows += weighted_rows(attrs)  # FID, FVD, LPIPS, CSIM: the files' sha256, or why not scored
     figures: list[dict] = []
     if not summary.empty:
         figures.append({"title": "Metrics per method", "caption": f"mean over clips with {level:.0%} bootstrap interval",

@@ -15,7 +15,8 @@ from importlib import metadata
 from pathlib import Path
 
 from ksdiff.metrics.protocol import PROTOCOL
-from ksdiff.metrics.registry import FDD, FDD_FLAME, GROUND_TRUTH, LVE, LVE_FLAME, LVE_FLAME_SQ, LVE_SQ, MOD, NO_SYNCNET
+from ksdiff.metrics.registry import (CSIM, FDD, FDD_FLAME, FID, FVD, GROUND_TRUTH, LPIPS, LVE, LVE_FLAME, LVE_FLAME_SQ,
+                                     LVE_SQ, MOD, NO_SYNCNET)
 from ksdiff.report.tables import fmt
 
 TEMPLATE = "template.html"
@@ -77,6 +78,10 @@ def metric_definitions() -> dict[str, str]:
                  f"Space: {p.efid_space}."),
         MOD: (f"Mouth opening distance, ksdiff's definition {p.mod_version} (DiffPoseTalk published no MOD code, so "
               f"its numbers are not reproducible and do not compare): {p.mod_def}."),
+        FID: f"FID, set-level (one value per method over its scored test clips, no interval): {p.fid_def} Frames: {p.fid_frames}.",
+        FVD: f"FVD, set-level (no interval): {p.fvd_def}",
+        LPIPS: f"LPIPS: {p.lpips_def}.",
+        CSIM: f"CSIM (identity): {p.csim_def}.",
     }
 
 

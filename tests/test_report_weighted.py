@@ -1,0 +1,60 @@
+"""The report on the weight-based metrics: the sha256 of the files that scored FID, FVD, LPIPS and CSIM in the
+weights table, FID as a set-level cell, and for a metric whose weights were not configured the reason, never a
+number (issue 24 item 4)."""
+import numpy as np
+
+from ksdiff import config
+from ksdiff.io import parquet
+from ksdiff.metrics.protocol import PROTOCOL
+from ksdiff.metrics.registry import CSIM, GROUND_TRUTH, LPIPS
+from ksdiff.metrics.weighted import KEYS, WeightedModels
+from ksdiff.report.build import build_report
+from ksdiff.report.weighted import weighted_rows
+
+CLIPS = [f"c{i}" for i in range(6)]
+SHA = {"fid": "1f" * 32, "lpips": "2e" * 32, "csim": "3d" * 32}
+
+
+def _weighted(configured):
+    out = {}
+    for name in KEYS:
+        if name in configured:
+            out[name] = {"scored": True, "key": f"eval.{KEYS[name]}", "weights": f"/w/{name}.bin", "sha256": SHA[name]}
+            if name == "lpips":
+                out[name].update(linear_layers="/site/lpips/weights/v0.1/alex.pth", linear_layers_sha256="4c" * 32)
+        else:
+            out[name] = {"scored": False, "note": WeightedModels.reason(name)}
+    return out
+
+
+def _write(path, method, fid):
+    rng = np.random.default_rng(len(method))
+    rows = [(method, c, 0, m, v) for c in CLIPS for m, v in ((LPIPS, 0.2 + 0.05 * rng.random()), (CSIM, 0.8))]
+    r = list(zip(*rows))
+    attrs = {"method": method, "dataset": "fixed", "clips": CLIPS, "skipped": [], "undefined": [],
+             "lse": {"scored": False, "note": "x"}, "protocol": PROTOCOL.as_dict(),
+             "weighted": _weighted({"fid", "lpips", "csim"}),
+             "fid": {"value": fid, "reason": ""}, "fvd": {"value": None, "reason": WeightedModels.reason("fvd")}}
+    parquet.write_table(path, "metrics", {"method": list(r[0]), "clip_id": list(r[1]), "sample": np.array(r[2], np.int16),
+                                          "metric": list(r[3]), "value": np.array(r[4], float)}, attrs=attrs)
+    return str(path)
+
+
+def test_report_prints_the_hashes_the_set_level_fid_and_why_fvd_is_missing(tmp_path):
+    paths = [_write(tmp_path / f"{m}.parquet", m, fid) for m, fid in ((GROUND_TRUTH, 3.5), ("alpha", 41.25))]
+    md, html = tmp_path / "board.md", tmp_path / "board.html"
+    build_report(config.defaults(), paths, str(md), str(html), str(tmp_path / "plots"))
+    text = md.read_text()
+    for sha in SHA.values():
+        assert sha in text and sha in html.read_text()
+    assert "4c" * 32 in text  # lpips' own linear layers
+    assert "not scored: no FVD weights configured (eval.fvd_i3d; never downloaded)" in text
+    assert "41.25" in text  # FID, set-level
+    assert "FVD" not in text.split("## Leaderboard")[1].split("\n## ")[0].replace("not scored: no FVD", "")
+
+
+def test_different_files_across_methods_are_flagged():
+    a = {"method": "a", "weighted": _weighted({"csim"})}
+    b = {"method": "b", "weighted": {**_weighted({"csim"}), "csim": {**_weighted({"csim"})["csim"], "sha256": "99" * 32}}}
+    rows = [r for r in weighted_rows([a, b]) if r["name"].startswith("CSIM")]
+    assert len(rows) == 2 and all("WARNING" in r["name"] for r in rows)
