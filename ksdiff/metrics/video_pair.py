@@ -50,15 +50,22 @@ def reference_video(clip: ClipInputs) -> tuple[np.ndarray, np.ndarray]:
     return clip.opened("reference", clip.reference)
 
 
+def size_mismatch(pred_hw, ref_hw) -> str:
+    """Why frames of (height, width) ``pred_hw`` cannot be compared with ``ref_hw`` ('' when they can)."""
+    if tuple(pred_hw) == tuple(ref_hw):
+        return ""
+    return (f"the method's frames are {pred_hw[1]}x{pred_hw[0]}, the recorded video's {ref_hw[1]}x{ref_hw[0]}: a "
+            "frame-by-frame comparison needs the same framing (ksdiff neither rescales nor aligns)")
+
+
 def paired(clip: ClipInputs, s: int) -> tuple[np.ndarray, np.ndarray, str]:
     """(the sample's frames, the recorded video's frames, '') over the frames both have, or (None, None, why)."""
     if clip.reference is None:
         return None, None, NO_REFERENCE
     pred, ref = method_video(clip, s)[0], reference_video(clip)[0]
-    if pred.shape[1:] != ref.shape[1:]:
-        return None, None, (f"the method's frames are {pred.shape[2]}x{pred.shape[1]}, the recorded video's "
-                            f"{ref.shape[2]}x{ref.shape[1]}: a frame-by-frame comparison needs the same framing "
-                            "(ksdiff neither rescales nor aligns)")
+    why = size_mismatch(pred.shape[1:3], ref.shape[1:3])
+    if why:
+        return None, None, why
     n = min(len(pred), len(ref))
     return pred[:n], ref[:n], ""
 
