@@ -37,6 +37,9 @@ Every method, ground truth included, goes through the same code:
            per sample against ground truth (ground truth itself scores 0);
   E-FID    set-level: Frechet distance of the expression-coefficient distributions over all clips scored,
            from moments kept in the table's attrs ('efid'), summed over shards by ``merge_metrics``.
+  video    with ``eval.video_metrics`` only: PSNR, SSIM, CPBD, F-LMD and M-LMD of each sample's frames (drawn
+           as for LSE, or an external method's own) against the clip's recorded video, frame t with frame t
+           (ksdiff.metrics.video_pair: each sample's frames opened once, released when the clip is done).
 
 A clip that cannot be scored (missing or failed table, no audio, ...) is
 skipped with its reason in the table's attrs ('skipped'); a metric that is
