@@ -58,3 +58,28 @@ def test_different_files_across_methods_are_flagged():
     b = {"method": "b", "weighted": {**_weighted({"csim"}), "csim": {**_weighted({"csim"})["csim"], "sha256": "99" * 32}}}
     rows = [r for r in weighted_rows([a, b]) if r["name"].startswith("CSIM")]
     assert len(rows) == 2 and all("WARNING" in r["name"] for r in rows)
+
+
+def test_sanity_rows_for_the_weight_based_metrics():
+    """Issue 24 item 5 as far as it goes without real weights: LPIPS and CSIM are paired over clips against both
+    floors by their direction like every per-clip metric; FID and FVD, one value per method, show ground truth's
+    value beside the static face's (no interval: not applicable) and are undetermined against the mismatched
+    motion by construction (other clips' ground truth: the same distribution of frames and windows)."""
+    import pandas as pd
+
+    from ksdiff.report import sanity
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for method, lp, cs in ((GROUND_TRUTH, 0.1, 0.9), ("static", 0.4, 0.6), ("mismatched", 0.3, 0.7)):
+        for c in CLIPS:
+            rows += [(method, c, 0, LPIPS, lp + 0.01 * rng.random()), (method, c, 0, CSIM, cs + 0.01 * rng.random())]
+    df = pd.DataFrame(rows, columns=["method", "clip_id", "sample", "metric", "value"])
+    attrs = [{"method": m, "fid": {"value": v}, "fvd": {"value": None}}
+             for m, v in ((GROUND_TRUTH, 12.0), ("static", 80.0), ("mismatched", 13.0))]
+    t = sanity.sanity_table(df, attrs, n_boot=200, alpha=0.05, seed=0).set_index(["metric", "floor"])
+    assert t.loc[(LPIPS, "static"), "verdict"] == sanity.PASS and t.loc[(CSIM, "mismatched"), "verdict"] == sanity.PASS
+    assert t.loc[("fid", "static"), "verdict"] == sanity.NOT_APPLICABLE and "80" in t.loc[("fid", "static"), "reason"]
+    assert t.loc[("fid", "mismatched"), "verdict"] == sanity.UNDETERMINED
+    assert "single frames" in t.loc[("fid", "mismatched"), "reason"]
+    assert "fvd" not in set(t.index.get_level_values(0))  # no value for ground truth: no row

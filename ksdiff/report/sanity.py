@@ -210,30 +210,49 @@ def sanity_table(
     return table
 
 
+# set-level metrics (registry.SET_LEVEL, one value per method in attrs[name]): label, and what their
+# distribution is made of (why the mismatched floor, other clips' ground truth, cannot be told apart)
+_SET_LEVEL_SANITY = {
+    "efid": ("E-FID", "E-FID compares expression distributions over all clips"),
+    "fid": ("FID", "FID compares the distributions of single frames over all clips (rendered over each clip's "
+                   "reference frame)"),
+    "fvd": ("FVD", "FVD compares the distributions of 16-frame windows over all clips (rendered over each clip's "
+                   "reference frame)"),
+}
+
+
 def set_level_rows(attrs_list: list[dict], floors: tuple[str, ...] = FLOORS) -> list[dict]:
-    """E-FID (set-level, attrs['efid']) of ground truth against each floor. With one value per method there is no
-    clip-paired interval, so no pass: ground truth's E-FID is 0 by construction (its own distribution), the
-    static face's is shown with the values ('not applicable'), and the mismatched motion, being other test clips'
-    ground truth, comes from ground truth's own distribution, so E-FID cannot separate it by construction
-    ('undetermined', with the measured values): E-FID measures the spread of expressions, not their timing."""
-    value = {a.get("method"): (a.get("efid") or {}).get("value") for a in attrs_list}
+    """Set-level metrics (E-FID, FID, FVD: attrs[name]['value']) of ground truth against each floor. With one
+    value per method there is no clip-paired interval, so no pass: ground truth's E-FID is 0 by construction
+    (its own distribution), the static face's value is shown beside ground truth's ('not applicable'), and the
+    mismatched motion, being other test clips' ground truth, comes from ground truth's own distribution, so a
+    distribution over clips cannot separate it by construction ('undetermined', with the measured values): these
+    metrics measure the spread of expressions, frames or windows, not whether a clip's motion is its own."""
+    rows = []
+    for metric, (label, what) in _SET_LEVEL_SANITY.items():
+        rows += _set_level_metric_rows(attrs_list, metric, label, what, floors)
+    return rows
+
+
+def _set_level_metric_rows(attrs_list, metric, label, what, floors) -> list[dict]:
+    value = {a.get("method"): (a.get(metric) or {}).get("value") for a in attrs_list}
     if value.get(GROUND_TRUTH) is None:
         return []
     gt, rows = float(value[GROUND_TRUTH]), []
     for floor in floors:
         fl = value.get(floor)
         if fl is None:
-            rows.append(_row("efid", floor, MISSING, f"no E-FID for {floor} (its metrics table is missing or holds none)"))
+            rows.append(_row(metric, floor, MISSING, f"no {label} for {floor} (its metrics table is missing or holds none)"))
             continue
         static = value.get("static")
         if floor == "mismatched":
-            reason = (f"E-FID compares expression distributions over all clips, and the mismatched motion is other test "
-                      f"clips' ground truth, drawn from ground truth's own distribution: E-FID {fmt(fl)} against ground "
-                      f"truth's {fmt(gt)}" + (f" and the static face's {fmt(static)}" if static is not None else "")
+            reason = (f"{what}, and the mismatched motion is other test clips' ground truth, drawn from ground truth's "
+                      f"own distribution: {label} {fmt(fl)} against ground truth's {fmt(gt)}"
+                      + (f" and the static face's {fmt(static)}" if static is not None else "")
                       + "; it does not tell a clip's own motion from another clip's")
-            rows.append(_row("efid", floor, UNDETERMINED, reason, gt=gt, fl=fl))
+            rows.append(_row(metric, floor, UNDETERMINED, reason, gt=gt, fl=fl))
         else:
-            rows.append(_row("efid", floor, NOT_APPLICABLE, f"set-level (one value per method, no clip-paired interval): "
+            rows.append(_row(metric, floor, NOT_APPLICABLE, f"set-level (one value per method, no clip-paired interval): "
                              f"{FLOOR_LABELS.get(floor, floor)} {fmt(fl)} against ground truth's {fmt(gt)}", gt=gt, fl=fl))
     return rows
 
