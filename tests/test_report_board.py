@@ -147,3 +147,15 @@ def test_set_level_rows_come_from_every_set_level_metric_of_the_registry(monkeyp
     assert rows[["lo", "hi"]].isna().all().all()
     monkeypatch.setattr(tables, "SET_LEVEL", ("efid", "fid"))  # a set-level metric the registry adds is read too
     assert list(tables.set_level(attrs)["metric"]) == ["efid", "fid"]
+
+
+def test_with_every_metric_of_the_registry_each_is_in_its_own_familys_table_once():
+    values = {s.name: {GROUND_TRUTH: 1.0, "mismatched": 0.5, "static": 0.2, "a": 0.8, "b": 0.7} for s in SPECS}
+    board = build_board(_summary(values))
+    fams = families.ordered({s.family for s in SPECS})
+    assert [t.title for t in board.tables] == [families.title(f) for f in fams]
+    placed = [(k, t.title) for t in board.tables for k in t.metrics]
+    assert sorted(k for k, _ in placed) == sorted(s.name for s in SPECS)  # each metric once
+    assert all(families.title(BY_NAME[k].family) == title for k, title in placed)
+    assert len(board.overview.metrics) == len(fams)  # the overview: one ranking column per family
+    assert all(t.primary in families.PRIMARY[f] for t, f in zip(board.tables, fams))
