@@ -14,6 +14,12 @@ import torch  # noqa: E402,F401  loaded here so that its pinned settings hold in
 
 numerics.torch_settings()
 
+# transformers (the pretrained-feature tests) imports torchvision whenever it is installed; where its C++
+# extension does not load (PyPI's CUDA wheel beside CPU torch), only ksdiff.metrics.tv_compat's import works.
+from ksdiff.metrics.tv_compat import import_torchvision  # noqa: E402
+
+import_torchvision()
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 

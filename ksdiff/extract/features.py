@@ -99,6 +99,9 @@ def load_pretrained(model_dir: str, kind: str):
         if not (d / need).is_file():
             raise PretrainedUnavailable(f"{d} is not a complete transformers checkpoint: {need} is missing")
     info = checkpoint_info(d)
+    from ksdiff.metrics.tv_compat import import_torchvision  # torch: only for a pretrained encoder
+
+    import_torchvision()  # transformers imports an installed torchvision; see ksdiff.metrics.tv_compat
     from transformers import AutoFeatureExtractor, AutoModel
 
     model = AutoModel.from_pretrained(str(d), local_files_only=True)

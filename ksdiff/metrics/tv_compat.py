@@ -29,11 +29,15 @@ _LIB = []  # keeps the schema library alive (a torch.library.Library is dropped 
 
 
 def import_torchvision():
-    """torchvision, imported with the schema fallback described above when its extension does not load."""
+    """torchvision, imported with the schema fallback described above when its extension does not load; None
+    when torchvision is not installed. Called before transformers loads too (ksdiff.extract.features): it
+    imports torchvision whenever the package is installed, and would fail on the same error."""
     if "torchvision" in sys.modules:
         return sys.modules["torchvision"]
     try:
         import torchvision
+    except ModuleNotFoundError:
+        return None
     except RuntimeError as e:
         if "torchvision::nms" not in str(e):
             raise
