@@ -1,7 +1,7 @@
 """Benchmark of the metrics from weights the user supplies: CPU seconds per minute of 25 fps video (1500
 frames), one core, pinned numerics (the workflow's default).
 
-    .venv/bin/python benchmarks/bench_weighted_metrics.py [--clip PATH] [--frames N]
+    PYTHONPATH=. .venv/bin/python benchmarks/bench_weighted_metrics.py [--clip PATH] [--frames N]
 
 Writes benchmarks/out/weighted_metrics.json. The cost of a network does not depend on its weights' values, so
 the real architectures are timed with random weights: pytorch-fid's FID InceptionV3 (ksdiff.metrics.fid) and
