@@ -50,3 +50,34 @@ def test_moments_round_trip_through_json_attrs_and_add_over_shards():
     assert weighted.set_record("fid", acc, [one, one], "def")["value"] == pytest.approx(value)
     mixed = weighted.set_record("fid", acc, [one, {**one, "sha256": "cd" * 32}], "def")
     assert mixed["value"] is None and "different weights" in mixed["reason"]
+
+
+def test_a_clip_whose_frames_fail_adds_nothing_and_says_why():
+    """Set-level FID/FVD: a clip whose frames cannot be made (a render error, an unreadable video) records its
+    reason and adds to neither side, so the distributions stay paired clip by clip."""
+    from types import SimpleNamespace
+
+    from ksdiff.metrics.registry import FVD
+    from ksdiff.metrics.weighted_frames import add_to_set
+    from ksdiff.render.video import RenderError
+
+    run = SimpleNamespace(weighted=weighted.WeightedModels(models={"fvd": object()}), video=SimpleNamespace(
+        scores=lambda s: True))
+
+    class Clip:
+        samples, frames, reference = [0, 1], object(), object()
+
+        def __init__(self, fail):
+            self.run, self.fail = run, fail
+
+        def opened(self, key, source, posed=None):
+            if self.fail and key != "reference":
+                raise RenderError("no face in the reference frame")
+            return np.zeros((32, 8, 8, 3), np.uint8), None
+
+    feats = lambda model, frames: np.ones((len(frames) // 16, 3))  # noqa: E731
+    rows = add_to_set(Clip(fail=True), "fvd", FVD, feats)
+    assert [r.reason for r in rows] == ["fvd: no face in the reference frame"]
+    assert run.weighted.sets["fvd"]["ground_truth"].n == 0 == run.weighted.sets["fvd"]["method"].n
+    assert add_to_set(Clip(fail=False), "fvd", FVD, feats) == []
+    assert run.weighted.sets["fvd"]["ground_truth"].n == 2 and run.weighted.sets["fvd"]["method"].n == 4

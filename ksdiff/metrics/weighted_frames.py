@@ -12,6 +12,7 @@ import numpy as np
 from ksdiff.metrics.clip import ClipInputs, Row
 from ksdiff.metrics.registry import ACROSS_SAMPLES
 from ksdiff.metrics.video_pair import NO_REFERENCE, method_video, reference_video
+from ksdiff.render.video import RenderError
 
 
 def unscored(clip: ClipInputs, name: str, metric: str) -> list[Row] | None:
@@ -40,7 +41,7 @@ def add_to_set(clip: ClipInputs, name: str, metric: str, features) -> list[Row]:
     try:
         gt = features(model, reference_video(clip)[0])
         method = [features(model, method_video(clip, s)[0]) for s in scored_samples(clip)]
-    except (ValueError, OSError) as e:
+    except (ValueError, RenderError, OSError) as e:  # as the per-sample video metrics (video_pair.sample_rows)
         return [Row(ACROSS_SAMPLES, metric, float("nan"), f"{metric}: {e}")]
     acc = clip.run.weighted.sets[name]
     acc["ground_truth"].add(gt)
