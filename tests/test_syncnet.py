@@ -250,6 +250,30 @@ def test_expert_weights_do_not_depend_on_the_callers_thread_count():
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
 
 
+def test_expert_trained_from_memory_mapped_crops_is_the_in_memory_expert(tmp_path):
+    # The workflow's expert reads its crops from a memory-mapped file (syncnet_expert.crops_on_disk) so its
+    # memory does not grow with the clips it trains on: the clips must not be copied into memory on the way
+    # in, and the weights must be those of the same crops held in memory.
+    from ksdiff.metrics.syncnet_train import ExpertConfig, prepare_clips, synthetic_sync_clips, train_expert
+
+    clips = synthetic_sync_clips(n_clips=3, n_frames=30, seed=0)
+    path = tmp_path / "crops.u8"
+    path.write_bytes(b"".join(np.ascontiguousarray(c).tobytes() for c, _ in clips))
+    store = np.memmap(path, dtype=np.uint8, mode="r")
+    mapped, start = [], 0
+    for crops, wav in clips:
+        mapped.append((store[start : start + crops.size].reshape(crops.shape), wav))
+        start += crops.size
+    prepared = prepare_clips(mapped)
+    assert all(np.shares_memory(p.crops, store) for p in prepared)  # views of the file, no copies
+    assert np.array_equal(prepared[0].crops_bgr, clips[0][0][..., ::-1])
+    cfg = ExpertConfig(steps=3, batch_size=4, embed_dim=64, seed=0)
+    a, info_a = train_expert(clips, cfg)
+    b, info_b = train_expert(mapped, cfg)
+    assert info_a["losses"] == info_b["losses"]
+    assert all(torch.equal(a.state_dict()[k], b.state_dict()[k]) for k in a.state_dict())
+
+
 def test_identical_weights_saved_twice_have_one_hash(tmp_path):
     # The report prints the weights' sha256 as provenance: the same tensors must
     # give the same hash whatever temporary file the atomic write went through.

@@ -49,9 +49,17 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class _Clip:
-    crops_bgr: np.ndarray  # (T, 224, 224, 3) uint8
+    # (T, 224, 224, 3) uint8, as given: in memory or a view of a memory-mapped file (the workflow's expert,
+    # ksdiff.metrics.syncnet_expert), never copied, so the expert's memory does not hold every crop.
+    crops: np.ndarray
+    rgb: bool  # channel order of ``crops``; S is fed BGR, flipped per sampled window
     mfcc: np.ndarray  # (13, n) float32
     n_win: int
+
+    @property
+    def crops_bgr(self) -> np.ndarray:
+        """All crops in BGR (a copy when they are RGB): for checks and tests, not the training loop."""
+        return np.ascontiguousarray(self.crops[..., ::-1]) if self.rgb else self.crops
 
 
 def prepare_clips(clips: Sequence[tuple], color: str = "rgb") -> list[_Clip]:
@@ -72,8 +80,7 @@ def prepare_clips(clips: Sequence[tuple], color: str = "rgb") -> list[_Clip]:
         if n_win < 1:
             log.warning("clip %d skipped: too short for a SyncNet window", k)
             continue
-        bgr = np.ascontiguousarray(crops[..., ::-1] if color == "rgb" else crops)
-        out.append(_Clip(bgr, syncnet_mfcc(np.asarray(wav)), n_win))
+        out.append(_Clip(crops, color == "rgb", syncnet_mfcc(np.asarray(wav)), n_win))
     if not out:
         raise ValueError("no usable clip for SyncNet training")
     return out
@@ -90,7 +97,8 @@ def _sample_batch(clips: list[_Clip], cfg: ExpertConfig, rng: np.random.Generato
         if not cand:
             continue
         j = int(rng.choice(cand))
-        vids.append(c.crops_bgr[i : i + p.syncnet_window_frames])
+        window = c.crops[i : i + p.syncnet_window_frames]
+        vids.append(window[..., ::-1] if c.rgb else window)  # np.stack below copies it, flipped, to BGR
         a = p.syncnet_mfcc_per_frame
         pos.append(c.mfcc[:, a * i : a * i + p.syncnet_mfcc_steps])
         neg.append(c.mfcc[:, a * j : a * j + p.syncnet_mfcc_steps])
