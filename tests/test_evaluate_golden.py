@@ -8,7 +8,8 @@ family by family instead of sample by sample, which changes their order in the t
 Covered: ground truth (with LSE on the re-rendered motion and on its source video, random SyncNet weights),
 two methods with two samples each (LVE, diversity, BeatAlign; one with LSE), a method whose clips are
 skipped, and an external method (LSE on its own frames, the audio check). Metrics added after the record
-(FDD, MOD: ksdiff-metrics-4) are allowed as extra rows; nothing recorded may change or disappear.
+(FDD, MOD: ksdiff-metrics-4) are allowed as extra rows, and the weight-based metrics of ksdiff-metrics-5
+(no weights configured) as extra undefined records; nothing recorded may change or disappear.
 """
 import json
 import os
@@ -19,11 +20,14 @@ import numpy as np
 import pytest
 
 from ksdiff.io import parquet
+from ksdiff.metrics.registry import CSIM, FID, FVD, LPIPS
 from tests.test_evaluate import _cfg, _random_syncnet, world  # noqa: F401  (world: the module's fixture)
 
 GOLDEN = Path(__file__).parent / "data" / "evaluate_golden.json"
 # attrs that legitimately change with the protocol version; every other recorded key must be equal
 VERSIONED_ATTRS = ("protocol", "protocol_version")
+# ksdiff-metrics-5: metrics from weights the user supplies; none configured here, so each clip records why
+WEIGHTED = (FID, FVD, LPIPS, CSIM)
 
 
 def _runs(world, tmp_path):  # noqa: F811
@@ -78,7 +82,7 @@ def test_metrics_tables_equal_the_pre_refactor_record(world, tmp_path):  # noqa:
                 continue
             if key == "undefined":  # new metrics may add their own undefined records; the recorded ones stay
                 key_of = lambda u: (u["clip_id"], u["sample"], u["metric"], u["reason"])  # noqa: E731
-                now_old = [u for u in ga[key] if not u["metric"].startswith(("fdd_", "mod_"))]
+                now_old = [u for u in ga[key] if not u["metric"].startswith(("fdd_", "mod_")) and u["metric"] not in WEIGHTED]
                 assert sorted(map(key_of, now_old)) == sorted(map(key_of, wa[key])), name
             else:
                 assert ga.get(key) == wa[key], f"{name}: attrs[{key!r}] changed"
