@@ -12,6 +12,7 @@ from ksdiff.io import parquet
 from ksdiff.metrics.registry import CSIM, FID, FVD, LPIPS
 from tests.test_evaluate import _cfg, world  # noqa: F401  (world: the module's fixture)
 from tests.test_metrics_csim import weights as arcface  # noqa: F401  (fixtures: random weight files)
+from tests.test_metrics_fid import weights as fid_weights  # noqa: F401
 from tests.test_metrics_fvd import weights as i3d  # noqa: F401
 from tests.test_metrics_lpips import backbone  # noqa: F401
 
@@ -51,3 +52,15 @@ def test_an_external_video_that_is_the_recorded_video(world, tmp_path, arcface, 
     w = attrs["weighted"]
     assert w["lpips"]["sha256"] == backbone.sha256 and len(w["lpips"]["linear_layers_sha256"]) == 64
     assert w["csim"]["sha256"] == arcface.sha256 and w["fid"]["scored"] is False
+
+
+@pytest.mark.slow  # Inception on 80 frames and a 2048-d matrix square root: minutes on a shared core
+def test_fid_of_an_external_video_that_is_the_recorded_video_is_0(world, tmp_path, fid_weights):  # noqa: F811
+    cfg = _cfg()
+    cfg["eval"]["fid_inception"] = fid_weights.path
+    out = tmp_path / "ext.parquet"
+    evaluate_method(cfg, str(world["res"]), str(world["ext"] / "coeffs"), "other", str(out), external=True)
+    fid = parquet.read_table(out, "metrics").attrs["fid"]
+    assert fid["ground_truth"]["n"] == fid["method"]["n"] == 40  # every frame of spkA_0, each side
+    # identical frames: 0 up to pytorch-fid's eps on the diagonal of a singular (40 frames, 2048-d) covariance
+    assert fid["value"] == pytest.approx(0, abs=1e-2) and fid["weights"]["sha256"] == fid_weights.sha256
