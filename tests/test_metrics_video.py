@@ -180,3 +180,11 @@ def test_sanity_rows_pair_the_reference_metrics_by_direction_and_set_cpbd_apart(
     assert t.loc[(F_LMD, "mismatched"), "verdict"] == sane.FAIL
     assert t.loc[(CPBD, sane.ALL_FLOORS), "verdict"] == sane.NOT_APPLICABLE
     assert "not a measure of the motion" in t.loc[(CPBD, sane.ALL_FLOORS), "reason"]
+
+
+def test_the_report_defines_every_video_metric():
+    from ksdiff.report.html import metric_definitions
+
+    defs = metric_definitions()
+    assert all(defs.get(n) for n in VIDEO_NAMES)
+    assert "peak_signal_noise_ratio" in defs[PSNR] and "compute_lmd.py" in defs[M_LMD] and "python-cpbd" in defs[CPBD]

@@ -15,8 +15,8 @@ from importlib import metadata
 from pathlib import Path
 
 from ksdiff.metrics.protocol import PROTOCOL
-from ksdiff.metrics.registry import (CSIM, FDD, FDD_FLAME, FID, FVD, GROUND_TRUTH, LPIPS, LVE, LVE_FLAME, LVE_FLAME_SQ,
-                                     LVE_SQ, MOD, NO_SYNCNET)
+from ksdiff.metrics.registry import (CPBD, CSIM, F_LMD, FDD, FDD_FLAME, FID, FVD, GROUND_TRUTH, LPIPS, LVE, LVE_FLAME,
+                                     LVE_FLAME_SQ, LVE_SQ, M_LMD, MOD, NO_SYNCNET, PSNR, SSIM)
 from ksdiff.report.tables import fmt
 
 TEMPLATE = "template.html"
@@ -82,6 +82,11 @@ def metric_definitions() -> dict[str, str]:
         FVD: f"FVD, set-level (no interval): {p.fvd_def}",
         LPIPS: f"LPIPS: {p.lpips_def}.",
         CSIM: f"CSIM (identity): {p.csim_def}.",
+        PSNR: f"PSNR against the clip's recorded video: {p.psnr_def}. Frames: {p.video_reference}.",
+        SSIM: f"SSIM against the clip's recorded video: {p.ssim_def}.",
+        CPBD: f"CPBD sharpness, no reference: {p.cpbd_def}.",
+        F_LMD: f"F-LMD, all 478 landmarks: {p.lmd_def}.",
+        M_LMD: f"M-LMD, the 40 lip landmarks (pixels; the lips move with the head, no alignment): {p.lmd_def}.",
     }
 
 
