@@ -124,10 +124,19 @@ command("evaluate", "ksdiff.evaluate:evaluate_method", "score one method on the 
         ("--syncnet", {"default": None, "help": "SyncNet weights (default eval.syncnet; none: LSE not scored)"}),
         ("--external", {"action": "store_true", "help": "predictions were extracted from another system's videos: LSE on their own frames"}),
         ("--shards", {"default": None, "help": "test_shards table: score one shard of the test clips (with --shard)"}),
-        ("--shard", {"type": int, "default": None}))
+        ("--shard", {"type": int, "default": None}),
+        ("--checks", {"default": None, "help": "with --external: the external QC table of the videos to score "
+                                               "(default: check every video here)"}))
 command("merge-metrics", "ksdiff.evaluate:merge_metrics", "one method's metrics table from its test shards' tables",
         ("--results", P), ("--parts", {"nargs": "*", "default": [], "help": "the shards' metrics tables, in shard order"}),
-        ("--method", P), ("--out", P))
+        ("--method", P), ("--out", P),
+        ("--external", {"action": "store_true", "help": "the parts score shards of an external method's videos"}))
+command("external-check", "ksdiff.metrics.external_qc:check_shard",
+        "one shard of an external method's videos against the dataset's clips -> its part of the external QC table",
+        ("--results", P), ("--external", {"required": True, "help": "results/{dataset}-ext-{method}: the videos' extraction"}),
+        ("--manifest", {"required": True, "help": "the shard's manifest part of the videos"}), ("--method", P), ("--out", P))
+command("merge-external-qc", "ksdiff.metrics.external_qc:merge_external_qc",
+        "an external method's QC table from its shards' parts", ("--parts", {"nargs": "*", "default": []}), ("--out", P))
 command("sanity", "ksdiff.report.sanity:write_sanity",
         "does each metric score ground truth above the floors (mismatched, static)? -> sanity table",
         ("--metrics", {"nargs": "+", "required": True, "help": "the ground_truth, mismatched and static metrics tables"}),
@@ -139,7 +148,9 @@ command("report", "ksdiff.report.build:build_report", "leaderboard Markdown + se
         ("--predictions", {"nargs": "*", "default": None, "help": "method prediction folders: 'name=folder' or 'folder'"}),
         ("--models", {"default": None, "help": "models/{dataset}: parameter counts from each method's train_log.csv"}),
         ("--studies", {"nargs": "*", "default": None,
-                       "help": "user-study scores.parquet files (default: {study.dir}/*/scores.parquet of this dataset)"}))
+                       "help": "user-study scores.parquet files (default: {study.dir}/*/scores.parquet of this dataset)"}),
+        ("--external-qc", {"nargs": "*", "default": None,
+                           "help": "the external videos' QC tables (default: the checks the metrics tables record)"}))
 
 # --- user studies (issue 22); also spelled `ksdiff study make` / `ksdiff study score` / `ksdiff study serve` ---
 command("study-make", "ksdiff.study.make:make_study",

@@ -28,11 +28,13 @@ Every method, ground truth included, goes through the same code:
            (``external=True``: someone else's generated videos, extracted by
            the workflow into coeffs tables) are scored on their ORIGINAL
            frames with their extracted landmarks, since re-rendering would
-           throw away their own image synthesis. Each external video of a
-           ground-truth clip is first checked against it by its audio
-           (ksdiff.metrics.external_check): a small constant lag is removed
-           before scoring, a video that does not match is not scored, and
-           every check is recorded in the table's attrs ('external_check').
+           throw away their own image synthesis. Each external video is first
+           placed against the dataset by the external videos' QC
+           (ksdiff.metrics.external_qc; a video of a ground-truth clip checked
+           against it by its audio, ksdiff.metrics.external_check): a small
+           constant lag is removed before scoring, a video that does not match
+           is not scored, and every check is recorded in the table's attrs
+           ('external_check') as in the QC table the workflow writes.
   FDD, MOD upper-face dynamics deviation (CodeTalker) and mouth-opening distance (ksdiff's definition),
            per sample against ground truth (ground truth itself scores 0);
   E-FID    set-level: Frechet distance of the expression-coefficient distributions over all clips scored,
@@ -55,8 +57,9 @@ import numpy as np
 
 from ksdiff import numerics
 from ksdiff.io import parquet
-from ksdiff.metrics import external_check
+from ksdiff.metrics import external_qc
 from ksdiff.metrics.clip import ClipInputs, Resources, Rows, read_audio
+from ksdiff.metrics.external_check import ClipCheck
 from ksdiff.metrics.efid import Moments, efid
 from ksdiff.metrics.frames import Rendered, Video
 from ksdiff.metrics.protocol import PROTOCOL
@@ -81,12 +84,6 @@ def _read_ok(path: Path, name: str) -> tuple[parquet.Table | None, str]:
     return t, ""
 
 
-def _n_frames(table: parquet.Table) -> int:
-    """Frames of a coeffs table's first sample."""
-    s = table.column("sample")
-    return int(np.sum(s == s.min())) if len(s) else 0
-
-
 def _load_syncnet(path):
     if not path:
         return None
@@ -96,9 +93,9 @@ def _load_syncnet(path):
 
 
 def load_clip(clip: str, in_test: bool, results: Path, pred_dir: Path, ext_root: Path | None, fps: float,
-              run: Resources, is_gt: bool, videos: dict, checks: list) -> tuple[ClipInputs | None, str]:
-    """(one clip's inputs, '') or (None, why it is skipped). An external video of a ground-truth clip is
-    first checked against it (its record appended to ``checks``) and loaded with its lag removed, or not at all."""
+              run: Resources, is_gt: bool, videos: dict, check: ClipCheck | None = None) -> tuple[ClipInputs | None, str]:
+    """(one clip's inputs, '') or (None, why it is skipped). An external video checked against its ground-truth
+    clip (``check``, ksdiff.metrics.external_check) is loaded with the measured lag removed."""
     gt, why = (_read_ok(results / "coeffs" / f"{clip}.parquet", "coeffs") if in_test else (None, ""))
     if why:
         return None, f"ground truth {why}"
@@ -111,14 +108,7 @@ def load_clip(clip: str, in_test: bool, results: Path, pred_dir: Path, ext_root:
     if not wav_path.exists():
         return None, f"no audio ({wav_path})"
     wav = read_audio(wav_path)
-    check = None
-    if ext_root is not None and gt is not None:
-        video_wav = ext_root / "audio" / f"{clip}.wav"
-        check = external_check.check_clip(clip, read_audio(video_wav) if video_wav.exists() else None, wav,
-                                          _n_frames(motion), _n_frames(gt), fps, PROTOCOL.sample_rate)
-        checks.append(check.row())
-        if not check.scored:
-            return None, f"external check: {check.reason}"
+    if check is not None and gt is not None:
         gt, motion, wav = check.align(gt, motion, wav, fps, PROTOCOL.sample_rate)
     ident = gt if gt is not None else motion
     frames = source = None
@@ -167,6 +157,7 @@ def evaluate_method(
     external: bool = False,
     shards: str | None = None,
     shard: int | None = None,
+    checks: str | None = None,
 ):
     """Score ``method`` on the test clips of ``results`` (results/{dataset}); write ``out``.
 
@@ -181,6 +172,9 @@ def evaluate_method(
     shards, shard: score only that shard of the usable test clips (the test_shards
     table, ksdiff.data.shards); ``merge_metrics`` joins the shards' tables and adds
     the clips QC left out. Not with ``external``.
+    checks: with ``external``, the external QC table (ksdiff.metrics.external_qc) of the videos to score, as the
+    workflow writes it per shard of the videos (``merge_metrics`` adds the clips QC left out); without it, every
+    coeffs table under ``predictions`` is checked here.
     Returns the metrics as a pandas DataFrame.
     """
     import pandas as pd
@@ -205,26 +199,31 @@ def evaluate_method(
     clips = list(test)
     if shards is not None:
         if external:
-            raise ValueError("external predictions are scored in one job (their clips are not the test shards)")
+            raise ValueError("external videos are scored by shard of the videos (checks), not of the test clips")
         mine = shard_clips(shards, shard)
         clips, skipped = [c for c in test if c in mine], []  # QC's skips: once, by merge_metrics
-    if external:
-        splits = parquet.read_table(results / "splits.parquet", "splits").to_pandas()
-        known = set(splits["clip_id"])
-        ext_clips = sorted(p.stem for p in pred_dir.glob("*.parquet"))
-        skipped += [{"clip_id": c, "reason": "external clip of a non-test split"} for c in ext_clips if c in known and c not in test]
-        clips = [c for c in ext_clips if c in test or c not in known]
-
     # source videos by clip id: an external method's own videos, or (for ground truth) the dataset's
     videos_root = ext_root if external else results if is_gt else None
-    videos = ({} if videos_root is None or (model is None and not run.video.frames_needed) else
+    videos = ({} if videos_root is None or (model is None and not run.video.frames_needed) or checks else
               dict(parquet.read_table(videos_root / "manifest.parquet", "manifest").to_pandas()[["clip_id", "path"]].values))
+    ext_checks: dict[str, ClipCheck] = {}  # external videos against their ground-truth clips
+    if external:
+        qc = (external_qc.read_rows(checks) if checks else
+              external_qc.check_videos(results, ext_root, {p.stem: videos.get(p.stem, "") for p in pred_dir.glob("*.parquet")},
+                                       method, fps))
+        if checks:
+            videos, skipped = {r["clip_id"]: r["path"] for r in qc}, []  # QC's skips: once, by merge_metrics
+        left_out = {s["clip_id"] for s in test_clips(results)[1]}  # listed by QC's skips already
+        clips = [r["clip_id"] for r in qc if r["scored"]]
+        skipped += [{"clip_id": r["clip_id"], "reason": f"external check: {r['reason']}"} for r in qc
+                    if not r["scored"] and r["clip_id"] not in left_out]
+        ext_checks = {r["clip_id"]: ClipCheck.from_row(r) for r in qc if r["status"] in external_qc.CHECKED}
     rows = Rows(method)
     scored = []
-    checks: list[dict] = []  # external videos against their ground-truth clips (ksdiff.metrics.external_check)
     for clip in tqdm(clips, desc=f"evaluate {method}", unit="clip", disable=None):
         try:
-            inputs, why = load_clip(clip, clip in test, results, pred_dir, ext_root, fps, run, is_gt, videos, checks)
+            inputs, why = load_clip(clip, clip in test, results, pred_dir, ext_root, fps, run, is_gt, videos,
+                                    ext_checks.get(clip))
             clip_rows = score_clip(inputs) if inputs is not None else []
         except (RenderError, ValueError, OSError, KeyError) as e:  # one bad clip never stops the table
             log.exception("%s: %s", clip, e)
@@ -262,7 +261,7 @@ def evaluate_method(
         "undefined": rows.undefined,
     }
     if external:
-        attrs["external_check"] = checks
+        attrs["external_check"] = [c.row() for c in ext_checks.values()]
     log.info("%s: %d clips scored, %d skipped, %d rows", method, len(scored), len(skipped), len(rows.rows))
     if out is not None:
         _write_metrics(out, rows.table() if rows.rows else None, attrs)
@@ -277,14 +276,21 @@ def _write_metrics(out, table, attrs: dict) -> None:
         parquet.write_failure(out, "metrics", f"no clip could be scored ({reasons})", attrs=attrs)
 
 
-def merge_metrics(cfg: dict, results: str, parts: list, method: str, out: str) -> int:
+def merge_metrics(cfg: dict, results: str, parts: list, method: str, out: str, external: bool = False) -> int:
     """`ksdiff merge-metrics`: one method's metrics table from its test shards' tables (in
     shard order: the rows and attrs a single job over all test clips writes), with the
-    test clips QC left out listed first as skipped, and E-FID from the shards' summed moments."""
+    test clips QC left out listed first as skipped, and E-FID from the shards' summed moments.
+    external: the parts score shards of an external method's videos (their checks are joined too)."""
     import pyarrow as pa
 
     tabs = [parquet.read_table(p, "metrics") for p in parts]
     _, qc_skipped = test_clips(Path(results))
+    if not tabs and external:  # an empty folder of videos: nothing was extracted, checked or scored
+        parquet.write_failure(out, "metrics", "no external video to score: the method's folder holds none",
+                              attrs={"method": method, "dataset": Path(results).name, "external": True,
+                                     "protocol_version": PROTOCOL.version, "clips": [], "skipped": qc_skipped,
+                                     "undefined": [], "external_check": []})
+        return 0
     if not tabs:  # no usable test clip, so no shard: the table one job over no clip writes
         evaluate_method(cfg, results, predictions=str(Path(results) / "coeffs"), method=method, out=out)
         return 0
@@ -292,6 +298,8 @@ def merge_metrics(cfg: dict, results: str, parts: list, method: str, out: str) -
     attrs["clips"] = [c for t in tabs for c in t.attrs.get("clips", [])]
     attrs["skipped"] = qc_skipped + [s for t in tabs for s in t.attrs.get("skipped", [])]
     attrs["undefined"] = [u for t in tabs for u in t.attrs.get("undefined", [])]
+    if "external_check" in attrs:
+        attrs["external_check"] = [c for t in tabs for c in t.attrs.get("external_check", [])]
     acc = {side: Moments() for side in ("ground_truth", "method")}
     for t in tabs:
         for side in acc:

@@ -70,6 +70,10 @@ STAGE_KEYS: dict[str, tuple[str, ...]] = {
     "syncnet_expert": ("fps", "eval.expert", "eval.expert_max_clips", "eval.expert_check_clips", "numerics"),
     "evaluate": _EVAL_SCORING,
     "evaluate_ground_truth": ("fps", "eval.lse_samples", "numerics", *_WEIGHTED_METRICS, *_VIDEO_METRICS),  # no LVE on FLAME for ground truth
+    # an external method's videos (eval.external), one shard at a time: placed against the dataset's clips
+    # (ksdiff.metrics.external_qc; fps: the frames a lag is counted in), then scored; the parts merged
+    "external_check": ("fps",),
+    "merge_external_qc": (),
     "evaluate_external": _EVAL_SCORING,
     "merge_metrics": _EVAL_SCORING,  # a method without any usable test clip is scored (empty) here
     "sanity": _STATS_PROTOCOL,

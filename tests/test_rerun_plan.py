@@ -66,6 +66,12 @@ def finished(tmp_path_factory):
     for d in ("syn", "dir"):
         q = parquet.read_table(wd / f"results/{d}/qc.parquet", "qc").to_pandas()
         assert q["usable"].all() and len(q) == 3, q
+    mark_done(wd, TOUCHED)
+    return wd
+
+
+def mark_done(wd, rules):
+    """Every job still planned marked done (rules: theirs) with placeholder outputs, as a real run records them."""
     plan = _snakemake(wd, "-n")
     for out in re.findall(r"^\s+output: (.*)$", plan, re.M):
         for f in (wd / p.strip() for p in out.split(",")):
@@ -74,10 +80,9 @@ def finished(tmp_path_factory):
             else:
                 f.parent.mkdir(parents=True, exist_ok=True)
                 f.touch()
-    _snakemake(wd, "--touch", "--forcerun", *TOUCHED)
+    _snakemake(wd, "--touch", "--forcerun", *rules)
     out = _snakemake(wd, "-n")
     assert "Nothing to be done" in out and "missing provenance" not in out, out[-3000:]
-    return wd
 
 
 def planned(wd, change) -> dict[str, collections.Counter]:

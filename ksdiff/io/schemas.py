@@ -413,3 +413,29 @@ STUDY_SCORES = pa.schema(
 )
 SCHEMAS["study_scores"] = STUDY_SCORES
 VERSIONS["study_scores"] = 1
+
+# The QC table of an external method's videos (eval.external; ksdiff.metrics.external_qc):
+# one row per video, whether it is scored and why, with what its check against the
+# ground-truth clip of the same id measured (ksdiff.metrics.external_check). Written per
+# shard of the videos, results/{dataset}/external_qc/{method}/{shard}.parquet (what that
+# shard's scoring job reads), and merged into results/{dataset}/external_qc/{method}.parquet
+# (what the leaderboard reads). attrs: dataset, method, fps, sample_rate, thresholds.
+EXTERNAL_QC = pa.schema(
+    [
+        ("clip_id", pa.string()),  # the video's id: a clip of the dataset, or unknown to it
+        ("method", pa.string()),  # the external method (eval.external's name)
+        ("dataset", pa.string()),  # the dataset it is scored against
+        ("path", pa.string()),  # the video
+        ("status", pa.string()),  # ok | lag corrected | unchecked | mismatch | no ground truth | other split | ground truth unusable | not extracted
+        ("scored", pa.bool_()),
+        ("reason", pa.string()),  # '' when scored as it is; else what was corrected or why it is not scored
+        ("peak_corr", pa.float64()),  # NaN where not measured (no audio track, no ground truth)
+        ("lag_s", pa.float64()),  # positive: the video's audio runs later than the clip's
+        ("lag_frames", pa.int32()),
+        ("n_frames", pa.int64()),  # the video's frames (0 when not extracted)
+        ("n_frames_gt", pa.int64()),  # the ground-truth clip's frames (0 without one)
+        ("length_diff_frames", pa.int64()),  # video minus clip, after the lag is removed
+    ]
+)
+SCHEMAS["external_qc"] = EXTERNAL_QC
+VERSIONS["external_qc"] = 1

@@ -22,7 +22,7 @@ without an audio track can only be checked for its length (status
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 import pyarrow as pa
@@ -83,6 +83,11 @@ class ClipCheck:
     def gt_start(self) -> int:
         """Leading frames of the clip the video does not show (a negative lag)."""
         return max(-self.lag_frames, 0)
+
+    @classmethod
+    def from_row(cls, row: dict) -> "ClipCheck":
+        """The check a row of the external videos' QC table (ksdiff.metrics.external_qc) recorded."""
+        return cls(**{f.name: float("nan") if row[f.name] is None else row[f.name] for f in fields(cls)})
 
     def row(self) -> dict:
         """The check as a plain record (a row of the QC table, JSON-safe: NaN as None)."""

@@ -19,6 +19,7 @@ from ksdiff import numerics
 from ksdiff.io import parquet
 from ksdiff.io.files import atomic_write_bytes
 from ksdiff.metrics import external_check
+from ksdiff.metrics.external_qc import read_rows as read_external_qc
 from ksdiff.metrics.motion import head_pose
 from ksdiff.metrics.protocol import PROTOCOL
 from ksdiff.metrics.registry import GROUND_TRUTH, METRIC_INFO
@@ -57,13 +58,16 @@ def parameter_counts(models: Path, methods: list[str]) -> dict[str, int]:
     return out
 
 
-def external_checks(attrs: list[dict]) -> pd.DataFrame:
-    """Every external video's check against its ground-truth clip (ksdiff.metrics.external_check), as the
-    metrics tables of external methods record them: one row per method and clip."""
-    rows = [{"Method": a["method"], "Clip": c["clip_id"], "Status": c["status"],
+def external_checks(attrs: list[dict], qc_tables: list[str] | None = None) -> pd.DataFrame:
+    """Every external video's check, one row per method and clip: from the external videos' QC tables
+    (ksdiff.metrics.external_qc, as the workflow writes them) when given, else from the external methods'
+    metrics tables, which record the checks against ground-truth clips (ksdiff.metrics.external_check)."""
+    recs = ([r for p in qc_tables for r in read_external_qc(p)] if qc_tables is not None else
+            [{"method": a["method"], **c} for a in attrs for c in a.get("external_check", [])])
+    rows = [{"Method": c["method"], "Clip": c["clip_id"], "Status": c["status"],
              "Peak correlation": c["peak_corr"], "Lag [s]": c["lag_s"], "Lag [frames]": c["lag_frames"],
              "Frames": c["n_frames"], "Ground-truth frames": c["n_frames_gt"], "Reason": c["reason"] or "–"}
-            for a in attrs for c in a.get("external_check", [])]
+            for c in recs]
     df = pd.DataFrame(rows)
     for col in ("Peak correlation", "Lag [s]"):
         if col in df:
@@ -151,6 +155,7 @@ def build_report(
     sanity: str | None = None,
     models: str | None = None,
     studies: list[str] | None = None,
+    external_qc: list[str] | None = None,
 ) -> int:
     """Write the Markdown and HTML leaderboards and their PNGs from metrics tables.
 
@@ -160,6 +165,8 @@ def build_report(
     becomes the leaderboard's 'Parameters' column, so capacity is read beside the scores.
     studies: user-study scores tables (`ksdiff study score`); None: those under the config's study.dir
     of this dataset, so a scored study joins the leaderboard when it is rebuilt.
+    external_qc: the external videos' QC tables (ksdiff.metrics.external_qc); None: the checks the external
+    methods' metrics tables record.
     """
     ecfg = cfg["eval"]
     n_boot, level, seed = int(ecfg["bootstrap_samples"]), float(ecfg["ci_level"]), int(ecfg["seed"])
@@ -182,7 +189,7 @@ def build_report(
     skipped += [{"method": s["method"], "clip_id": "(all)", "reason": f"metrics table {s['status']}: {s['reason']}"}
                 for s in sources if s["status"] != parquet.OK]
     undefined = [{"method": a["method"], **u} for a in attrs for u in a.get("undefined", [])]
-    ext_checks = external_checks(attrs)
+    ext_checks = external_checks(attrs, external_qc)
     lse_note, weight_rows = syncnet_statement(attrs)
     basis_rows = {(a.get("basis") or {}).get("sha256", "") for a in attrs} - {""}
     weight_rows += [{"name": "expression basis", "value": f"sha256 {b}"} for b in sorted(basis_rows)]
@@ -277,7 +284,10 @@ EXTERNAL_NOTE = (
     f"with the clip's (peak normalised correlation at least {external_check.MIN_PEAK_CORR:g}, a constant lag "
     f"within ±{external_check.MAX_LAG_S:g} s removed before scoring, length within "
     f"{external_check.MAX_LENGTH_DIFF_FRAMES} frames of the clip's once the lag is removed). "
-    "A video marked 'mismatch' is not scored (it is also under Skipped clips).")
+    "A video marked 'mismatch' is not scored (it is also under Skipped clips), nor is one of another split "
+    "('other split'), of a test clip QC left out or whose extraction failed; one whose id is no clip of the dataset "
+    "('no ground truth') is scored on its own audio without LVE, one without an audio track ('unchecked') if its "
+    "length matches.")
 
 
 def _family_sections(board, notes: list[dict], present: list[str], flags: dict) -> list[dict]:

@@ -138,15 +138,32 @@ def predictions_of(wildcards):
     return predictions_for(wildcards.dataset, wildcards.method)
 
 
-def external_tables(wildcards):
-    """What scoring reads of an external method's videos: their merged manifest (the
-    videos' paths) and the shard summaries of the steps whose per-clip tables it reads
-    (audio: checked against the ground truth's; landmarks: LSE's crops; coefficients)."""
-    pseudo = plan.external_dataset(wildcards.dataset, wildcards.method)
-    steps = ("audio", "landmarks", "coeffs")
-    return [f"{RESULTS}/{pseudo}/manifest.parquet"] + [
-        f"{RESULTS}/{pseudo}/shards/{step}/{s}.parquet" for s in dataset_shards(pseudo) for step in steps
-    ]
+def external_shards(dataset, method):
+    """Shard names of an external method's videos of a dataset (their own listing: the videos are
+    checked and scored one job per shard, like every per-clip step)."""
+    return dataset_shards(plan.external_dataset(dataset, method))
+
+
+def external_shard(*steps):
+    """Input function: what a job reads of one shard of an external method's videos: the shard's
+    summaries of ``steps`` (audio: checked against the ground truth's; landmarks: LSE's crops;
+    coefficients), which stand for the per-clip tables the job reads."""
+
+    def inputs(wildcards):
+        pseudo = plan.external_dataset(wildcards.dataset, wildcards.method)
+        return [f"{RESULTS}/{pseudo}/shards/{step}/{wildcards.shard}.parquet" for step in steps]
+
+    return inputs
+
+
+def external_parts(pattern):
+    """Input function: ``pattern`` (with {dataset}, {method} and {shard}) for every shard of the method's videos."""
+
+    def inputs(wildcards):
+        return [pattern.format(dataset=wildcards.dataset, method=wildcards.method, shard=s)
+                for s in external_shards(wildcards.dataset, wildcards.method)]
+
+    return inputs
 
 
 def syncnet_weights(wildcards):

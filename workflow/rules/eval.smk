@@ -98,19 +98,73 @@ rule merge_metrics:
         " --out {output} --opts {params.opts} > {log} 2>&1"
 
 
+# Other systems' videos (eval.external), one job per shard of a method's videos: each video is
+# placed against the dataset's clips, its audio checked against its ground-truth clip's
+# (ksdiff.metrics.external_qc), then the shard is scored; both merged per method. The merged
+# external QC table is what the leaderboard shows of every video, scored or not and why.
+rule external_check:
+    input:
+        # which clips are usable test clips (the clips' own tables come before QC)
+        qc=f"{RESULTS}/{{dataset}}/qc.parquet",
+        splits=f"{RESULTS}/{{dataset}}/splits.parquet",
+        manifest=lambda wc: f"{RESULTS}/{plan.external_dataset(wc.dataset, wc.method)}/manifest/{wc.shard}.parquet",
+        videos=external_shard("audio", "coeffs"),
+    output:
+        f"{RESULTS}/{{dataset}}/external_qc/{{method}}/{{shard}}.parquet",
+    params:
+        results=lambda wc: f"{RESULTS}/{wc.dataset}",
+        external=lambda wc: f"{RESULTS}/{plan.external_dataset(wc.dataset, wc.method)}",
+        opts=opts("external_check"),
+    log:
+        f"{LOGS}/{{dataset}}/external_check/{{method}}/{{shard}}.log",
+    wildcard_constraints:
+        method="|".join(EXTERNAL),
+    threads: 1
+    resources:
+        mem_mb=2000,
+    conda:
+        "../../envs/ksdiff.yaml"
+    shell:
+        "ksdiff external-check --results {params.results} --external {params.external} --manifest {input.manifest}"
+        " --method {wildcards.method} --out {output} --opts {params.opts} > {log} 2>&1"
+
+
+rule merge_external_qc:
+    input:
+        external_parts(f"{RESULTS}/{{dataset}}/external_qc/{{method}}/{{shard}}.parquet"),
+    output:
+        f"{RESULTS}/{{dataset}}/external_qc/{{method}}.parquet",
+    params:
+        opts=opts("merge_external_qc"),
+    log:
+        f"{LOGS}/{{dataset}}/external_check/{{method}}.log",
+    wildcard_constraints:
+        method="|".join(EXTERNAL),
+    threads: 1
+    resources:
+        mem_mb=1000,
+    conda:
+        "../../envs/ksdiff.yaml"
+    shell:
+        "ksdiff merge-external-qc --parts {input} --out {output} --opts {params.opts} > {log} 2>&1"
+
+
 rule evaluate_external:
     input:
         tables=dataset_tables,
-        external=external_tables,
+        checks=f"{RESULTS}/{{dataset}}/external_qc/{{method}}/{{shard}}.parquet",
+        videos=external_shard("audio", "landmarks", "coeffs"),
         syncnet=syncnet_weights,
     output:
-        report(f"{METRICS}/{{dataset}}/ext-{{method}}.parquet", caption="../report/metrics.rst", category="Metrics"),
+        f"{METRICS}/{{dataset}}/shards/ext-{{method}}/{{shard}}.parquet",
     params:
         results=lambda wc: f"{RESULTS}/{wc.dataset}",
-        predictions=lambda wc: f"{RESULTS}/{wc.dataset}-ext-{wc.method}/coeffs",
+        predictions=lambda wc: f"{RESULTS}/{plan.external_dataset(wc.dataset, wc.method)}/coeffs",
         opts=opts("evaluate_external"),
     log:
-        f"{LOGS}/{{dataset}}/evaluate/ext-{{method}}.log",
+        f"{LOGS}/{{dataset}}/evaluate/ext-{{method}}/{{shard}}.log",
+    wildcard_constraints:
+        method="|".join(EXTERNAL),
     threads: 1
     resources:
         mem_mb=4000,
@@ -118,7 +172,31 @@ rule evaluate_external:
         "../../envs/ksdiff.yaml"
     shell:
         "ksdiff evaluate --results {params.results} --predictions {params.predictions} --external"
-        " --method {wildcards.method} --syncnet {input.syncnet} --out {output} --opts {params.opts} > {log} 2>&1"
+        " --checks {input.checks} --method {wildcards.method} --syncnet {input.syncnet} --out {output}"
+        " --opts {params.opts} > {log} 2>&1"
+
+
+rule merge_external_metrics:
+    input:
+        qc=f"{RESULTS}/{{dataset}}/qc.parquet",
+        parts=external_parts(f"{METRICS}/{{dataset}}/shards/ext-{{method}}/{{shard}}.parquet"),
+    output:
+        report(f"{METRICS}/{{dataset}}/ext-{{method}}.parquet", caption="../report/metrics.rst", category="Metrics"),
+    params:
+        results=lambda wc: f"{RESULTS}/{wc.dataset}",
+        opts=opts("merge_metrics"),
+    log:
+        f"{LOGS}/{{dataset}}/evaluate/ext-{{method}}.log",
+    wildcard_constraints:
+        method="|".join(EXTERNAL),
+    threads: 1
+    resources:
+        mem_mb=2000,
+    conda:
+        "../../envs/ksdiff.yaml"
+    shell:
+        "ksdiff merge-metrics --results {params.results} --parts {input.parts} --method {wildcards.method} --external"
+        " --out {output} --opts {params.opts} > {log} 2>&1"
 
 
 # Does each metric score ground truth above the floors (mismatched motion, static face)?
@@ -146,6 +224,7 @@ rule leaderboard:
         metrics=lambda wc: [f"{METRICS}/{wc.dataset}/{m}.parquet" for m in ["ground_truth"] + TRAINED + BASELINES]
         + [f"{METRICS}/{wc.dataset}/ext-{m}.parquet" for m in EXTERNAL],
         sanity=f"{METRICS}/{{dataset}}/sanity.parquet",
+        external_qc=lambda wc: [f"{RESULTS}/{wc.dataset}/external_qc/{m}.parquet" for m in EXTERNAL],
         predictions=lambda wc: [p for m in TRAINED + BASELINES for p in predictions_for(wc.dataset, m)],
     output:
         md=f"{REPORTS}/{{dataset}}/leaderboard.md",
@@ -172,4 +251,5 @@ rule leaderboard:
     shell:
         "ksdiff report --metrics {input.metrics} --out-md {output.md} --out-html {output.html}"
         " --plots-dir {output.plots} --results {params.results} --predictions {params.predictions}"
-        " --sanity {input.sanity} --models {params.models} --opts {params.opts} > {log} 2>&1"
+        " --sanity {input.sanity} --external-qc {input.external_qc} --models {params.models} --opts {params.opts}"
+        " > {log} 2>&1"
