@@ -20,7 +20,10 @@ are written as they were. The ``sample`` column numbers the samples; diversity
 metrics need several. Sampling is reproducible: the noise comes from a
 generator seeded with ``seed + crc32(clip id)``, so each clip has its own
 stream and the same seed always gives the same motion (on any device: the
-noise is drawn on the CPU).
+noise is drawn on the CPU). A shard job (ksdiff.data.shards.infer_shard)
+samples ``infer.batch_size`` clips per batch on the chosen device (``Predictor``,
+``sample_clips``): each clip keeps its own noise stream, so batching changes a
+clip's motion only by float32 rounding.
 
 Baselines (no checkpoint):
   static      the mean face: the training mean head pose (relative to the
@@ -54,6 +57,8 @@ from ksdiff.config import BASELINES
 from ksdiff.data import dataset as ds
 from ksdiff.data import motion
 from ksdiff.io import parquet
+from ksdiff.models import sample_long
+from ksdiff.models.noise import ClipGenerators
 # The model file's reader lives beside its writer; infer's callers find it here too.
 from ksdiff.training.checkpoint import CheckpointError, build_from_checkpoint, load_checkpoint  # noqa: F401
 from ksdiff.training.device import pick_device
@@ -71,10 +76,15 @@ class InferConfig:
     guidance: float | None = None  # classifier-free guidance scale; None = the model's default
     device: str = "auto"  # auto (cuda if available) | cpu | cuda
     num_threads: int = 1  # torch CPU threads (0: torch default); sampling is many small ops: threads add sync
+    # clips sampled together in one batch (a shard's clips, in order): 1 = one clip at a time; a GPU wants
+    # many (e.g. 64). Each clip keeps its own noise, so >1 equals 1 up to float32 rounding (sample_clips).
+    batch_size: int = 1
 
     def __post_init__(self):
         if self.n_samples < 1:
             raise ValueError("infer.n_samples must be >= 1")
+        if self.batch_size < 1:
+            raise ValueError("infer.batch_size must be >= 1")
 
     @classmethod
     def from_dict(cls, d: dict | None) -> "InferConfig":
@@ -108,6 +118,17 @@ def check_features(payload: dict, feat_attrs: dict, dim: int) -> None:
                                   "extract features with the training configuration")
 
 
+@dataclass
+class ClipSpeech:
+    """One clip's speech arrays (ksdiff.data.dataset.load_clip) and its sampling seed."""
+
+    feat: np.ndarray
+    feat_valid: np.ndarray
+    prosody: np.ndarray
+    words: np.ndarray
+    seed: int
+
+
 def sample_motion(model, stats: ds.Stats, feat: np.ndarray, feat_valid: np.ndarray, prosody: np.ndarray,
                   words: np.ndarray, n_samples: int, seed: int, steps: int | None = None,
                   guidance: float | None = None, pose_frame: str = "absolute") -> tuple[np.ndarray, np.ndarray]:
@@ -116,19 +137,47 @@ def sample_motion(model, stats: ds.Stats, feat: np.ndarray, feat_valid: np.ndarr
     ``pose_frame`` 'reference' (the checkpoint's, see ``pose_frame``): each sample's head motion is returned
     relative to its own first frame, i.e. starting at the reference (module docstring); 'absolute': as sampled.
     """
-    from ksdiff.models import sample_long
+    return sample_clips(model, stats, [ClipSpeech(feat, feat_valid, prosody, words, seed)], n_samples,
+                        steps=steps, guidance=guidance, pose_frame=pose_frame)[0]
 
+
+def _padded(tensors: list[torch.Tensor]) -> torch.Tensor:
+    """Rows of different lengths (dim 1) zero-padded at the end to the longest, concatenated (dim 0)."""
+    n = max(t.shape[1] for t in tensors)
+    return torch.cat([torch.cat([t, t.new_zeros(t.shape[0], n - t.shape[1], *t.shape[2:])], 1) for t in tensors])
+
+
+def sample_clips(model, stats: ds.Stats, clips: list[ClipSpeech], n_samples: int, steps: int | None = None,
+                 guidance: float | None = None, pose_frame: str = "absolute") -> list[tuple[np.ndarray, np.ndarray]]:
+    """sample_motion for several clips in one batch: [(head (S, T_k, 6), expr (S, T_k, K))] per clip.
+
+    The clips' rows are padded to the longest clip and ``sample_long`` samples each window for the clips
+    that reach it (no clip sees another's padding; clips whose last window ends elsewhere are sampled in
+    their own call). Each clip draws its noise from its own generator (``seed``) in the shapes it would
+    draw alone (ksdiff.models.noise.ClipGenerators), so the result equals sampling each clip alone up
+    to float32 rounding: batched matrix products sum in other blocks than a single clip's
+    (tests/test_infer_batched.py measures it). One clip alone is exactly sample_motion's old path.
+    """
     c = model.cfg
     device = next(model.parameters()).device
-    feat_n = stats.normalise("feat", feat) * np.asarray(feat_valid, dtype=np.float32)[:, None]
-    batch = ds.inference_batch(feat_n, feat_valid, prosody, words, c.n_prev, c.head_dim, c.expr_dim, n_samples)
-    batch = {k: v.to(device) for k, v in batch.items()}
-    gen = torch.Generator().manual_seed(int(seed))
-    out = sample_long(model, batch, steps=steps, guidance=guidance, generator=gen)
-    head = stats.denormalise("head", out["head"])
-    if pose_frame == "reference":
-        head = np.stack([motion.from_first_frame(h) for h in head])
-    return head, stats.denormalise("expr", out["expr"])
+    batches = []
+    for x in clips:
+        feat_n = stats.normalise("feat", x.feat) * np.asarray(x.feat_valid, dtype=np.float32)[:, None]
+        batches.append(ds.inference_batch(feat_n, x.feat_valid, x.prosody, x.words, c.n_prev, c.head_dim,
+                                          c.expr_dim, n_samples))
+    batch = {k: _padded([b[k] for b in batches]).to(device) for k in batches[0]}
+    lengths = [len(x.words) for x in clips]
+    gen = ClipGenerators(tuple(torch.Generator().manual_seed(int(x.seed)) for x in clips), n_samples)
+    out = sample_long(model, batch, steps=steps, guidance=guidance, generator=gen,
+                      lengths=None if len(set(lengths)) == 1 else [n for n in lengths for _ in range(n_samples)])
+    results = []
+    for k, n in enumerate(lengths):
+        rows = slice(k * n_samples, (k + 1) * n_samples)
+        head = stats.denormalise("head", out["head"][rows, :n])
+        if pose_frame == "reference":
+            head = np.stack([motion.from_first_frame(h) for h in head])
+        results.append((head, stats.denormalise("expr", out["expr"][rows, :n])))
+    return results
 
 
 # ---------------------------------------------------------------------------- baselines
@@ -222,70 +271,147 @@ def predict_clip(cfg: dict, results: str, clip: str, out: str, checkpoint: str |
     one it holds), or ``method`` 'static' / 'mismatched' for a baseline.
     ``n_samples``/``seed``/``steps`` override cfg['infer'].
     """
-    from ksdiff.models.transcript import tokenizer
+    return Predictor(cfg, results, [clip], checkpoint, method, n_samples, seed, steps).predict(clip, out)
 
-    icfg = InferConfig.from_dict(cfg.get("infer"))
-    n_samples = icfg.n_samples if n_samples is None else int(n_samples)
-    seed = icfg.seed if seed is None else int(seed)
-    steps = icfg.steps if steps is None else int(steps)
-    results = Path(results)
-    fps = float(cfg["fps"])
-    if checkpoint is None and method not in BASELINES:
-        raise ValueError(f"give --checkpoint for a trained model or --method one of {BASELINES}")
-    if checkpoint is not None and method in BASELINES:
-        raise ValueError(f"--method {method} is a baseline and takes no checkpoint; give one or the other")
-    gt = parquet.read_table(results / "coeffs" / f"{clip}.parquet", "coeffs") \
-        if (results / "coeffs" / f"{clip}.parquet").exists() else None
-    if gt is None or not gt.ok:
-        reason = "coeffs: output missing" if gt is None else f"coeffs: {gt.reason}"
-        parquet.write_failure(out, "coeffs", reason, status=parquet.SKIPPED, attrs={"clip_id": clip})
-        log.warning("%s skipped: %s", clip, reason)
-        return 0
-    try:
-        anchor = motion.anchor_from_coeffs(gt)
-    except ValueError as e:
-        parquet.write_failure(out, "coeffs", f"coeffs: {e}", status=parquet.SKIPPED, attrs={"clip_id": clip})
-        return 0
-    n_frames = len(motion.motion_from_coeffs(gt)[0])
-    base_attrs = {k: gt.attrs[k] for k in ("backend", "n_expr", "template", "basis") if k in gt.attrs}
-    base_attrs.update(fps=fps, clip_id=clip, anchor=anchor.to_dict())
 
-    if checkpoint is None:
+@dataclass
+class _Ready:
+    """A clip whose inputs are read and checked, waiting for its samples."""
+
+    speech: ClipSpeech
+    anchor: motion.Anchor
+    attrs: dict
+    n_frames: int
+
+
+class Predictor:
+    """Predictions for a list of clips, written one clip at a time in any order (a shard job's loop calls
+    ``predict`` per clip), a model's clips sampled ``infer.batch_size`` at a time: asked for a clip not yet
+    sampled, it samples that clip with the next clips of the list not yet sampled. A clip's failure (its
+    inputs, or its batch's sampling) is raised when that clip is asked for, so one bad clip never stops
+    the others. The model is loaded once per process (``_loaded_model``)."""
+
+    def __init__(self, cfg: dict, results: str, clips: list[str], checkpoint: str | None = None,
+                 method: str | None = None, n_samples: int | None = None, seed: int | None = None,
+                 steps: int | None = None):
+        self.icfg = InferConfig.from_dict(cfg.get("infer"))
+        self.n_samples = self.icfg.n_samples if n_samples is None else int(n_samples)
+        self.seed = self.icfg.seed if seed is None else int(seed)
+        self.steps = self.icfg.steps if steps is None else int(steps)
+        if checkpoint is None and method not in BASELINES:
+            raise ValueError(f"give --checkpoint for a trained model or --method one of {BASELINES}")
+        if checkpoint is not None and method in BASELINES:
+            raise ValueError(f"--method {method} is a baseline and takes no checkpoint; give one or the other")
+        self.results, self.fps, self.clips = Path(results), float(cfg["fps"]), list(clips)
+        self.checkpoint, self.method = checkpoint, method
+        self.sampled: dict[str, object] = {}  # clip -> (head, expr), a skip reason (str) or an exception
+
+    @functools.cached_property
+    def loaded(self) -> tuple[dict, torch.nn.Module, str]:
+        """(payload, model, sha256) of the checkpoint, loaded when a clip first needs it."""
+        if self.icfg.num_threads > 0:
+            torch.set_num_threads(self.icfg.num_threads)
+        ckpt = Path(self.checkpoint)
+        return _loaded_model(str(ckpt), ckpt.stat().st_mtime_ns if ckpt.exists() else 0, self.method, self.icfg.device)
+
+    def _ground_truth(self, clip: str) -> tuple[motion.Anchor, int, dict] | str:
+        """(anchor, motion frames, attrs every prediction of the clip carries), or why the clip is skipped."""
+        path = self.results / "coeffs" / f"{clip}.parquet"
+        gt = parquet.read_table(path, "coeffs") if path.exists() else None
+        if gt is None or not gt.ok:
+            return "coeffs: output missing" if gt is None else f"coeffs: {gt.reason}"
         try:
-            head, expr, extra = baseline_motion(method, results, clip, n_frames)
+            anchor = motion.anchor_from_coeffs(gt)
+        except ValueError as e:
+            return f"coeffs: {e}"
+        attrs = {k: gt.attrs[k] for k in ("backend", "n_expr", "template", "basis") if k in gt.attrs}
+        attrs.update(fps=self.fps, clip_id=clip, anchor=anchor.to_dict())
+        return anchor, len(motion.motion_from_coeffs(gt)[0]), attrs
+
+    def _prepare(self, clip: str) -> _Ready | str:
+        """A model's clip read and checked (CheckpointError where it does not fit the model), or why skipped."""
+        from ksdiff.models.transcript import tokenizer
+
+        gt = self._ground_truth(clip)
+        if isinstance(gt, str):
+            return gt
+        anchor, n_frames, attrs = gt
+        payload, model, _ = self.loaded
+        try:
+            arrays = ds.load_clip(self.results, clip, self.fps, tokenizer(model.cfg))
+        except ds.ClipError as e:
+            return str(e)
+        check_features(payload, arrays.feat_attrs, arrays.feat.shape[1])
+        if arrays.expr.shape[1] != model.cfg.expr_dim:
+            raise CheckpointError(f"the model predicts {model.cfg.expr_dim} expression coefficients, the clip "
+                                  f"has {arrays.expr.shape[1]}: extract coefficients with the training configuration")
+        speech = ClipSpeech(arrays.feat, arrays.feat_valid, arrays.prosody, arrays.words, clip_seed(self.seed, clip))
+        return _Ready(speech, anchor, attrs, n_frames)
+
+    def _sample_from(self, clip: str) -> None:
+        """Sample ``clip`` and the next clips of the list not yet sampled, up to infer.batch_size in all."""
+        i = self.clips.index(clip) if clip in self.clips else len(self.clips)
+        batch = [clip] + [c for c in self.clips[i + 1:] if c not in self.sampled][: self.icfg.batch_size - 1]
+        ready = {}
+        for c in batch:
+            try:
+                r = self._prepare(c)
+            except Exception as e:  # raised again when this clip is asked for
+                self.sampled[c] = e
+                continue
+            if isinstance(r, str):
+                self.sampled[c] = r
+            else:
+                ready[c] = r
+        if not ready:
+            return
+        payload, model, _ = self.loaded
+        try:
+            got = sample_clips(model, ds.Stats.from_dict(payload["stats"]), [r.speech for r in ready.values()],
+                               self.n_samples, steps=self.steps, guidance=self.icfg.guidance,
+                               pose_frame=pose_frame(payload))
+        except Exception as e:  # every clip of the batch reports it
+            got = [e] * len(ready)
+        for (c, r), g in zip(ready.items(), got):
+            self.sampled[c] = g if isinstance(g, Exception) else (r, g)
+
+    def predict(self, clip: str, out: str) -> int:
+        """Write ``out`` for ``clip`` (a skip with its reason where its inputs are missing or failed)."""
+        if self.checkpoint is None:
+            return self._baseline(clip, out)
+        p, model, sha = self.loaded
+        label = p.get("name", p["method"])
+        if clip not in self.sampled:
+            self._sample_from(clip)
+        got = self.sampled.pop(clip)
+        if isinstance(got, Exception):
+            raise got
+        if isinstance(got, str):
+            parquet.write_failure(out, "coeffs", got, status=parquet.SKIPPED, attrs={"clip_id": clip, "method": label})
+            log.warning("%s skipped: %s", clip, got)
+            return 0
+        ready, (head, expr) = got
+        write_prediction(out, head, expr, ready.anchor, self.fps, {
+            **ready.attrs, "method": label, "architecture": p["method"], "pose_frame": pose_frame(p),
+            "checkpoint": str(self.checkpoint), "checkpoint_sha256": sha, "seed": ready.speech.seed,
+            "base_seed": self.seed, "n_samples": self.n_samples, **sampler_attrs(model, self.steps, self.icfg.guidance),
+            "train_step": int(p.get("step", 0))})
+        log.info("%s: %d samples of %d frames -> %s", clip, self.n_samples, ready.n_frames, out)
+        return 0
+
+    def _baseline(self, clip: str, out: str) -> int:
+        gt = self._ground_truth(clip)
+        if isinstance(gt, str):
+            parquet.write_failure(out, "coeffs", gt, status=parquet.SKIPPED, attrs={"clip_id": clip})
+            log.warning("%s skipped: %s", clip, gt)
+            return 0
+        anchor, n_frames, attrs = gt
+        try:
+            head, expr, extra = baseline_motion(self.method, self.results, clip, n_frames)
         except (ds.ClipError, FileNotFoundError) as e:
             parquet.write_failure(out, "coeffs", str(e), status=parquet.SKIPPED,
-                                  attrs={"clip_id": clip, "method": method})
+                                  attrs={"clip_id": clip, "method": self.method})
             log.warning("%s skipped: %s", clip, e)
             return 0
-        write_prediction(out, head, expr, anchor, fps, {**base_attrs, **extra, "method": method, "n_samples": 1})
+        write_prediction(out, head, expr, anchor, self.fps, {**attrs, **extra, "method": self.method, "n_samples": 1})
         return 0
-
-    if icfg.num_threads > 0:
-        torch.set_num_threads(icfg.num_threads)
-    payload, model, checkpoint_sha = _loaded_model(str(checkpoint), Path(checkpoint).stat().st_mtime_ns
-                                                   if Path(checkpoint).exists() else 0, method, icfg.device)
-    try:
-        arrays = ds.load_clip(results, clip, fps, tokenizer(model.cfg))
-    except ds.ClipError as e:
-        parquet.write_failure(out, "coeffs", str(e), status=parquet.SKIPPED,
-                              attrs={"clip_id": clip, "method": payload.get("name", payload["method"])})
-        log.warning("%s skipped: %s", clip, e)
-        return 0
-    check_features(payload, arrays.feat_attrs, arrays.feat.shape[1])
-    if arrays.expr.shape[1] != model.cfg.expr_dim:
-        raise CheckpointError(f"the model predicts {model.cfg.expr_dim} expression coefficients, the clip has "
-                              f"{arrays.expr.shape[1]}: extract coefficients with the training configuration")
-    stats = ds.Stats.from_dict(payload["stats"])
-    s = clip_seed(seed, clip)
-    head, expr = sample_motion(model, stats, arrays.feat, arrays.feat_valid, arrays.prosody, arrays.words,
-                               n_samples, s, steps=steps, guidance=icfg.guidance, pose_frame=pose_frame(payload))
-    write_prediction(out, head, expr, anchor, fps, {
-        **base_attrs, "method": payload.get("name", payload["method"]), "architecture": payload["method"],
-        "pose_frame": pose_frame(payload),
-        "checkpoint": str(checkpoint),
-        "checkpoint_sha256": checkpoint_sha, "seed": s, "base_seed": seed, "n_samples": n_samples,
-        **sampler_attrs(model, steps, icfg.guidance),
-        "train_step": int(payload.get("step", 0))})
-    log.info("%s: %d samples of %d frames -> %s", clip, n_samples, n_frames, out)
-    return 0

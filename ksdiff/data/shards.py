@@ -314,7 +314,7 @@ def infer_shard(cfg: dict, results: str, shards: str, shard: int, out_dir: str, 
                 checkpoint: str | None = None, method: str | None = None) -> int:
     """`ksdiff infer-shard`: predictions for one shard of test clips -> ``out_dir``/{clip}.parquet,
     the model loaded once (ksdiff.infer caches it per checkpoint file)."""
-    from ksdiff.infer import predict_clip
+    from ksdiff.infer import CheckpointError, Predictor
 
     r = Path(results)
     clips = [row["clip_id"] for row in shard_rows(shards, shard)]
@@ -325,14 +325,15 @@ def infer_shard(cfg: dict, results: str, shards: str, shard: int, out_dir: str, 
     def work(clip):
         pred = Path(out_dir) / f"{clip}.parquet"
         ins = [_p(r, s, clip) for s in ("coeffs", "features", "transcripts")] + common
-        return ClipWork(clip, lambda: predict_clip(cfg=cfg, results=results, clip=clip, out=str(pred),
-                                                   checkpoint=checkpoint, method=method),
-                        pred, "coeffs", [pred], ins)
+        return ClipWork(clip, lambda: predictor.predict(clip, str(pred)), pred, "coeffs", [pred], ins)
 
     # `method` is part of the hash: a baseline and a model never share predictions.
     options = {**stage_options(cfg, "infer" if checkpoint else "baseline"), "_method": method or ""}
-    from ksdiff.infer import CheckpointError
-
-    run_loop((work(c) for c in clips), options_hash(options, "coeffs"), out,
-             stage=f"infer {method or Path(out_dir).name}", shard=shard_name(shard), fatal=(CheckpointError, MemoryError))
+    opts_hash = options_hash(options, "coeffs")
+    works = [work(c) for c in clips]
+    # the clips whose predictions are not current, sampled infer.batch_size at a time in this order
+    predictor = Predictor(cfg, results, [w.clip for w in works if not is_current(w.outputs, w.inputs, w.table, opts_hash)],
+                          checkpoint=checkpoint, method=method)
+    run_loop(works, opts_hash, out, stage=f"infer {method or Path(out_dir).name}", shard=shard_name(shard),
+             fatal=(CheckpointError, MemoryError))
     return 0

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from .config import KSDiffConfig
+from .noise import draw
 
 
 def make_betas(cfg: KSDiffConfig) -> np.ndarray:
@@ -67,9 +68,10 @@ class GaussianDiffusion(nn.Module):
         device: torch.device | str = "cpu",
     ) -> torch.Tensor:
         """Run DDIM from pure noise; ``predict_x0(x_t, t (B,)) -> x0``. Noise is drawn on the CPU
-        from ``generator`` (so a seed gives the same motion on any device) and moved over."""
+        from ``generator`` (so a seed gives the same motion on any device) and moved over; a
+        ksdiff.models.noise.ClipGenerators draws each clip's rows from its own generator."""
         ac = self.alphas_cumprod
-        x = torch.randn(shape, generator=generator).to(device)
+        x = draw(torch.randn, shape, generator).to(device)
         ts = self.ddim_timesteps(steps)
         for i, t in enumerate(ts):
             x0 = predict_x0(x, torch.full((shape[0],), t, device=device, dtype=torch.long))
@@ -79,7 +81,7 @@ class GaussianDiffusion(nn.Module):
             sigma = eta * ((1 - a_prev) / (1 - a_t) * (1 - a_t / a_prev)).sqrt()
             x = a_prev.sqrt() * x0 + (1 - a_prev - sigma**2).clamp(min=0).sqrt() * eps
             if eta > 0 and i + 1 < len(ts):
-                x = x + sigma * torch.randn(shape, generator=generator).to(device)
+                x = x + sigma * draw(torch.randn, shape, generator).to(device)
         return x
 
 

@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import noise
 from .config import KSDiffConfig
 
 
@@ -118,7 +119,7 @@ class KEL(nn.Module):
             h, state = self.gru(feat[:, t : t + 1] + self.prev_in(token), state)
             out = self.out(h[:, 0])
             p, value = torch.sigmoid(out[:, 0]), out[:, 1:]
-            draw = torch.rand(b, generator=generator).to(f.device) if self.cfg.kel_sampling == "bernoulli" else None
+            draw = noise.draw(torch.rand, (b,), generator).to(f.device) if self.cfg.kel_sampling == "bernoulli" else None
             ind, since = self.spaced(self.decide(p, draw) & mask[:, t], since)
             token = keyframe_tokens(ind, value)[:, None]
             tokens.append(token)
