@@ -11,13 +11,14 @@ What differs: crops come from our landmarks (ksdiff.metrics.mouth_crops), not
 from S3FD + tracking + an XVID/JPEG re-encode, and frames stay in memory as
 uint8 (syncnet_python reads every crop from JPEG into one float64 array).
 Windows are batched, and each window's video embedding is computed once and
-reused for every offset, as syncnet_python does. The forward pass is S's own,
-with the lip stream's Conv3d weights and inputs in channels-last (NDHWC)
-memory layout: oneDNN's convolutions run 1.4x faster on a CPU core that way
-(37 -> 27 ms per window, benchmarks/README.md) and the embeddings agree with the
-default layout to ~1e-6 (same arithmetic, another summation order). A 2-D
-rewrite with BatchNorm folded in was measured too: 26 ms, no better, so S stays
-the single implementation.
+reused for every offset, as syncnet_python does. Where the lip stream runs
+(``embed_video``): on a CPU under pinned numerics (oneDNN off) it is lowered to
+MKL matrix products (ksdiff.metrics.syncnet_lowered: 1.8x faster than ATen's
+slow_conv3d, as pinned); on a CPU with oneDNN (``numerics: fast``) it is S's own
+forward on channels-last windows; on a GPU S's own forward in float32 (no TF32).
+Every path equals S's plain forward within ~1e-6 relative (other summation
+orders; tests/test_syncnet_lowered.py); benchmarks/README.md "LSE on the CPU"
+has the costs.
 """
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ import torch.nn as nn
 
 from ksdiff.io.files import sha256_file
 from ksdiff.metrics.protocol import PROTOCOL
+from ksdiff.metrics.syncnet_lowered import LoweredLip
 
 log = logging.getLogger(__name__)
 
@@ -162,50 +164,83 @@ def n_windows(n_frames: int, n_samples: int) -> int:
     return min(n_frames, math.floor(n_samples / SAMPLES_PER_FRAME)) - PROTOCOL.syncnet_window_frames
 
 
+def model_device(net: nn.Module, device: str | torch.device | None = None) -> torch.device:
+    """``device`` if given, else the device the model's weights are on."""
+    return torch.device(device) if device is not None else next(net.parameters()).device
+
+
+def pinned_cpu(device: torch.device) -> bool:
+    """True where SyncNet runs on the CPU with oneDNN off, i.e. under pinned numerics (ksdiff/numerics.py)."""
+    return device.type == "cpu" and not torch.backends.mkldnn.enabled
+
+
 @torch.inference_mode()
-def embed_video(net, crops_bgr: np.ndarray, n_win: int, batch_size: int = 32, device: str = "cpu") -> torch.Tensor:
-    """(n_win, D) embeddings of the 5-frame windows starting at frames 0..n_win-1."""
-    k = PROTOCOL.syncnet_window_frames
-    channels_last(net)
+def embed_video(net, crops_bgr: np.ndarray, n_win: int, batch_size: int = 32, device=None) -> torch.Tensor:
+    """(n_win, D) embeddings of the 5-frame windows starting at frames 0..n_win-1, on the CPU.
+
+    ``device``: where S runs (default: where its weights are); batches of ``batch_size`` windows.
+    - CPU with oneDNN off (pinned numerics): the lip stream lowered to MKL matrix products
+      (ksdiff.metrics.syncnet_lowered), 1.8x faster than ATen's slow_conv3d and as pinned.
+    - CPU with oneDNN on (``numerics: fast``): S's own forward on channels-last windows (oneDNN's
+      fastest layout here).
+    - A GPU: S's own forward (cuDNN) on batched windows; frames are copied to it per batch as uint8.
+    """
+    device = model_device(net, device)
     frames = torch.from_numpy(np.ascontiguousarray(crops_bgr))  # (T, H, W, 3) uint8
+    if pinned_cpu(device):
+        return LoweredLip(net).embed(frames, n_win, batch_size=batch_size)
+    k = PROTOCOL.syncnet_window_frames
+    layout = video_layout(device)
+    channels_last(net, layout)
     out = []
-    for i in range(0, n_win, batch_size):
-        b = min(batch_size, n_win - i)
-        f = frames[i : i + b + k - 1].to(device).float()  # (b+4, H, W, 3)
-        # (b, 5, H, W, 3) -> (b, 3, 5, H, W) as syncnet_python slices it, stored channels-last
-        win = torch.stack([f[j : j + b] for j in range(k)], dim=1).permute(0, 4, 1, 2, 3)
-        out.append(net.forward_lip(win.contiguous(memory_format=video_layout())).cpu())
+    with float32_gpu():
+        for i in range(0, n_win, batch_size):
+            b = min(batch_size, n_win - i)
+            f = frames[i : i + b + k - 1].to(device).float()  # (b+4, H, W, 3)
+            # (b, 5, H, W, 3) -> (b, 3, 5, H, W) as syncnet_python slices it
+            win = torch.stack([f[j : j + b] for j in range(k)], dim=1).permute(0, 4, 1, 2, 3)
+            out.append(net.forward_lip(win.contiguous(memory_format=layout)).cpu())
     return torch.cat(out)
 
 
-def video_layout() -> torch.memory_format:
+def float32_gpu():
+    """cuDNN in float32 for SyncNet on a GPU: torch lets cuDNN's convolutions use TF32 (10-bit mantissas)
+    by default on Ampere and later, about 1e-3 from float32; LSE keeps float32's numbers (deterministic
+    algorithms too). No effect on the CPU."""
+    return torch.backends.cudnn.flags(enabled=True, benchmark=False, deterministic=True, allow_tf32=False)
+
+
+def video_layout(device: torch.device | None = None) -> torch.memory_format:
     """The memory layout of S's video windows and lip-stream weights: channels-last (NDHWC) where oneDNN
-    runs the convolutions (its fast layout on CPUs, about half the Conv3d cost); with oneDNN off (pinned
-    numerics, ksdiff/numerics.py) ATen's own convolution is faster on the plain layout."""
-    return torch.channels_last_3d if torch.backends.mkldnn.enabled else torch.contiguous_format
+    runs the convolutions on a CPU (its fast layout, about half the Conv3d cost), the plain layout elsewhere
+    (a GPU's cuDNN; the pinned CPU path does not use S's convolutions at all)."""
+    on_cpu = device is None or torch.device(device).type == "cpu"
+    return torch.channels_last_3d if on_cpu and torch.backends.mkldnn.enabled else torch.contiguous_format
 
 
-def channels_last(net: nn.Module) -> nn.Module:
-    """Store S's lip-stream Conv3d weights in ``video_layout()``, in place."""
+def channels_last(net: nn.Module, layout: torch.memory_format | None = None) -> nn.Module:
+    """Store S's lip-stream Conv3d weights in ``layout`` (default ``video_layout()``), in place."""
     for m in net.netcnnlip:
         if isinstance(m, nn.Conv3d):
-            m.to(memory_format=video_layout())
+            m.to(memory_format=layout or video_layout())
     return net
 
 
 @torch.inference_mode()
-def embed_audio(net, mfcc: np.ndarray, n_win: int, batch_size: int = 256, device: str = "cpu") -> torch.Tensor:
-    """(n_win, D) embeddings of the 20-step MFCC windows starting at 4 * frame."""
+def embed_audio(net, mfcc: np.ndarray, n_win: int, batch_size: int = 256, device=None) -> torch.Tensor:
+    """(n_win, D) embeddings of the 20-step MFCC windows starting at 4 * frame, batched on S's device."""
     p = PROTOCOL
+    device = model_device(net, device)
     cc = torch.from_numpy(np.ascontiguousarray(mfcc, dtype=np.float32))
     starts = np.arange(n_win) * p.syncnet_mfcc_per_frame
     if n_win and starts[-1] + p.syncnet_mfcc_steps > cc.shape[1]:
         raise ValueError("audio shorter than the video windows it must cover")
     out = []
-    for i in range(0, n_win, batch_size):
-        s = starts[i : i + batch_size]
-        x = torch.stack([cc[:, j : j + p.syncnet_mfcc_steps] for j in s])[:, None]  # (b, 1, 13, 20)
-        out.append(net.forward_aud(x.to(device)).cpu())
+    with float32_gpu():
+        for i in range(0, n_win, batch_size):
+            s = starts[i : i + batch_size]
+            x = torch.stack([cc[:, j : j + p.syncnet_mfcc_steps] for j in s])[:, None]  # (b, 1, 13, 20)
+            out.append(net.forward_aud(x.to(device)).cpu())
     return torch.cat(out)
 
 
@@ -233,7 +268,7 @@ def lse(
     wav16k: np.ndarray,
     color: str = "rgb",
     batch_size: int = 32,
-    device: str = "cpu",
+    device: str | None = None,
     vshift: int = PROTOCOL.syncnet_vshift,
     fps: float = PROTOCOL.fps,
 ) -> dict:
@@ -246,7 +281,8 @@ def lse(
     Returns dict(lse_d, lse_c, offset, offsets (-15..15), dists (mdist per
     offset), n_windows). The offset follows syncnet_python's sign: > 0 when
     the audio leads the video. ``fps``: the crops' frame rate; anything but
-    PROTOCOL.fps raises ValueError (frame_steps).
+    PROTOCOL.fps raises ValueError (frame_steps). ``device``: where SyncNet runs (default: where the
+    model's weights are, see load_syncnet); windows go to it ``batch_size`` at a time.
     """
     frame_steps(fps)
     crops = np.asarray(crops)
@@ -269,9 +305,9 @@ def lse(
     was_training = model.training
     model.eval()
     try:
-        net = model.to(device)
-        video_emb = embed_video(net, bgr, n_win, batch_size=batch_size, device=device)
-        audio_emb = embed_audio(net, syncnet_mfcc(wav16k), n_win, device=device)
+        net = model.to(model_device(model, device))
+        video_emb = embed_video(net, bgr, n_win, batch_size=batch_size)
+        audio_emb = embed_audio(net, syncnet_mfcc(wav16k), n_win)
     finally:
         model.train(was_training)
     return lse_from_embeddings(video_emb, audio_emb, vshift=vshift)

@@ -1,0 +1,114 @@
+"""LSE scoring's SyncNet paths: the lowered lip stream (pinned numerics) equals S's own forward, its bits do
+not depend on the CPU settings, and batching windows changes nothing but float32 rounding (the GPU path)."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from ksdiff import numerics
+from ksdiff.metrics import syncnet as sn
+from ksdiff.metrics.syncnet_lowered import LoweredLip
+from tests.conftest import REPO
+from tests.test_numerics import SETTINGS
+from tests.test_syncnet import _random_bn
+
+PROBE = REPO / "tests" / "syncnet_scoring_probe.py"
+N_WIN = 9
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return _random_bn(sn.build_syncnet())
+
+
+@pytest.fixture(scope="module")
+def crops():
+    return np.random.default_rng(2).integers(0, 256, (N_WIN + 4, 224, 224, 3), dtype=np.uint8)
+
+
+def _reference(model, crops_bgr: np.ndarray, n_win: int) -> torch.Tensor:
+    """S's forward window by window on plain float windows, as syncnet_python's evaluate slices them."""
+    with torch.inference_mode():
+        v = torch.from_numpy(np.ascontiguousarray(crops_bgr)).permute(3, 0, 1, 2)[None].float()
+        return torch.cat([model.forward_lip(v[:, :, i:i + 5]) for i in range(n_win)])
+
+
+def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).abs().max() / b.abs().max())
+
+
+def test_lowered_lip_stream_equals_syncnets_forward(model, crops):
+    ref = _reference(model, crops, N_WIN)
+    for batch in (1, 4, 32):
+        got = LoweredLip(model).embed(torch.from_numpy(crops), N_WIN, batch_size=batch)
+        assert got.shape == ref.shape
+        assert _rel(got, ref) < 1e-5, batch  # measured ~1e-6: another summation order, BatchNorm folded in
+    # windows start at every frame: dropping the first frame shifts every embedding by one window
+    shifted = LoweredLip(model).embed(torch.from_numpy(crops[1:]), N_WIN - 1)
+    assert _rel(shifted, ref[1:]) < 1e-5
+    with pytest.raises(ValueError, match="frames"):
+        LoweredLip(model).embed(torch.from_numpy(crops[:6]), 3)
+
+
+def test_pinned_lse_uses_the_lowered_path_and_syncnet_pythons_numbers(model, crops):
+    assert numerics.describe()["mode"] != "pinned" or sn.pinned_cpu(torch.device("cpu"))
+    wav = (0.2 * np.random.default_rng(3).standard_normal((N_WIN + 5) * sn.SAMPLES_PER_FRAME)).astype(np.float32)
+    r = sn.lse(model, crops, wav)
+    from syncnet_python.SyncNetInstance import calc_pdist
+
+    video = _reference(model, crops[..., ::-1], r["n_windows"])
+    with torch.inference_mode():
+        cc = torch.from_numpy(sn.syncnet_mfcc(wav))[None, None]
+        audio = torch.cat([model.forward_aud(cc[:, :, :, 4 * i:4 * i + 20]) for i in range(r["n_windows"])])
+    mdist = torch.mean(torch.stack(calc_pdist(video, audio, vshift=15), 1), 1).numpy()
+    np.testing.assert_allclose(r["dists"], mdist[::-1], rtol=1e-5)
+
+
+def test_batched_windows_equal_one_window_at_a_time(model, crops):
+    """S's own forward on batches of windows (the GPU's path, and the CPU's with oneDNN) against one
+    window per call, here on the CPU with oneDNN on; and against the lowered path."""
+    with torch.backends.mkldnn.flags(enabled=True):
+        assert not sn.pinned_cpu(torch.device("cpu"))
+        one = sn.embed_video(model, crops, N_WIN, batch_size=1)
+        many = sn.embed_video(model, crops, N_WIN, batch_size=32)
+        odd = sn.embed_video(model, crops, N_WIN, batch_size=4)
+    assert _rel(many, one) < 1e-5 and _rel(odd, one) < 1e-5
+    assert _rel(many, _reference(model, crops, N_WIN)) < 1e-5
+    with torch.backends.mkldnn.flags(enabled=False):
+        lowered = sn.embed_video(model, crops, N_WIN)
+    assert _rel(lowered, many) < 1e-5
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device: the GPU path is checked by benchmarks/gpu_check.py")
+def test_lse_on_the_gpu_equals_the_cpu(model, crops):
+    wav = (0.2 * np.random.default_rng(3).standard_normal((N_WIN + 5) * sn.SAMPLES_PER_FRAME)).astype(np.float32)
+    cpu = sn.lse(model, crops, wav)
+    gpu = sn.lse(model.to("cuda"), crops, wav)
+    model.to("cpu")
+    np.testing.assert_allclose(gpu["dists"], cpu["dists"], rtol=1e-4)
+
+
+def _probe(mode: str, setting: dict) -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in numerics.PINNED_ENV or k in numerics.KEEP_IF_SET}
+    env.update(setting)
+    r = subprocess.run([sys.executable, str(PROBE), mode], capture_output=True, text=True, env=env, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.slow
+def test_pinned_scoring_bits_do_not_depend_on_the_cpu_settings():
+    pinned = {name: _probe("pinned", s) for name, s in SETTINGS.items()}
+    for name, got in pinned.items():
+        assert got["lowered"] and got["numerics"]["aten_capability"] == "AVX2", (name, got)
+        assert (got["video"], got["audio"]) == (pinned["native"]["video"], pinned["native"]["audio"]), name
+    # not vacuous: unpinned, the same settings give other embeddings
+    fast = {name: _probe("fast", SETTINGS[name]) for name in ("avx2-only", "no-simd")}
+    assert fast["avx2-only"]["video"] != fast["no-simd"]["video"]
