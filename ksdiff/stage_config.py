@@ -30,7 +30,7 @@ METHOD_ENTRY = "methods.{method}"
 _VIDEO_METRICS = ("eval.video_metrics", "eval.video_samples", "landmarks")
 # metrics from weights the user supplies (ksdiff.metrics.weighted): which files score FID, FVD, LPIPS, CSIM
 _WEIGHTED_METRICS = ("eval.fid_inception", "eval.fvd_i3d", "eval.lpips_alexnet", "eval.arcface_model")
-_EVAL_SCORING = ("fps", "eval.lse_samples", "eval.device", "eval.flame_model", "eval.flame_masks", "coeffs.deca_dir", "numerics",
+_EVAL_SCORING = ("fps", "eval.lse_samples", "eval.flame_model", "eval.flame_masks", "coeffs.deca_dir", "numerics",
                  *_VIDEO_METRICS,
                  *_WEIGHTED_METRICS)
 _STATS_PROTOCOL = ("eval.bootstrap_samples", "eval.ci_level", "eval.seed")
