@@ -21,6 +21,12 @@ path that every CPU with AVX2 has, and then gives the same bits there:
   identical to an AVX2-only machine's, an expert trained here with ATen, oneDNN and MKL capped at AVX2
   passed the sync check that machine's own expert failed, so capping did not reproduce it. The cost is measured in
   benchmarks/README.md ("Numerics: pinned against fast").
+- NNPACK is switched off too (``torch.backends.nnpack``). With oneDNN off, torch sends 2-D convolutions
+  with a batch of 16 or more to it (the expert's audio stream at the demo's batch, LSE's audio windows),
+  and NNPACK splits the sum over input channels into blocks sized from the L1 cache
+  (``input_channels_block_max`` from ``nnp_hwinfo.blocking.l1`` in its src/convolution-output.c): AMD
+  EPYCs have 32 KiB of L1 data cache, recent Intel Xeons 48 KiB, so the same convolution sums in another
+  order there. Without it those convolutions run as ATen's unfold + MKL's GEMM like the others.
 - OpenBLAS (numpy's linear algebra: pose fits, PCA): ``OPENBLAS_CORETYPE=Haswell``. A value already set
   in the environment is kept: some machines set one because other kernels are broken on them.
 
@@ -104,12 +110,13 @@ def pin(mode: str = DEFAULT_MODE) -> str:
 
 
 def torch_settings(mode: str | None = None) -> None:
-    """oneDNN off and deterministic algorithms, once torch is imported; nothing in fast mode."""
+    """oneDNN and NNPACK off and deterministic algorithms, once torch is imported; nothing in fast mode."""
     import torch
 
     if (mode or _state["mode"] or DEFAULT_MODE) != "pinned":
         return
     torch.backends.mkldnn.enabled = False  # see the module's docstring: oneDNN's blocking follows the caches
+    torch.backends.nnpack.set_flags(False)  # and so does NNPACK's, which torch uses once oneDNN is off
     # warn_only: an op without a deterministic implementation (a few CUDA ones) warns instead of stopping a run.
     torch.use_deterministic_algorithms(True, warn_only=True)
     # Deterministic mode also fills every new tensor with NaN (to expose reads of uninitialised memory): a
@@ -130,6 +137,7 @@ def describe() -> dict:
         out["torch"] = str(torch.__version__)
         out["deterministic_algorithms"] = bool(torch.are_deterministic_algorithms_enabled())
         out["onednn"] = bool(torch.backends.mkldnn.enabled)
+        out["nnpack"] = bool(torch._C._get_nnpack_enabled())
     for var in PINNED_ENV:
         out[var] = os.environ.get(var, "")
     if _state["late"]:
@@ -143,6 +151,7 @@ def summary(info: dict | None) -> str:
         return "numerics not recorded"
     if info.get("mode") == "pinned" and not info.get("not_pinned"):
         onednn = "oneDNN off" if info.get("onednn") is False else "oneDNN ON (set after torch loaded?)"
+        onednn += {False: ", NNPACK off", True: ", NNPACK ON (set after torch loaded?)"}.get(info.get("nnpack"), "")
         return (f"numerics pinned (ATen {info.get('aten_capability', '?')}, {onednn}, MKL CBWR {info.get('MKL_CBWR')}, "
                 f"OpenBLAS {info.get('OPENBLAS_CORETYPE')}): the same on any x86-64 CPU with AVX2")
     if info.get("mode") == "pinned":

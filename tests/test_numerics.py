@@ -15,10 +15,10 @@ from tests.conftest import REPO
 PROBE = REPO / "tests" / "numerics_probe.py"
 
 # sha256 of the probe's weights (tests/numerics_probe.py, numerics pinned, the pinned stack in envs/),
-# recorded on an AMD EPYC with AVX-512 (4th generation) on 5 Dec 2026. The pinned weights equal these on
+# recorded on an AMD EPYC with AVX-512 (4th generation) on 5 Dec 2026 (expert re-recorded with NNPACK off and batch 8). The pinned weights equal these on
 # every setting below, so another processor computing other weights shows here, by name.
 RECORDED = {
-    "expert": "a7ef0640349af4ad177866390578aa99892b8c71f4cf683ea5bac6bb3e3df281",
+    "expert": "3a80f92c9078bc010d1021bdf01742173d33a92640e4f1df4677e05d032ea08a",
     "model": "7d44107cf6d5cd4776c157648c9ae45733fcf4cc7c5232c9bf2b295c6d87e730",
 }
 
@@ -52,6 +52,7 @@ def test_the_suite_itself_runs_pinned():
     if info["mode"] == "pinned":
         assert torch.backends.cpu.get_cpu_capability() in ("AVX2", "DEFAULT") and "not_pinned" not in info, info
         assert not torch.backends.mkldnn.enabled and torch.are_deterministic_algorithms_enabled()
+        assert info["nnpack"] is False  # its blocking follows the L1 cache (ksdiff/numerics.py)
 
 
 def test_pinned_weights_do_not_depend_on_the_cpu_settings(pinned):
@@ -79,9 +80,9 @@ def test_every_ksdiff_command_computes_pinned_even_if_it_loads_torch_late(tmp_pa
     code = ("import sys; from ksdiff import cli; import json\n"
             f"rc = cli.main(['list', '--root', {str(tmp_path)!r}, '--dataset', 'x', '--out', {str(tmp_path / 'l.parquet')!r}])\n"
             "import torch\n"
-            "print(json.dumps([rc, torch.backends.mkldnn.enabled, torch.are_deterministic_algorithms_enabled(),"
-            " torch.backends.cpu.get_cpu_capability()]))")
+            "print(json.dumps([rc, torch.backends.mkldnn.enabled, torch._C._get_nnpack_enabled(),"
+            " torch.are_deterministic_algorithms_enabled(), torch.backends.cpu.get_cpu_capability()]))")
     env = {k: v for k, v in os.environ.items() if k not in numerics.PINNED_ENV or k in numerics.KEEP_IF_SET}
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
-    assert json.loads(r.stdout.strip().splitlines()[-1]) == [0, False, True, "AVX2"]
+    assert json.loads(r.stdout.strip().splitlines()[-1]) == [0, False, False, True, "AVX2"]
