@@ -35,7 +35,7 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   .venv/bin/python -m pip install -q -r envs/requirements.txt
   # torchvision's CPU build where PyTorch's index is reachable (==0.28.0 below is then already satisfied);
   # otherwise PyPI's CUDA build, whose models ksdiff.metrics.tv_compat imports without its C++ ops.
-  .venv/bin/python -m pip install -q --no-deps "torchvision==0.28.0+cpu" --index-url https://download.pytorch.org/whl/cpu \
+  .venv/bin/python -m pip install -q --no-deps --retries 0 --timeout 15 "torchvision==0.28.0+cpu" --index-url https://download.pytorch.org/whl/cpu 2>/dev/null \
     || echo "[install] torchvision's CPU wheel not reachable: PyPI's build is used (its models only)"
   .venv/bin/python -m pip install -q --no-deps -r envs/requirements-nodeps.txt
   .venv/bin/python -m pip install -q --no-deps -e .
