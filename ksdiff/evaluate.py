@@ -84,12 +84,12 @@ def _read_ok(path: Path, name: str) -> tuple[parquet.Table | None, str]:
     return t, ""
 
 
-def _load_syncnet(path):
+def _load_syncnet(path, device: str = "cpu"):
     if not path:
         return None
     from ksdiff.metrics.syncnet import load_syncnet  # torch: only when LSE is scored
 
-    return load_syncnet(path)  # raises with a clear message when the file is missing
+    return load_syncnet(path, device=device)  # raises with a clear message when the file is missing
 
 
 def load_clip(clip: str, in_test: bool, results: Path, pred_dir: Path, ext_root: Path | None, fps: float,
@@ -190,7 +190,7 @@ def evaluate_method(
         raise ValueError(f"method {method!r} needs --predictions (a folder of coeffs tables)")
     pred_dir = results / "coeffs" if is_gt else Path(predictions)
     ext_root = pred_dir.parent if external else None
-    model = _load_syncnet(syncnet or cfg.get("eval", {}).get("syncnet"))
+    model = _load_syncnet(syncnet or cfg.get("eval", {}).get("syncnet"), cfg.get("eval", {}).get("device", "cpu"))
     flame = (None, "") if is_gt else lip_decoder(cfg)  # raises now on a configured FLAME file that is missing or bad
     run = Resources(load_basis(results / "basis.npz"), model, flame, cfg["eval"].get("lse_samples"),
                     video=VideoSettings.from_cfg(cfg, results), weighted=WeightedModels.from_cfg(cfg["eval"]))
@@ -250,6 +250,7 @@ def evaluate_method(
              "ksdiff.render.warp of the clip's reference frame (first frame with a face)"}
             if model is not None else {"scored": False, "note": NO_SYNCNET}
         ),
+        "lse_device": model.device if model is not None else None,  # eval.device: a GPU is not bit-equal to the CPU
         "basis": {"path": run.basis.path, "sha256": run.basis.sha256},
         "numerics": numerics.describe(),  # the CPU code paths that scored it (ksdiff/numerics.py)
         "efid": _efid_attrs(run.efid),

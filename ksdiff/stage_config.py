@@ -30,7 +30,7 @@ METHOD_ENTRY = "methods.{method}"
 _VIDEO_METRICS = ("eval.video_metrics", "eval.video_samples", "landmarks")
 # metrics from weights the user supplies (ksdiff.metrics.weighted): which files score FID, FVD, LPIPS, CSIM
 _WEIGHTED_METRICS = ("eval.fid_inception", "eval.fvd_i3d", "eval.lpips_alexnet", "eval.arcface_model")
-_EVAL_SCORING = ("fps", "eval.lse_samples", "eval.flame_model", "eval.flame_masks", "coeffs.deca_dir", "numerics",
+_EVAL_SCORING = ("fps", "eval.lse_samples", "eval.device", "eval.flame_model", "eval.flame_masks", "coeffs.deca_dir", "numerics",
                  *_VIDEO_METRICS,
                  *_WEIGHTED_METRICS)
 _STATS_PROTOCOL = ("eval.bootstrap_samples", "eval.ci_level", "eval.seed")
@@ -69,7 +69,7 @@ STAGE_KEYS: dict[str, tuple[str, ...]] = {
     # scoring: --syncnet is always given by the rules, so eval.syncnet (its fallback) is not read
     "syncnet_expert": ("fps", "eval.expert", "eval.expert_max_clips", "eval.expert_check_clips", "numerics"),
     "evaluate": _EVAL_SCORING,
-    "evaluate_ground_truth": ("fps", "eval.lse_samples", "numerics", *_WEIGHTED_METRICS, *_VIDEO_METRICS),  # no LVE on FLAME for ground truth
+    "evaluate_ground_truth": ("fps", "eval.lse_samples", "eval.device", "numerics", *_WEIGHTED_METRICS, *_VIDEO_METRICS),  # no LVE on FLAME for ground truth
     # an external method's videos (eval.external), one shard at a time: placed against the dataset's clips
     # (ksdiff.metrics.external_qc; fps: the frames a lag is counted in), then scored; the parts merged
     "external_check": ("fps",),

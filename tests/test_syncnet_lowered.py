@@ -1,4 +1,4 @@
-"""LSE scoring's SyncNet paths: the lowered lip stream (pinned numerics) equals S's own forward, its bits do
+"""LSE scoring's SyncNet paths: the lowered streams (pinned numerics) equal S's own forward, their bits do
 not depend on the CPU settings, and batching windows changes nothing but float32 rounding (the GPU path)."""
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import torch
 
 from ksdiff import numerics
 from ksdiff.metrics import syncnet as sn
-from ksdiff.metrics.syncnet_lowered import LoweredLip
+from ksdiff.metrics.syncnet_lowered import LoweredAudio, LoweredLip
 from tests.conftest import REPO
 from tests.test_numerics import SETTINGS
 from tests.test_syncnet import _random_bn
@@ -55,6 +55,13 @@ def test_lowered_lip_stream_equals_syncnets_forward(model, crops):
     assert _rel(shifted, ref[1:]) < 1e-5
     with pytest.raises(ValueError, match="frames"):
         LoweredLip(model).embed(torch.from_numpy(crops[:6]), 3)
+
+
+def test_lowered_audio_stream_equals_syncnets_forward(model):
+    x = torch.from_numpy(np.random.default_rng(4).standard_normal((7, 1, 13, 20)).astype(np.float32))
+    with torch.inference_mode():
+        ref = model.forward_aud(x)
+    assert _rel(LoweredAudio(model).embed(x), ref) < 1e-5  # measured ~5e-7
 
 
 def test_pinned_lse_uses_the_lowered_path_and_syncnet_pythons_numbers(model, crops):
@@ -112,3 +119,15 @@ def test_pinned_scoring_bits_do_not_depend_on_the_cpu_settings():
     # not vacuous: unpinned, the same settings give other embeddings
     fast = {name: _probe("fast", SETTINGS[name]) for name in ("avx2-only", "no-simd")}
     assert fast["avx2-only"]["video"] != fast["no-simd"]["video"]
+
+
+def test_scoring_device_from_the_config(tmp_path, model):
+    """eval.device: auto takes a GPU when torch sees one, else the CPU; cuda without one is refused."""
+    path = tmp_path / "s.model"
+    torch.save(model.state_dict(), path)
+    auto = sn.load_syncnet(path, device="auto")
+    assert auto.device == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert next(auto.parameters()).device.type == auto.device
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match="no CUDA device"):
+            sn.load_syncnet(path, device="cuda")

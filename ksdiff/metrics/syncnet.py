@@ -32,7 +32,7 @@ import torch.nn as nn
 
 from ksdiff.io.files import sha256_file
 from ksdiff.metrics.protocol import PROTOCOL
-from ksdiff.metrics.syncnet_lowered import LoweredLip
+from ksdiff.metrics.syncnet_lowered import LoweredAudio, LoweredLip
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +88,8 @@ def load_syncnet(path: str | Path | None, device: str = "cpu") -> nn.Module:
     The file is never downloaded: users get syncnet_v2.model from the
     syncnet_python authors and point the config at it. Keys may carry the
     ``__S__.`` prefix of a saved SyncNetInstance. The returned model (eval
-    mode) has ``weights_path`` and ``weights_sha256`` attributes for reports.
+    mode, on ``device``: cpu, cuda or auto) has ``weights_path``, ``weights_sha256``
+    and ``device`` attributes for reports.
     """
     if path is None or not Path(path).is_file():
         raise SyncNetWeightsError(
@@ -110,7 +111,12 @@ def load_syncnet(path: str | Path | None, device: str = "cpu") -> nn.Module:
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise ValueError(f"{path}: state_dict does not match syncnet_python S (missing {missing[:5]}, unexpected {unexpected[:5]})")
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if torch.device(device).type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"SyncNet on {device!r} requested (eval.device) but torch sees no CUDA device")
     model.eval().to(device)
+    model.device = str(device)  # where LSE is scored: recorded in the metrics table's attrs
     model.weights_path = str(Path(path).resolve())
     model.weights_sha256 = file_sha256(path)
     model.sync_check = weights_check(path, model.weights_sha256)
@@ -228,19 +234,21 @@ def channels_last(net: nn.Module, layout: torch.memory_format | None = None) -> 
 
 @torch.inference_mode()
 def embed_audio(net, mfcc: np.ndarray, n_win: int, batch_size: int = 256, device=None) -> torch.Tensor:
-    """(n_win, D) embeddings of the 20-step MFCC windows starting at 4 * frame, batched on S's device."""
+    """(n_win, D) embeddings of the 20-step MFCC windows starting at 4 * frame, batched on S's device
+    (lowered to MKL matrix products on a CPU under pinned numerics, like the lip stream)."""
     p = PROTOCOL
     device = model_device(net, device)
     cc = torch.from_numpy(np.ascontiguousarray(mfcc, dtype=np.float32))
     starts = np.arange(n_win) * p.syncnet_mfcc_per_frame
     if n_win and starts[-1] + p.syncnet_mfcc_steps > cc.shape[1]:
         raise ValueError("audio shorter than the video windows it must cover")
+    forward = LoweredAudio(net).embed if pinned_cpu(device) else net.forward_aud  # as embed_video's paths
     out = []
     with float32_gpu():
         for i in range(0, n_win, batch_size):
             s = starts[i : i + batch_size]
             x = torch.stack([cc[:, j : j + p.syncnet_mfcc_steps] for j in s])[:, None]  # (b, 1, 13, 20)
-            out.append(net.forward_aud(x.to(device)).cpu())
+            out.append(forward(x.to(device)).cpu())
     return torch.cat(out)
 
 

@@ -1,28 +1,31 @@
-"""SyncNet's lip stream as explicit im2col + matrix products: the CPU path when oneDNN is off (pinned numerics).
+"""SyncNet's two streams as explicit im2col + matrix products: the CPU path when oneDNN is off (pinned numerics).
 
-Why hand-written: with ``numerics: pinned`` (ksdiff/numerics.py) oneDNN is off, and torch then runs S's
-Conv3d layers as ATen's ``slow_conv3d`` (a volume-to-columns copy and one GEMM per window), about 2.5x
-slower than oneDNN on this CPU (benchmarks/README.md, "LSE on the CPU"). A 2-D rewrite does not help:
-ATen sends 2-D convolutions to NNPACK, whose blocking follows the processor's cache sizes (the reason
-oneDNN is off), or with NNPACK off to ``slow_conv2d``, as slow as ``slow_conv3d``. No library offers a
-pinned-safe fast convolution on the CPU, so the lip stream is lowered here to the operations pinned
-numerics does promise: MKL matrix products (same bits on every AVX2 CPU under ``MKL_CBWR``) and copies,
-additions and maxima, whose result does not depend on the vector width.
+Why hand-written: with ``numerics: pinned`` (ksdiff/numerics.py) oneDNN and NNPACK are off, and torch then
+runs S's convolutions as ATen's ``slow_conv3d`` / ``slow_conv2d`` (a patch copy and one small GEMM per
+window): the lip stream took 104 ms of CPU per window on one core against oneDNN's 39 (benchmarks/README.md,
+"LSE on the CPU"). A 2-D rewrite of S does not help (``slow_conv2d`` is as slow). No library offers a
+pinned-safe fast convolution on the CPU, so the streams are lowered here to the operations pinned numerics
+does promise: MKL matrix products (same bits on every AVX2 CPU under ``MKL_CBWR``) and copies, additions
+and maxima, whose results do not depend on the vector width. Measured: lip stream 52.5 ms per window
+(2.0x), audio stream 8.6 against 11.5 ms.
 
-What it computes is S.forward_lip of every 5-frame window, equal within ~1e-6 relative (another
-summation order, and BatchNorm folded into the weights; tests/test_syncnet_lowered.py):
+What it computes is S.forward_lip of every 5-frame window (and S.forward_aud of every MFCC window), equal
+within ~1e-6 relative (another summation order, and BatchNorm folded into the weights;
+tests/test_syncnet_lowered.py):
 
-- The first layer (3 -> 96 channels, a 5x7x7 kernel over the window's 5 frames, stride 1x2x2) is one
-  product per *frame*: the frame's 7x7 patches (built once, although five windows use the frame) times
-  the weights' five temporal slices side by side; window i sums slice t of frame i + t, t = 0..4 in that
-  order. No 5x window tensor and no per-window patch matrix is built.
-- Every later layer has a temporal kernel of 1 and runs on a batch of windows as 2-D channels-last
-  (NHWC) patches (``as_strided`` over the padded map) times the weights, with the folded BatchNorm as
-  the product's bias, then ReLU in place; max pooling is ATen's channels-last ``max_pool2d`` (exact).
-- The fully connected head is S's own ``netfclip``.
+- The lip stream's first layer (3 -> 96 channels, a 5x7x7 kernel over the window's 5 frames, stride
+  1x2x2) is one product per *frame*: the frame's 7x7 patches (built once, although five windows use the
+  frame) times the weights' five temporal slices side by side; window i sums slice t of frame i + t,
+  t = 0..4 in that order. No 5x window tensor and no per-window patch matrix is built.
+- Every later layer (and every audio layer) has a temporal kernel of 1 and runs on a batch of windows as
+  2-D channels-last (NHWC) patches (``as_strided`` over the padded map) times the weights, with the
+  folded BatchNorm as the product's bias, then ReLU in place; max pooling is ATen's channels-last
+  ``max_pool2d`` (exact).
+- The fully connected heads are S's own ``netfclip`` / ``netfcaud``.
 
-The lead may adopt the same lowering for the expert's training forward (ksdiff/metrics/syncnet_train.py);
-it is inference-only here (BatchNorm folded with its running statistics).
+The results depend on the batch size (MKL blocks a product by its rows), so scoring keeps its batch
+sizes fixed. The lead may adopt the same lowering for the expert's training forward
+(ksdiff/metrics/syncnet_train.py); here it is inference only (BatchNorm folded with its running statistics).
 """
 from __future__ import annotations
 
@@ -33,43 +36,96 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 
-def _pair(v) -> tuple[int, int]:
-    """The spatial (H, W) part of a 3-D layer's kernel/stride/padding."""
-    return (v, v) if isinstance(v, int) else (int(v[1]), int(v[2]))
+def _hw(v) -> tuple[int, int]:
+    """The spatial (H, W) part of a 2-D or 3-D layer's kernel/stride/padding."""
+    if isinstance(v, int):
+        return v, v
+    return (int(v[-2]), int(v[-1]))
+
+
+CONV, BN, POOL = (nn.Conv2d, nn.Conv3d), (nn.BatchNorm2d, nn.BatchNorm3d), (nn.MaxPool2d, nn.MaxPool3d)
+
+
+@torch.no_grad()
+def lowered_layers(seq: nn.Sequential, first_spans_frames: bool = False) -> list[tuple]:
+    """A stream of S (Conv, BatchNorm, ReLU triples and max pools) as ('conv', weights, bias, frames, kernel,
+    stride, padding) and ('pool', kernel, stride, padding) steps on channels-last maps, BatchNorm folded into
+    the weights. Only the first convolution may span frames (``first_spans_frames``: its weights are laid out
+    (kh, kw, in) x (t, out), one product per frame); every other is (kh, kw, in) x out."""
+    layers: list[tuple] = []
+    mods = list(seq)
+    i = 0
+    while i < len(mods):
+        m = mods[i]
+        if isinstance(m, CONV):
+            bn, relu = mods[i + 1], mods[i + 2]
+            if not isinstance(bn, BN) or not isinstance(relu, nn.ReLU):
+                raise ValueError(f"layer {i}: expected Conv, BatchNorm, ReLU; got {mods[i:i + 3]}")
+            alpha = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+            w = m.weight if m.weight.ndim == 5 else m.weight[:, :, None]  # (out, in, t, kh, kw)
+            w = w * alpha[:, None, None, None, None]
+            bias = m.bias * alpha + (bn.bias - bn.running_mean * alpha)
+            t_pad = 0 if m.weight.ndim == 4 else m.padding if isinstance(m.padding, int) else m.padding[0]
+            t_stride = 1 if m.weight.ndim == 4 else m.stride[0]
+            spans = first_spans_frames and not layers
+            if t_pad or t_stride != 1 or (w.shape[2] != 1 and not spans) or m.groups != 1:
+                raise ValueError(f"layer {i}: only the first convolution may span frames, unpadded")
+            if spans:  # one product per frame gives every temporal slice
+                wm = w.permute(3, 4, 1, 2, 0).reshape(-1, w.shape[2] * w.shape[0])
+            else:  # rows in channels-last patch order
+                wm = w.permute(2, 3, 4, 1, 0).reshape(-1, w.shape[0])
+            layers.append(("conv", wm.contiguous(), bias.contiguous(), int(w.shape[2]),
+                           (int(w.shape[3]), int(w.shape[4])), _hw(m.stride), _hw(m.padding)))
+            i += 3
+        elif isinstance(m, POOL):
+            layers.append(("pool", _hw(m.kernel_size), _hw(m.stride), _hw(m.padding)))
+            i += 1
+        else:
+            raise ValueError(f"layer {i}: {type(m).__name__} is not lowered")
+    return layers
+
+
+def pool(x: torch.Tensor, layer: tuple) -> torch.Tensor:
+    _, k, s, p = layer
+    if k == (1, 1) and s == (1, 1):
+        return x  # S's audio stream has a 1x1 max pool: the identity
+    return F.max_pool2d(x.permute(0, 3, 1, 2), k, s, p).permute(0, 2, 3, 1)  # channels-last in and out
+
+
+def conv(x: torch.Tensor, layer: tuple) -> torch.Tensor:
+    _, wm, bias, _, (kh, kw), (sh, sw), (ph, pw) = layer
+    x = F.pad(x, (0, 0, pw, pw, ph, ph)) if ph or pw else x.contiguous()
+    b, h, w, c = x.shape
+    ho, wo = (h - kh) // sh + 1, (w - kw) // sw + 1
+    s_b, s_h, s_w, s_c = x.stride()
+    cols = x.as_strided((b, ho, wo, kh, kw, c), (s_b, sh * s_h, sw * s_w, s_h, s_w, s_c)).reshape(b * ho * wo, -1)
+    return torch.addmm(bias, cols, wm).view(b, ho, wo, -1).relu_()
+
+
+def run(h: torch.Tensor, layers: list[tuple]) -> torch.Tensor:
+    """Channels-last maps (B, H, W, C) through ``layers``."""
+    for layer in layers:
+        h = pool(h, layer) if layer[0] == "pool" else conv(h, layer)
+    return h
+
+
+class LoweredAudio:
+    """S's audio stream (eval mode) lowered the same way: MFCC windows (B, 1, 13, 20) -> (B, D)."""
+
+    def __init__(self, net: nn.Module):
+        self.layers, self.fc = lowered_layers(net.netcnnaud), net.netfcaud
+
+    @torch.inference_mode()
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        h = run(x.permute(0, 2, 3, 1), self.layers)
+        return self.fc(h.reshape(h.shape[0], -1))
 
 
 class LoweredLip:
     """S's lip stream (eval mode) lowered to matrix products; built from a model's current weights."""
 
-    @torch.no_grad()
     def __init__(self, net: nn.Module):
-        self.layers: list[tuple] = []
-        mods = list(net.netcnnlip)
-        i = 0
-        while i < len(mods):
-            m = mods[i]
-            if isinstance(m, nn.Conv3d):
-                bn, relu = mods[i + 1], mods[i + 2]
-                if not isinstance(bn, nn.BatchNorm3d) or not isinstance(relu, nn.ReLU):
-                    raise ValueError(f"lip stream layer {i}: expected Conv3d, BatchNorm3d, ReLU; got {mods[i:i + 3]}")
-                alpha = bn.weight / torch.sqrt(bn.running_var + bn.eps)
-                w = m.weight * alpha[:, None, None, None, None]  # (out, in, t, kh, kw)
-                bias = m.bias * alpha + (bn.bias - bn.running_mean * alpha)
-                t_pad = m.padding if isinstance(m.padding, int) else m.padding[0]
-                if t_pad or m.stride[0] != 1 or (self.layers and w.shape[2] != 1):
-                    raise ValueError(f"lip stream layer {i}: only the first layer may span frames, unpadded")
-                if self.layers:  # (t=1, kh, kw, in) x out: rows in channels-last patch order
-                    wm = w.permute(2, 3, 4, 1, 0).reshape(-1, w.shape[0])
-                else:  # (kh, kw, in) x (t, out): one product per frame gives every temporal slice
-                    wm = w.permute(3, 4, 1, 2, 0).reshape(-1, w.shape[2] * w.shape[0])
-                self.layers.append(("conv", wm.contiguous(), bias.contiguous(), int(w.shape[2]),
-                                    (int(w.shape[3]), int(w.shape[4])), _pair(m.stride), _pair(m.padding)))
-                i += 3
-            elif isinstance(m, nn.MaxPool3d):
-                self.layers.append(("pool", _pair(m.kernel_size), _pair(m.stride), _pair(m.padding)))
-                i += 1
-            else:
-                raise ValueError(f"lip stream layer {i}: {type(m).__name__} is not lowered")
+        self.layers = lowered_layers(net.netcnnlip, first_spans_frames=True)
         if self.layers[0][0] != "conv" or self.layers[0][6] != (0, 0) or self.layers[1][0] != "pool":
             raise ValueError("lip stream must start with an unpadded Conv3d, BatchNorm3d, ReLU, MaxPool3d")
         self.fc = net.netfclip
@@ -103,27 +159,11 @@ class LoweredLip:
             if i >= 0:
                 a = open_windows.pop(i)
                 a += bias
-                yield self.pool(a.relu_().view(1, ho, wo, out), self.layers[1])
-
-    @staticmethod
-    def pool(x: torch.Tensor, layer: tuple) -> torch.Tensor:
-        _, k, s, p = layer
-        return F.max_pool2d(x.permute(0, 3, 1, 2), k, s, p).permute(0, 2, 3, 1)  # channels-last in and out
-
-    @staticmethod
-    def conv(x: torch.Tensor, layer: tuple) -> torch.Tensor:
-        _, wm, bias, _, (kh, kw), (sh, sw), (ph, pw) = layer
-        x = F.pad(x, (0, 0, pw, pw, ph, ph)) if ph or pw else x.contiguous()
-        b, h, w, c = x.shape
-        ho, wo = (h - kh) // sh + 1, (w - kw) // sw + 1
-        s_b, s_h, s_w, s_c = x.stride()
-        cols = x.as_strided((b, ho, wo, kh, kw, c), (s_b, sh * s_h, sw * s_w, s_h, s_w, s_c)).reshape(b * ho * wo, -1)
-        return torch.addmm(bias, cols, wm).view(b, ho, wo, -1).relu_()
+                yield pool(a.relu_().view(1, ho, wo, out), self.layers[1])
 
     def rest(self, h: torch.Tensor) -> torch.Tensor:
         """Layers after the first, on a batch of first-layer maps (B, H', W', C) -> (B, D) embeddings."""
-        for layer in self.layers[2:]:
-            h = self.pool(h, layer) if layer[0] == "pool" else self.conv(h, layer)
+        h = run(h, self.layers[2:])
         return self.fc(h.reshape(h.shape[0], -1))
 
     @torch.inference_mode()
