@@ -1,6 +1,7 @@
 """The scorers' refactor changed no number: every metrics table of a fabricated run equals, value for value
 (bit for bit), the one recorded before evaluate.py was split into scorers (tests/data/evaluate_golden.json,
-written by the pre-refactor code with KSDIFF_RECORD_GOLDEN=1).
+written by the pre-refactor code with KSDIFF_RECORD_GOLDEN=1). LSE alone is compared within float32
+rounding, since its arithmetic runs in another order now (see LSE_ATOL).
 
 Rows are compared as a set keyed by (method, clip, sample, metric): the scorers now write a clip's rows
 family by family instead of sample by sample, which changes their order in the table, not a value.
@@ -58,6 +59,24 @@ def _runs(world, tmp_path):  # noqa: F811
     return out
 
 
+# LSE since the record: pinned numerics turned NNPACK off (ksdiff/numerics.py) and LSE's SyncNet runs lowered
+# to MKL matrix products (ksdiff.metrics.syncnet_lowered), other float32 summation orders of the same arithmetic.
+# LSE-D/LSE-C are float32 distances of about 5 (and their differences): equal within 1e-5. The AV offset is the
+# shift of the smallest mean distance; with this test's random SyncNet the distances of far shifts tie to
+# float32 rounding, so an offset may move only where the smallest distance (LSE-D) itself is unchanged.
+LSE_ATOL = 1e-5
+LSE_DISTANCES = ("lse_d", "lse_c", "lse_d_video", "lse_c_video")
+
+
+def _same_lse(key: tuple, recorded: dict, now: dict) -> bool:
+    method, clip, sample, metric = key
+    close = lambda m: abs(float.fromhex(recorded[(method, clip, sample, m)])  # noqa: E731
+                          - float.fromhex(now[(method, clip, sample, m)])) <= LSE_ATOL
+    if metric in LSE_DISTANCES:
+        return close(metric)
+    return metric == "lse_offset" and (method, clip, sample, "lse_d") in now and close("lse_d")
+
+
 @pytest.mark.slow
 def test_metrics_tables_equal_the_pre_refactor_record(world, tmp_path):  # noqa: F811
     got = _runs(world, tmp_path)
@@ -71,7 +90,7 @@ def test_metrics_tables_equal_the_pre_refactor_record(world, tmp_path):  # noqa:
         recorded = {tuple(r[:4]): r[4] for r in want[name]["rows"]}
         now = {tuple(r[:4]): r[4] for r in got[name]["rows"]}
         missing = sorted(set(recorded) - set(now))
-        changed = sorted(k for k in recorded if k in now and now[k] != recorded[k])
+        changed = sorted(k for k in recorded if k in now and now[k] != recorded[k] and not _same_lse(k, recorded, now))
         assert not missing, f"{name}: rows gone: {missing[:5]}"
         assert not changed, f"{name}: values changed: {[(k, float.fromhex(recorded[k]), float.fromhex(now[k])) for k in changed[:5]]}"
         new_metrics = {k[3] for k in set(now) - set(recorded)}
