@@ -31,17 +31,19 @@ SETTINGS = {
 }
 
 
-def _probe(mode: str, setting: dict) -> dict:
+def run_probe(mode: str, setting: dict, probe=PROBE) -> dict:
+    """A probe script's JSON line, run in a fresh interpreter under ``mode`` with ``setting`` in its environment
+    (also tests/test_syncnet_lowered.py's, with its own probe)."""
     env = {k: v for k, v in os.environ.items() if k not in numerics.PINNED_ENV or k in numerics.KEEP_IF_SET}
     env.update(setting)
-    r = subprocess.run([sys.executable, str(PROBE), mode], capture_output=True, text=True, env=env, timeout=600)
+    r = subprocess.run([sys.executable, str(probe), mode], capture_output=True, text=True, env=env, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
 @pytest.fixture(scope="module")
 def pinned():
-    return {name: _probe("pinned", s) for name, s in SETTINGS.items()}
+    return {name: run_probe("pinned", s) for name, s in SETTINGS.items()}
 
 
 def test_the_suite_itself_runs_pinned():
@@ -63,7 +65,7 @@ def test_pinned_weights_do_not_depend_on_the_cpu_settings(pinned):
 
 def test_the_settings_do_change_unpinned_weights():
     """Not a vacuous check: without the pin, the same settings give other expert weights."""
-    fast = {name: _probe("fast", SETTINGS[name])["expert"] for name in ("avx2-only", "no-simd")}
+    fast = {name: run_probe("fast", SETTINGS[name])["expert"] for name in ("avx2-only", "no-simd")}
     assert fast["avx2-only"] != fast["no-simd"]
 
 

@@ -2,11 +2,6 @@
 not depend on the CPU settings, and batching windows changes nothing but float32 rounding (the GPU path)."""
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 import torch
@@ -15,7 +10,7 @@ from ksdiff import numerics
 from ksdiff.metrics import syncnet as sn
 from ksdiff.metrics.syncnet_lowered import LoweredAudio, LoweredLip
 from tests.conftest import REPO
-from tests.test_numerics import SETTINGS
+from tests.test_numerics import SETTINGS, run_probe
 from tests.test_syncnet import _random_bn
 
 PROBE = REPO / "tests" / "syncnet_scoring_probe.py"
@@ -103,11 +98,7 @@ def test_lse_on_the_gpu_equals_the_cpu(model, crops):
 
 
 def _probe(mode: str, setting: dict) -> dict:
-    env = {k: v for k, v in os.environ.items() if k not in numerics.PINNED_ENV or k in numerics.KEEP_IF_SET}
-    env.update(setting)
-    r = subprocess.run([sys.executable, str(PROBE), mode], capture_output=True, text=True, env=env, timeout=600)
-    assert r.returncode == 0, r.stderr[-3000:]
-    return json.loads(r.stdout.strip().splitlines()[-1])
+    return run_probe(mode, setting, PROBE)
 
 
 @pytest.mark.slow
