@@ -52,9 +52,9 @@ command("shard", "ksdiff.data.shards:run_stage",
         ("--stage", {"required": True, "choices": ["audio", "transcript", "landmarks", "pose", "coeffs", "deca", "features"]}),
         ("--manifest", {"required": True, "help": "the shard's manifest part"}), ("--results", P), ("--out", P),
         ("--basis", {"default": None, "help": "expression basis (stage coeffs)"}))
-command("test-shards", "ksdiff.data.shards:test_shards", "usable test clips in shards, for inference",
+command("test-shards", "ksdiff.infer_shards:test_shards", "usable test clips in shards, for inference",
         ("--results", P), ("--out", P))
-command("infer-shard", "ksdiff.data.shards:infer_shard", "predictions for one shard of test clips, one model load",
+command("infer-shard", "ksdiff.infer_shards:infer_shard", "predictions for one shard of test clips, one model load",
         ("--results", P), ("--shards", P), ("--shard", {"type": int, "required": True}), ("--out-dir", P), ("--out", P),
         ("--checkpoint", {"default": None}), ("--method", {"default": None}))
 command("audio", "ksdiff.extract.audio:extract_audio", "16 kHz mono audio + loudness statistics of one clip",

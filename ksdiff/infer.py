@@ -20,7 +20,7 @@ are written as they were. The ``sample`` column numbers the samples; diversity
 metrics need several. Sampling is reproducible: the noise comes from a
 generator seeded with ``seed + crc32(clip id)``, so each clip has its own
 stream and the same seed always gives the same motion (on any device: the
-noise is drawn on the CPU). A shard job (ksdiff.data.shards.infer_shard)
+noise is drawn on the CPU). A shard job (ksdiff.infer_shards.infer_shard)
 samples ``infer.batch_size`` clips per batch on the chosen device (``Predictor``,
 ``sample_clips``): each clip keeps its own noise stream, so batching changes a
 clip's motion only by float32 rounding.

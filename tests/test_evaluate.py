@@ -180,7 +180,7 @@ def test_skipped_clips_are_recorded_with_reasons(world, tmp_path):
 
 
 def test_shards_of_the_test_clips_merge_into_the_single_job_table(world, tmp_path):
-    from ksdiff.data.shards import test_shards
+    from ksdiff.infer_shards import test_shards
     from ksdiff.evaluate import merge_metrics
 
     cfg = config.defaults(shard_size=2)  # usable test clips spkA_0 spkA_1 | spkB_0 spkB_1

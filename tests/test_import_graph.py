@@ -1,12 +1,12 @@
-"""The evaluation and report modules import each other one way only: no import cycle runs through
-ksdiff.evaluate, ksdiff.metrics or ksdiff.report, counting imports inside functions too (an import moved
-into a function hides a cycle from Python, not from this graph), and the report never imports the
-evaluation code (it reads metric names from ksdiff.metrics.registry)."""
+"""ksdiff's modules import each other one way only: no import cycle anywhere in the package, counting
+imports inside functions too (an import moved into a function hides a cycle from Python, not from this
+graph), and the report never imports the evaluation code (it reads metric names from
+ksdiff.metrics.registry)."""
 import ast
 from pathlib import Path
 
 PKG = Path(__file__).resolve().parents[1] / "ksdiff"
-OWNED = ("ksdiff.evaluate", "ksdiff.metrics", "ksdiff.report")
+OWNED = ("ksdiff.evaluate", "ksdiff.metrics", "ksdiff.report")  # the check itself, below
 
 
 def _modules() -> dict[str, Path]:
@@ -64,8 +64,10 @@ def _cycles_through(graph: dict[str, set[str]], prefixes) -> list[list[str]]:
     return out
 
 
-def test_no_import_cycle_through_evaluation_or_report():
-    assert _cycles_through(_graph(), OWNED) == []
+def test_no_import_cycle_in_the_package():
+    """Once one ran through the shard loop, the packs, the training data and inference
+    (ksdiff.data.shards imported ksdiff.infer for the inference jobs, now ksdiff.infer_shards)."""
+    assert _cycles_through(_graph(), ("ksdiff",)) == []
 
 
 def test_the_report_does_not_import_the_evaluation_code():

@@ -309,7 +309,7 @@ def test_trained_model_lip_error_is_clearly_below_the_mean_face(setup, tmp_path)
 
 def test_a_shard_of_clips_is_predicted_with_one_model_load_as_clip_by_clip(setup, tmp_path):
     from ksdiff import infer
-    from ksdiff.data.shards import infer_shard
+    from ksdiff.infer_shards import infer_shard
     from ksdiff.io.parquet import write_table
 
     root, ck, cfg = setup

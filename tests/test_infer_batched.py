@@ -93,7 +93,7 @@ def _assert_close_tables(a_path, b_path):
 
 
 def test_a_shard_job_samples_in_batches_and_resumes(setup, tmp_path):  # noqa: F811
-    from ksdiff.data.shards import infer_shard
+    from ksdiff.infer_shards import infer_shard
     from ksdiff.io.parquet import write_table
 
     root, ck, cfg = setup

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ksdiff.io import parquet, schemas
@@ -56,6 +57,8 @@ def n_shards(n_clips: int, size: int) -> int:
 
 def list_clips(cfg: dict, root: str, dataset: str, out: str, layout: str = "auto") -> int:
     """Scan ``root`` (no probing) into the listing table: clips in scan order, in shards of cfg['shard_size']."""
+    # Imported here, not above: ksdiff.plan imports this module in the workflow's driver environment
+    # (Snakemake and pyarrow only, envs/workflow.yaml), where the extractors' libraries are absent.
     from ksdiff.data.manifest import scan
     from ksdiff.extract.transcript import reference_text_path
 
@@ -82,15 +85,13 @@ def list_clips(cfg: dict, root: str, dataset: str, out: str, layout: str = "auto
 
 def shard_rows(listing: str | Path, shard: int) -> list[dict]:
     """The listing's rows of one shard."""
-    import pyarrow.compute as pc
-
     t = pq.read_table(listing, filters=[("shard", "=", int(shard))])
     return t.filter(pc.equal(t.column("shard"), int(shard))).to_pylist()
 
 
 def probe_shard(cfg: dict, listing: str, shard: int, out: str) -> int:
     """Probe and hash one shard's videos -> its part of the manifest (manifest schema)."""
-    from ksdiff.data.manifest import write_manifest
+    from ksdiff.data.manifest import write_manifest  # not in the driver environment (list_clips)
 
     lt = parquet.read_table(listing, "listing")
     rows = shard_rows(listing, shard)
@@ -221,7 +222,7 @@ def _audio(r, c, row, x):
 
 
 def _transcript(r, c, row, x):
-    from ksdiff.extract.transcript import reference_text_path
+    from ksdiff.extract.transcript import reference_text_path  # not in the driver environment (list_clips)
 
     audio, out = _p(r, "audio", c), _p(r, "transcripts", c)
     ins = [audio, _p(r, "audio", c, "wav"), reference_text_path(row["path"])]
@@ -266,7 +267,7 @@ STAGES: dict[str, Stage] = {
 
 def _fatal_errors() -> tuple[type[BaseException], ...]:
     """Configuration errors every clip of every shard would hit: they stop the job."""
-    from ksdiff.extract.asr_whisper import WhisperUnavailable
+    from ksdiff.extract.asr_whisper import WhisperUnavailable  # not in the driver environment (list_clips)
 
     return (WhisperUnavailable, MemoryError)
 
@@ -291,49 +292,4 @@ def run_stage(cfg: dict, stage: str, manifest: str, results: str, out: str, basi
 
     run_loop((work(r) for r in rows), options_hash(stage_options(cfg, stage), st.table), out, stage=stage,
              shard=Path(out).stem, fatal=_fatal_errors())
-    return 0
-
-
-# --------------------------------------------------------------------------- inference
-
-
-def test_shards(cfg: dict, results: str, out: str) -> int:
-    """Usable test clips of results/{dataset} in shards of cfg['shard_size'] -> ``out``."""
-    from ksdiff.evaluate import test_clips
-
-    size = int(cfg["shard_size"])
-    clips, _ = test_clips(Path(results))
-    k = n_shards(len(clips), size)
-    parquet.write_table(out, "test_shards", {"clip_id": clips, "shard": [i // size for i in range(len(clips))]},
-                        attrs={"shard_size": size, "n_shards": k})
-    log.info("%d usable test clips in %d shard(s)", len(clips), k)
-    return 0
-
-
-def infer_shard(cfg: dict, results: str, shards: str, shard: int, out_dir: str, out: str,
-                checkpoint: str | None = None, method: str | None = None) -> int:
-    """`ksdiff infer-shard`: predictions for one shard of test clips -> ``out_dir``/{clip}.parquet,
-    the model loaded once (ksdiff.infer caches it per checkpoint file)."""
-    from ksdiff.infer import CheckpointError, Predictor
-
-    r = Path(results)
-    clips = [row["clip_id"] for row in shard_rows(shards, shard)]
-    # Everything a prediction reads besides its options: the clip's tables, the
-    # dataset tables and the checkpoint (retraining redoes every prediction).
-    common = [r / "splits.parquet", r / "stats.parquet", r / "basis.npz"] + ([Path(checkpoint)] if checkpoint else [])
-
-    def work(clip):
-        pred = Path(out_dir) / f"{clip}.parquet"
-        ins = [_p(r, s, clip) for s in ("coeffs", "features", "transcripts")] + common
-        return ClipWork(clip, lambda: predictor.predict(clip, str(pred)), pred, "coeffs", [pred], ins)
-
-    # `method` is part of the hash: a baseline and a model never share predictions.
-    options = {**stage_options(cfg, "infer" if checkpoint else "baseline"), "_method": method or ""}
-    opts_hash = options_hash(options, "coeffs")
-    works = [work(c) for c in clips]
-    # the clips whose predictions are not current, sampled infer.batch_size at a time in this order
-    predictor = Predictor(cfg, results, [w.clip for w in works if not is_current(w.outputs, w.inputs, w.table, opts_hash)],
-                          checkpoint=checkpoint, method=method)
-    run_loop(works, opts_hash, out, stage=f"infer {method or Path(out_dir).name}", shard=shard_name(shard),
-             fatal=(CheckpointError, MemoryError))
     return 0

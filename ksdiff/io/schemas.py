@@ -296,7 +296,7 @@ LISTING = pa.schema(
 SCHEMAS["listing"] = LISTING
 VERSIONS["listing"] = 1
 
-# Usable test clips in shards, for inference (ksdiff.data.shards.test_shards). attrs: shard_size, n_shards.
+# Usable test clips in shards, for inference (ksdiff.infer_shards.test_shards). attrs: shard_size, n_shards.
 TEST_SHARDS = pa.schema([("clip_id", pa.string()), ("shard", pa.int32())])
 SCHEMAS["test_shards"] = TEST_SHARDS
 VERSIONS["test_shards"] = 1
