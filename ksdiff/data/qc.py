@@ -15,6 +15,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ksdiff.io import parquet
+from ksdiff.landmark_points import present_points
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,7 @@ def _landmark_stats(t: parquet.Table) -> tuple[float, float]:
     det = t.column("detected").astype(bool)
     if len(det) == 0:
         return 0.0, float("nan")
-    lm = t.column("landmarks").reshape(len(det), -1, 3)[:, :, :2]
+    lm = present_points(t.column("landmarks").reshape(len(det), -1, 3))[:, :, :2]  # 468 without irises
     box = t.column("box")
     size = np.maximum(box[:, 2] - box[:, 0], 1e-6)
     both = det[1:] & det[:-1]

@@ -17,12 +17,17 @@ from __future__ import annotations
 
 import numpy as np
 
+from ksdiff.landmark_points import N_MESH, has_irises
+
 
 def lmd(pred: np.ndarray, ref: np.ndarray, points=None) -> tuple[float, int]:
     """(LMD in pixels, frames used) of (T, P, 2+) landmarks ``pred`` against ``ref``, on ``points`` (None: all),
-    over the frames where both have every one of those points (NaN marks a frame without a face)."""
+    over the frames where both have every one of those points (NaN marks a frame without a face). With
+    ``points`` None and either side without irises (landmarks.refine_landmarks false), all 468 mesh points."""
     n = min(len(pred), len(ref))
     p, r = np.asarray(pred[:n], float)[..., :2], np.asarray(ref[:n], float)[..., :2]
+    if points is None and not (has_irises(p) and has_irises(r)):
+        points = range(N_MESH)
     if points is not None:
         p, r = p[:, list(points)], r[:, list(points)]
     ok = np.isfinite(p).all((1, 2)) & np.isfinite(r).all((1, 2))

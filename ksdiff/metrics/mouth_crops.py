@@ -22,6 +22,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import signal
 
+from ksdiff.landmark_points import present_points
 from ksdiff.metrics.protocol import PROTOCOL
 
 
@@ -29,12 +30,13 @@ def face_boxes(landmarks: np.ndarray, box_scale: float = PROTOCOL.crop_box_scale
     """(T, 3) per-frame (cx, cy, half_size) in pixels from (T, N, 2|3) landmarks.
 
     Not smoothed; frames whose landmarks are all NaN are interpolated from the
-    nearest valid frames.
+    nearest valid frames. Landmarks without irises (landmarks.refine_landmarks false: points
+    468-477 NaN in every frame) are boxed on the 468 mesh points, which enclose the irises.
     """
     lm = np.asarray(landmarks, dtype=np.float64)
     if lm.ndim != 3 or lm.shape[-1] < 2:
         raise ValueError(f"landmarks must be (T, N, 2 or 3) pixels; got shape {lm.shape}")
-    xy = lm[..., :2]
+    xy = present_points(lm)[..., :2]
     valid = np.all(np.isfinite(xy), axis=(1, 2))
     if not valid.any():
         raise ValueError("no frame has landmarks; cannot place SyncNet crops")

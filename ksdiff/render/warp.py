@@ -34,6 +34,7 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
+from ksdiff.landmark_points import present_points
 from ksdiff.render.triangles import (
     LOWER_INNER_LIP,
     UPPER_INNER_LIP,
@@ -261,8 +262,9 @@ class FaceWarper:
         if ref_rgb.ndim != 3 or ref_rgb.shape[2] != 3 or ref_rgb.dtype != np.uint8:
             raise ValueError(f"reference frame must be (H, W, 3) uint8, got {ref_rgb.shape} {ref_rgb.dtype}")
         ref_landmarks = np.asarray(ref_landmarks, dtype=np.float64)
-        if ref_landmarks.ndim != 2 or ref_landmarks.shape[0] < 468 or not np.isfinite(ref_landmarks).all():
-            raise ValueError(f"reference landmarks must be finite (478, 3) pixels, got {ref_landmarks.shape}")
+        # the irises (468-477) are NaN with landmarks.refine_landmarks false; the mesh is the 468 points
+        if ref_landmarks.ndim != 2 or ref_landmarks.shape[0] < 468 or not np.isfinite(present_points(ref_landmarks)).all():
+            raise ValueError(f"reference landmarks must be finite (478, 3) pixels (or 468 without irises), got {ref_landmarks.shape}")
         self.ref = ref_rgb
         self.size = ref_rgb.shape[:2]
         self.style = style
@@ -279,7 +281,7 @@ class FaceWarper:
     def render(self, posed: np.ndarray) -> np.ndarray:
         """One (H, W, 3) uint8 frame for (478, 3) posed landmarks in pixels."""
         posed = np.asarray(posed, dtype=np.float64)
-        if not np.isfinite(posed[:, :2]).all():
+        if not np.isfinite(present_points(posed)[:, :2]).all():
             return self.ref.copy()  # no face this frame: show the still reference
         frame = piecewise_affine_warp(
             self.ref, self.src, self.mesh.extend(to_array_coords(posed)), self.mesh.triangles, order=self.draw_order(posed)
