@@ -218,6 +218,7 @@ def evaluate_method(
         skipped += [{"clip_id": r["clip_id"], "reason": f"external check: {r['reason']}"} for r in qc
                     if not r["scored"] and r["clip_id"] not in left_out]
         ext_checks = {r["clip_id"]: ClipCheck.from_row(r) for r in qc if r["status"] in external_qc.CHECKED}
+        ext_videos = sorted(r["clip_id"] for r in qc)  # this table's videos (merge_metrics: the test clips with none)
     rows = Rows(method)
     scored = []
     for clip in tqdm(clips, desc=f"evaluate {method}", unit="clip", disable=None):
@@ -263,6 +264,9 @@ def evaluate_method(
     }
     if external:
         attrs["external_check"] = [c.row() for c in ext_checks.values()]
+        attrs["videos"] = ext_videos
+        if not checks:  # every video of the method: the test clips it has none of are listed here (else when merged)
+            attrs["skipped"].extend(external_qc.missing_videos(results, ext_videos))
     log.info("%s: %d clips scored, %d skipped, %d rows", method, len(scored), len(skipped), len(rows.rows))
     if out is not None:
         _write_metrics(out, rows.table() if rows.rows else None, attrs)
@@ -277,6 +281,14 @@ def _write_metrics(out, table, attrs: dict) -> None:
         parquet.write_failure(out, "metrics", f"no clip could be scored ({reasons})", attrs=attrs)
 
 
+def _external_videos(attrs: dict) -> list[str]:
+    """The ids of the external videos a metrics table saw; for a table written before it recorded them, the
+    ids it scored or skipped (every video of its shard is one or the other)."""
+    if "videos" in attrs:
+        return list(attrs["videos"])
+    return list(attrs.get("clips", [])) + [s["clip_id"] for s in attrs.get("skipped", [])]
+
+
 def merge_metrics(cfg: dict, results: str, parts: list, method: str, out: str, external: bool = False) -> int:
     """`ksdiff merge-metrics`: one method's metrics table from its test shards' tables (in
     shard order: the rows and attrs a single job over all test clips writes), with the
@@ -289,7 +301,8 @@ def merge_metrics(cfg: dict, results: str, parts: list, method: str, out: str, e
     if not tabs and external:  # an empty folder of videos: nothing was extracted, checked or scored
         parquet.write_failure(out, "metrics", "no external video to score: the method's folder holds none",
                               attrs={"method": method, "dataset": Path(results).name, "external": True,
-                                     "protocol_version": PROTOCOL.version, "clips": [], "skipped": qc_skipped,
+                                     "protocol_version": PROTOCOL.version, "clips": [], "videos": [],
+                                     "skipped": qc_skipped + external_qc.missing_videos(results, []),
                                      "undefined": [], "external_check": []})
         return 0
     if not tabs:  # no usable test clip, so no shard: the table one job over no clip writes
@@ -301,6 +314,9 @@ def merge_metrics(cfg: dict, results: str, parts: list, method: str, out: str, e
     attrs["undefined"] = [u for t in tabs for u in t.attrs.get("undefined", [])]
     if "external_check" in attrs:
         attrs["external_check"] = [c for t in tabs for c in t.attrs.get("external_check", [])]
+    if external:  # the usable test clips none of the shards has a video of
+        attrs["videos"] = sorted(v for t in tabs for v in _external_videos(t.attrs))
+        attrs["skipped"] += external_qc.missing_videos(results, attrs["videos"])
     acc = {side: Moments() for side in ("ground_truth", "method")}
     for t in tabs:
         for side in acc:

@@ -89,6 +89,10 @@ def test_scoring_shard_by_shard_equals_one_job_checking_every_video(world, ext, 
     assert why["spkC_0"] == "qc: landmarks: face too small" and [s["clip_id"] for s in a.attrs["skipped"]].count("spkC_0") == 1
     assert why["spkD_0"].startswith("external check: a clip of the train split")
     assert why["spkB_0"].startswith("external check: the video's coefficients")
+    # the usable test clips the folder holds no video of: listed once, with the reason
+    assert why["spkA_1"] == why["spkB_1"] == external_qc.NO_VIDEO
+    assert [s["clip_id"] for s in a.attrs["skipped"]].count("spkA_1") == 1
+    assert a.attrs["videos"] == b.attrs["videos"] == sorted(c for s in SHARDS for c in s)
 
 
 def test_an_empty_folder_of_videos_gives_a_failed_metrics_table_that_says_so(world, tmp_path):  # noqa: F811
@@ -96,3 +100,5 @@ def test_an_empty_folder_of_videos_gives_a_failed_metrics_table_that_says_so(wor
     assert merge_metrics(_cfg(), str(world["res"]), [], "none", str(out), external=True) == 0
     t = parquet.read_table(out, "metrics")
     assert not t.ok and "holds none" in t.reason and t.attrs["external"] and t.attrs["clips"] == []
+    assert [s["clip_id"] for s in t.attrs["skipped"] if s["reason"] == external_qc.NO_VIDEO] == [
+        "spkA_0", "spkA_1", "spkB_0", "spkB_1"]  # every usable test clip

@@ -12,6 +12,9 @@ Before another system's videos are scored, each one is placed against the datase
   not extracted     the workflow could not extract the video's coefficients (or, without ground truth, its audio);
   error             the check itself raised (the message is the reason); the other videos are still checked.
 
+A usable test clip the method's folder holds no video of has no row here (the table lists videos): its
+metrics table lists it as skipped, with ``NO_VIDEO`` as the reason (``missing_videos``).
+
 The workflow checks one shard of the videos per job (`ksdiff external-check`, ``check_shard``): that part is
 what the shard's scoring job reads (ksdiff.evaluate, ``checks``), and ``merge_external_qc`` joins the parts into
 results/{dataset}/external_qc/{method}.parquet, which the leaderboard shows. Schema: ksdiff.io.schemas.EXTERNAL_QC.
@@ -36,6 +39,7 @@ OTHER_SPLIT = "other split"
 GT_UNUSABLE = "ground truth unusable"
 NOT_EXTRACTED = "not extracted"
 ERROR = "error"
+NO_VIDEO = "no video: the method's folder holds no video of this test clip"
 # Statuses measured against a ground-truth clip (external_check), and those of videos that are scored.
 CHECKED = (external_check.OK, external_check.LAG_CORRECTED, external_check.UNCHECKED, external_check.MISMATCH)
 SCORED = (external_check.OK, external_check.LAG_CORRECTED, external_check.UNCHECKED, NO_GROUND_TRUTH)
@@ -105,6 +109,13 @@ def check_videos(results: str | Path, ext_root: str | Path, videos: dict[str, st
         rows.append({**row, "method": method, "dataset": results.name})
         log.info("%s: %s%s", clip, row["status"], f" ({row['reason']})" if row["reason"] else "")
     return rows
+
+
+def missing_videos(results: str | Path, videos) -> list[dict]:
+    """The usable test clips of ``results`` (results/{dataset}) that ``videos`` (the ids of an external method's
+    videos) has none of, each as a skipped record (clip_id, reason) of the method's metrics table."""
+    have = set(videos)
+    return [{"clip_id": c, "reason": NO_VIDEO} for c in test_clips(Path(results))[0] if c not in have]
 
 
 def _attrs(dataset: str, method: str, fps: float) -> dict:
