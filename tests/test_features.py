@@ -137,18 +137,23 @@ def test_clip_shorter_than_the_receptive_field_is_a_recorded_failure(tmp_path, t
     assert tab.status == "failed" and "receptive field" in tab.reason
 
 
-def test_hubert_from_local_folder(tmp_path):
+@pytest.fixture(scope="module")
+def tiny_hubert(tmp_path_factory):
     import torch
     from transformers import HubertConfig, HubertModel, Wav2Vec2FeatureExtractor
 
-    d = tmp_path / "hubert"
+    d = tmp_path_factory.mktemp("hubert")
     torch.manual_seed(0)
     HubertModel(HubertConfig(hidden_size=24, num_hidden_layers=1, num_attention_heads=2, intermediate_size=48,
                              conv_dim=(16,) * 7, num_conv_pos_embeddings=16,
                              num_conv_pos_embedding_groups=2)).save_pretrained(d)
     Wav2Vec2FeatureExtractor(sampling_rate=SR, do_normalize=False).save_pretrained(d)
+    return d
+
+
+def test_hubert_from_local_folder(tmp_path, tiny_hubert):
     x = tone(120, 1.0, harmonics=3)
-    tab = run(tmp_path, x, kind="hubert", pretrained_dir=str(d))
+    tab = run(tmp_path, x, kind="hubert", pretrained_dir=str(tiny_hubert))
     assert tab.ok and tab.attrs["kind"] == "hubert" and tab.attrs["checkpoint"]["model_type"] == "hubert"
     assert np.stack(tab.column("feat")).shape == ((len(x) - 400) // 320 + 1, 24)
 

@@ -127,6 +127,31 @@ def test_load_syncnet(tmp_path):
         sn.load_syncnet(bad)
 
 
+@pytest.fixture(scope="module")
+def official_syncnet(tmp_path_factory):
+    """A file laid out as syncnet_python's syncnet_v2.model is (random weights): the plain state_dict of
+    ``S(num_layers_in_fc_layers=1024)``, keys without a prefix, in torch's legacy (pre-1.6, non-zip)
+    serialization, which SyncNetInstance.loadParameters reads."""
+    torch.manual_seed(3)
+    path = tmp_path_factory.mktemp("syncnet") / "syncnet_v2.model"
+    torch.save(_random_bn(sn.build_syncnet(), seed=4).state_dict(), path, _use_new_zipfile_serialization=False)
+    return path
+
+
+def test_load_syncnet_reads_the_official_file_format(official_syncnet):
+    from syncnet_python.SyncNetInstance import SyncNetInstance
+
+    ref = SyncNetInstance(sn.build_syncnet(), device="cpu")
+    ref.loadParameters(str(official_syncnet))  # syncnet_python's own loader
+    ref.__S__.eval()
+    loaded = sn.load_syncnet(official_syncnet)
+    assert loaded.weights_sha256 == hashlib.sha256(official_syncnet.read_bytes()).hexdigest()
+    a, v = torch.randn(2, 1, 13, 20), torch.randn(2, 3, 5, 224, 224)
+    with torch.inference_mode():
+        torch.testing.assert_close(loaded.forward_aud(a), ref.__S__.forward_aud(a))
+        torch.testing.assert_close(loaded.forward_lip(v), ref.__S__.forward_lip(v))
+
+
 def _reference_crop(img, s, x, y, cs=0.4):
     """syncnet_python SyncNetPipeline._crop, one frame, verbatim arithmetic."""
     bs = s
