@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from ksdiff.landmark_points import N_MESH, frames_with_points, has_irises, present_points
+from ksdiff.metrics import csim
 from ksdiff.metrics.lmd import lmd
 from ksdiff.metrics.mouth_crops import face_boxes, face_crops
 from ksdiff.metrics.protocol import PROTOCOL
@@ -83,3 +84,13 @@ def test_lmd_without_irises_is_over_the_468_mesh_points(face):
     assert lmd(_without_irises(seq), _without_irises(ref)) == full
     assert lmd(seq, _without_irises(ref)) == full  # one side without irises: the points both have
     assert lmd(seq, ref)[0] != full[0]  # with irises on both sides: all 478, as before
+
+
+def test_csim_says_it_needs_the_irises(face):
+    """CSIM aligns faces on InsightFace's five points, two of them the iris centres: without irises it records
+    that reason (the scorer turns the ValueError into each sample's reason), not "no face"."""
+    _, lm, seq = face
+    assert np.isfinite(csim.five_points(seq)[[0, 1, 3]]).all()
+    with pytest.raises(ValueError, match="refine_landmarks is false"):
+        csim.five_points(_without_irises(seq))
+    assert np.isnan(csim.five_points(np.full((T, 478, 3), np.nan))).all()  # no face at all: NaN rows, as before

@@ -19,9 +19,12 @@ import onnxruntime
 from insightface.model_zoo.arcface_onnx import ArcFaceONNX
 from insightface.utils import face_align
 
+from ksdiff.landmark_points import N_MESH, has_irises
 from ksdiff.metrics.weights import Weights
 
 FIVE_POINTS = (468, 473, 1, 61, 291)  # MediaPipe: iris centres, nose tip, mouth corners (InsightFace's kps order)
+NO_IRISES = ("the face is aligned on its iris centres (landmarks 468 and 473, InsightFace's five points), and these "
+             "landmarks have none (landmarks.refine_landmarks is false)")
 BATCH = 32
 
 
@@ -31,8 +34,12 @@ def load_arcface(weights: Weights) -> ArcFaceONNX:
 
 
 def five_points(landmarks: np.ndarray) -> np.ndarray:
-    """(T, 5, 2) InsightFace keypoints of (T, 478, >=2) MediaPipe landmarks in pixels (NaN where none)."""
-    return np.asarray(landmarks, dtype=np.float64)[:, list(FIVE_POINTS), :2]
+    """(T, 5, 2) InsightFace keypoints of (T, 478, >=2) MediaPipe landmarks in pixels (NaN where none).
+    ValueError (NO_IRISES) for faces meshed without irises."""
+    lm = np.asarray(landmarks, dtype=np.float64)
+    if np.isfinite(lm[:, :N_MESH]).any() and not has_irises(lm):
+        raise ValueError(NO_IRISES)
+    return lm[:, list(FIVE_POINTS), :2]
 
 
 def embeddings(model: ArcFaceONNX, frames: np.ndarray, landmarks: np.ndarray, batch: int = BATCH) -> np.ndarray:
