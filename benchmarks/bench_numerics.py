@@ -9,6 +9,9 @@ runs them):
 - the SyncNet expert's training (syncnet_python's S, batch 16, synthetic crops): steps/s;
 - KSDiff's training with the demo's model config (fabricated tables with 80 log-mel-sized features, batch 16): steps/s;
 - LSE scoring with the expert: 5-frame video windows embedded per second (the costly half of LSE).
+Rates are per CPU second of the measuring process (time.process_time), not wall time: on one thread that is
+the work itself, while wall time on this shared machine moves with the other jobs' load (a wall-clock
+version of this script gave LSE 0.41x pinned/fast under load where CPU time gives about 0.75x).
 Writes benchmarks/out/numerics.json and the "Numerics: pinned against fast" section of benchmarks/README.md.
 """
 from __future__ import annotations
@@ -44,23 +47,23 @@ from ksdiff.training.loop import train
 torch.set_num_threads(1)
 out = {"numerics": None}
 clips = synthetic_sync_clips(n_clips=4, n_frames=60, seed=0)
-t = time.perf_counter()
+t = time.process_time()
 model, _ = train_expert(clips, ExpertConfig(steps=steps, batch_size=16, log_every=10**6))
-out["expert_steps_per_s"] = steps / (time.perf_counter() - t)
+out["expert_steps_per_s"] = steps / (time.process_time() - t)
 crops = np.ascontiguousarray(clips[0][0][..., ::-1])
 n_win = len(crops) - 5
 with torch.no_grad():
-    t = time.perf_counter()
+    t = time.process_time()
     for _ in range(3):
         embed_video(model, crops, n_win)
-out["lse_windows_per_s"] = 3 * n_win / (time.perf_counter() - t)
+out["lse_windows_per_s"] = 3 * n_win / (time.process_time() - t)
 with tempfile.TemporaryDirectory() as tmp:
     results = fabricate_with_stats(Path(tmp) / "r", feat_dim=80, durations=(4.0, 8.0))
     cfg = config.defaults(numerics=mode, train=dict(steps=steps, batch_size=16, val_every=10**6, ckpt_every=10**6,
                                                     log_every=10**6, num_threads=1))
-    t = time.perf_counter()
+    t = time.process_time()
     train(cfg, str(results), str(Path(tmp) / "m" / "model.pt"))
-    out["model_steps_per_s"] = steps / (time.perf_counter() - t)
+    out["model_steps_per_s"] = steps / (time.process_time() - t)
 out["numerics"] = numerics.describe()
 print(json.dumps(out))
 """
@@ -96,7 +99,8 @@ def main() -> int:
     rows = "\n".join(f"| {label} | {med['pinned'][k]:.2f} | {med['fast'][k]:.2f} | {med['pinned'][k] / med['fast'][k]:.2f} |"
                      for k, label in METRICS)
     body = f"""`benchmarks/bench_numerics.py`: the cost of `numerics: pinned` (the default; ksdiff/numerics.py) against
-`numerics: fast`, each in its own interpreter on one thread, interleaved over {args.repeats} rounds, medians; measured on
+`numerics: fast`, each in its own interpreter on one thread, interleaved over {args.repeats} rounds, medians of rates per
+CPU second (process time, steadier than wall time on a shared machine); measured on
 {res['date']} on {res['cpu_model']} (fast runs ATen {res['numerics']['fast'].get('aten_capability')}, pinned
 ATen {res['numerics']['pinned'].get('aten_capability')}). {args.steps} steps per training measurement.
 
