@@ -393,7 +393,8 @@ class Predictor:
         ready, (head, expr) = got
         write_prediction(out, head, expr, ready.anchor, self.fps, {
             **ready.attrs, "method": label, "architecture": p["method"], "pose_frame": pose_frame(p),
-            "checkpoint": str(self.checkpoint), "checkpoint_sha256": sha, "seed": ready.speech.seed,
+            "checkpoint": str(self.checkpoint), "checkpoint_sha256": sha, "features": p["features"],  # the report names the encoder
+            "seed": ready.speech.seed,
             "base_seed": self.seed, "n_samples": self.n_samples, **sampler_attrs(model, self.steps, self.icfg.guidance),
             "train_step": int(p.get("step", 0))})
         log.info("%s: %d samples of %d frames -> %s", clip, self.n_samples, ready.n_frames, out)

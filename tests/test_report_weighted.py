@@ -83,3 +83,27 @@ def test_sanity_rows_for_the_weight_based_metrics():
     assert t.loc[("fid", "mismatched"), "verdict"] == sanity.UNDETERMINED
     assert "single frames" in t.loc[("fid", "mismatched"), "reason"]
     assert "fvd" not in set(t.index.get_level_values(0))  # no value for ground truth: no row
+
+
+def _predictions(folder, features, skipped_first=False):
+    """A method's predictions folder: coeffs tables whose attrs carry ``features`` (None: no record)."""
+    attrs = {"method": folder.name, **({"features": features} if features is not None else {})}
+    if skipped_first:  # a clip inference skipped: its table records why, not the model's features
+        parquet.write_failure(folder / "a0.parquet", "coeffs", "too short", status=parquet.SKIPPED, attrs={"clip_id": "a0"})
+    parquet.write_table(folder / "c0.parquet", "coeffs", None, attrs=attrs)  # status ok; only its attrs are read
+    return f"{folder.name}={folder}"
+
+
+def test_report_names_the_pretrained_speech_encoder_each_method_was_trained_on(tmp_path):
+    w2v = {"kind": "wav2vec2", "dim": 768, "rate_hz": 50.0,
+           "checkpoint": {"path": "/ckpt/wav2vec2-base", "sha256": {"model.safetensors": "5a" * 32}, "model_type": "wav2vec2"}}
+    mel = {"kind": "logmel", "dim": 80, "rate_hz": 50.0, "checkpoint": ""}
+    preds = [_predictions(tmp_path / "alpha", w2v, skipped_first=True), _predictions(tmp_path / "beta", mel),
+             _predictions(tmp_path / "static", None)]
+    paths = [_write(tmp_path / f"{m}.parquet", m, 1.0) for m in (GROUND_TRUTH, "alpha", "beta", "static")]
+    md = tmp_path / "board.md"
+    build_report(config.defaults(), paths, str(md), str(tmp_path / "board.html"), str(tmp_path / "plots"),
+                 predictions=preds)
+    weights = md.read_text().split("## Software and weights")[1].split("\n\n")[1]
+    rows = [line for line in weights.splitlines() if "speech encoder" in line]
+    assert rows == [f"| speech encoder of alpha (wav2vec2) | /ckpt/wav2vec2-base (model.safetensors sha256 {'5a' * 32}) |"]

@@ -178,6 +178,9 @@ def test_weight_based_metrics_are_scored_for_every_method_with_their_files(run, 
 
 
 def test_the_leaderboard_has_every_weighted_metric_and_prints_each_files_sha256(run):
+    """Each file's path and sha256 in the weights table. The metric notes still define FID, FVD, LPIPS and
+    CSIM by the published weights (pt_inception-2015-12-05, Kinetics-400 I3D, ImageNet AlexNet): the report
+    cannot tell a stand-in from them, only the sha256 does."""
     board = (run["wd"] / f"reports/{DATASET}/leaderboard.md").read_text()
     weights = board.split("## Software and weights")[1]
     rows = {line.split("|")[1].strip(): line.split("|")[2].strip() for line in weights.splitlines()
@@ -187,6 +190,10 @@ def test_the_leaderboard_has_every_weighted_metric_and_prints_each_files_sha256(
     for name, label in (("fid", "FID"), ("fvd", "FVD"), ("lpips", "LPIPS"), ("csim", "CSIM")):
         w = run["files"][name]
         assert rows[f"{label} weights"] == f"{w.path} (sha256 {w.sha256})"
+    # the speech encoder KSDiff was trained on (the report was written by the wav2vec2 run)
+    w2v = run["runs"]["wav2vec2"]["dir"]
+    assert rows["speech encoder of ksdiff (wav2vec2)"] == (f"{w2v.resolve()} "
+                                                           f"(model.safetensors sha256 {_sha(w2v / 'model.safetensors')})")
     # a column per weight-based metric, with a number in every method's row
     for label in ("FID", "FVD", "LPIPS", "CSIM"):
         cells = _board_column(board, label)

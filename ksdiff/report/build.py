@@ -29,6 +29,7 @@ from ksdiff.report.board import LEGEND, build_board, markdown as board_markdown
 from ksdiff.report.html import (board_html, html_table, metric_definitions, render_html, software_versions,
                                 syncnet_statement)
 from ksdiff.report.tables import board_header, metric_header, method_order, per_clip, set_level, summarise, to_markdown
+from ksdiff.report.encoders import encoder_rows
 from ksdiff.report.weighted import weighted_rows
 from ksdiff.study import report as study_report
 
@@ -203,6 +204,7 @@ def build_report(
                         {"name": "FLAME lip mask (LVE)", "value": f"{masks} (sha256 {masks_sha})"}]
 
     weight_rows += weighted_rows(attrs)  # FID, FVD, LPIPS, CSIM: the files' sha256, or why not scored
+    weight_rows += encoder_rows(parse_predictions(predictions))  # wav2vec2 / HuBERT the methods were trained on
     figures: list[dict] = []
     if not summary.empty:
         figures.append({"title": "Metrics per method", "caption": f"mean over clips with {level:.0%} bootstrap interval",
