@@ -23,6 +23,7 @@ from __future__ import annotations
 import copy
 import json
 import shlex
+from pathlib import Path
 
 METHOD_ENTRY = "methods.{method}"
 
@@ -116,3 +117,49 @@ def job_options(config: dict, stage: str, dataset: dict, method: str | None = No
 def opts_arg(config: dict, stage: str, dataset: dict, method: str | None = None) -> str:
     """``job_options`` as the shell-quoted JSON of a rule's ``--opts`` (sorted keys: a stable param)."""
     return shlex.quote(json.dumps(job_options(config, stage, dataset, method), sort_keys=True))
+
+
+# Weights the user points the config at, by key, with the option that says whether the stage uses them
+# (key, (option, values that use the weights) or None: always when set). Their paths are options (a new
+# path reruns the stage); the files are also the rules' inputs (``weight_files``) and every clip's in the
+# per-clip loop, so a file replaced at the same path (a newer mtime, as Snakemake compares inputs) reruns
+# the stage too. Left out: coeffs.deca_dir, a whole DECA checkout (its files are the code's, not a list
+# of weights).
+WEIGHT_KEYS: dict[str, tuple[str, tuple] | None] = {
+    "features.pretrained_dir": ("features.kind", ("wav2vec2", "hubert")),
+    "transcript.whisper_model_dir": ("transcript.backend", ("whisper",)),
+    "eval.fid_inception": None,
+    "eval.fvd_i3d": None,
+    "eval.lpips_alexnet": None,
+    "eval.arcface_model": None,
+    "eval.flame_model": None,
+    "eval.flame_masks": None,
+}
+
+
+def _get(config: dict, key: str):
+    node = config
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def _reads(stage: str, key: str) -> bool:
+    """Whether ``stage`` reads ``key`` (declared as the key itself or as a section above it)."""
+    return any(key == k or key.startswith(k + ".") for k in stage_keys(stage))
+
+
+def weight_files(config: dict, stage: str) -> list[str]:
+    """The weight files ``stage`` reads under ``config``: each configured file, and a configured folder's
+    files (a transformers or faster-whisper checkpoint folder: its weights, config and tokenizer files).
+    A path that does not exist is returned as it is, so Snakemake names it as a missing input."""
+    out: list[str] = []
+    for key, used in WEIGHT_KEYS.items():
+        path = _get(config, key)
+        if not path or not _reads(stage, key) or (used is not None and _get(config, used[0]) not in used[1]):
+            continue
+        p = Path(path)
+        out += sorted(str(f) for f in p.iterdir() if f.is_file()) if p.is_dir() else [str(p)]
+    return out

@@ -9,6 +9,7 @@ from ksdiff import config
 from ksdiff.data import manifest, shards
 from ksdiff.io import parquet
 from ksdiff.stage_config import stage_options
+from tests.test_features import tiny_wav2vec2  # noqa: F401  (fixture: a transformers checkpoint folder)
 
 
 def _work(tmp_path, clips, calls, fail=(), interrupt=None, inputs=()):
@@ -160,3 +161,22 @@ def test_a_stage_records_an_unreadable_clip_with_its_reason(tmp_path, clip_facto
     shards.run_stage(config.defaults(sample_rate=8000), "audio", str(tmp_path / "m.parquet"), str(res),
                      str(tmp_path / "s.parquet"))
     assert set(_summary(tmp_path / "s.parquet")["action"]) == {"ran"}
+
+
+def test_a_replaced_speech_encoder_redoes_every_clips_features(tmp_path, clip_factory, tiny_wav2vec2):  # noqa: F811
+    """features.pretrained_dir's files are each clip's inputs: the same folder with a newer weights file
+    (a model replaced in place) reruns the features of every clip; untouched, every clip is kept."""
+    clip_factory("clips/WRA_A_000.mp4", seconds=0.6)
+    cfg = config.defaults(features={"kind": "wav2vec2", "pretrained_dir": str(tiny_wav2vec2)})
+    manifest.build_manifest(cfg, str(tmp_path / "clips"), "d", str(tmp_path / "m.parquet"))
+    res, m, s = tmp_path / "results", str(tmp_path / "m.parquet"), str(tmp_path / "s.parquet")
+    for stage in ("audio", "features"):
+        shards.run_stage(cfg, stage, m, str(res), s)
+    assert _summary(s).loc["WRA_A_000", "status"] == "ok"
+    shards.run_stage(cfg, "features", m, str(res), s)
+    assert set(_summary(s)["action"]) == {"kept"}
+    weights = tiny_wav2vec2 / "model.safetensors"
+    later = (res / "features/WRA_A_000.parquet").stat().st_mtime + 10
+    os.utime(weights, (later, later))
+    shards.run_stage(cfg, "features", m, str(res), s)
+    assert set(_summary(s)["action"]) == {"ran"}

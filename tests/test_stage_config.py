@@ -10,7 +10,7 @@ import yaml
 
 from ksdiff import config, plan
 from ksdiff.data import shards
-from ksdiff.stage_config import METHOD_ENTRY, STAGE_KEYS, job_options, stage_options
+from ksdiff.stage_config import METHOD_ENTRY, STAGE_KEYS, job_options, stage_options, weight_files
 from tests.conftest import REPO
 
 TWO = [{"name": "a", "root": "data/a", "synthetic": True}, {"name": "b", "root": "/data/b", "layout": "folder"}]
@@ -130,3 +130,22 @@ def test_the_workflow_plans_in_an_environment_without_torch(tmp_path):
                        cwd=REPO, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert "checkpoint listing:" in r.stdout
+
+
+def test_weight_files_are_the_files_a_stage_reads(tmp_path):
+    """The rules' and the per-clip loop's weight inputs: a configured file as it is, a checkpoint folder's
+    files, only for the stages that read the key and only when the option that uses them is on."""
+    enc = tmp_path / "w2v"
+    enc.mkdir()
+    for name in ("config.json", "model.safetensors"):
+        (enc / name).write_text(name)
+    (enc / "sub").mkdir()  # folders inside are not files
+    fid = tmp_path / "pt_inception.pth"
+    cfg = config.defaults(features={"kind": "wav2vec2", "pretrained_dir": str(enc)},
+                          eval={"fid_inception": str(fid), "flame_masks": None})
+    assert weight_files(cfg, "features") == [str(enc / "config.json"), str(enc / "model.safetensors")]
+    for stage in ("evaluate", "evaluate_ground_truth", "evaluate_external"):
+        assert weight_files(cfg, stage) == [str(fid)]  # missing on disk: Snakemake names it as a missing input
+    assert weight_files(cfg, "train") == [] and weight_files(cfg, "audio") == []
+    assert weight_files(config.defaults(features={"kind": "logmel", "pretrained_dir": str(enc)}), "features") == []
+    assert weight_files(config.defaults(), "transcript") == []

@@ -36,7 +36,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ksdiff.io import parquet, schemas
-from ksdiff.stage_config import stage_options
+from ksdiff.stage_config import stage_options, weight_files
 
 log = logging.getLogger(__name__)
 
@@ -285,10 +285,12 @@ def run_stage(cfg: dict, stage: str, manifest: str, results: str, out: str, basi
     results_p = Path(results)
     extra = {"manifest": manifest, "basis": basis}
     rows = parquet.read_table(manifest, "manifest").table.to_pylist()
+    weights = [Path(p) for p in weight_files(cfg, stage)]  # a replaced encoder redoes every clip
 
     def work(row):
         kwargs, table, others, inputs = st.files(results_p, row["clip_id"], row, extra)
-        return ClipWork(row["clip_id"], lambda: fn(cfg=cfg, **kwargs), table, st.table, [table, *others], inputs)
+        return ClipWork(row["clip_id"], lambda: fn(cfg=cfg, **kwargs), table, st.table, [table, *others],
+                        [*inputs, *weights])
 
     run_loop((work(r) for r in rows), options_hash(stage_options(cfg, stage), st.table), out, stage=stage,
              shard=Path(out).stem, fatal=_fatal_errors())

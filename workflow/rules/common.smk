@@ -7,7 +7,7 @@ import sys
 from snakemake.exceptions import WorkflowError
 
 from ksdiff import plan
-from ksdiff.stage_config import opts_arg
+from ksdiff.stage_config import opts_arg, weight_files
 
 # The configured datasets and, per external method's videos (eval.external), a dataset
 # of its own, "{dataset}-ext-{name}" (EXTERNAL_OF: pseudo-dataset -> its dataset).

@@ -31,6 +31,7 @@ rule evaluate:
         shards=f"{RESULTS}/{{dataset}}/test_shards.parquet",
         predictions=f"{PREDICTIONS}/{{dataset}}/shards/{{method}}/{{shard}}.parquet",
         syncnet=syncnet_weights,
+        weights=weight_files(config, "evaluate"),  # FID/FVD/LPIPS/CSIM/FLAME files the config names
     output:
         f"{METRICS}/{{dataset}}/shards/{{method}}/{{shard}}.parquet",
     params:
@@ -57,6 +58,7 @@ rule evaluate_ground_truth:
         tables=dataset_tables,
         shards=f"{RESULTS}/{{dataset}}/test_shards.parquet",
         syncnet=syncnet_weights,
+        weights=weight_files(config, "evaluate_ground_truth"),  # FID/FVD/LPIPS/CSIM/FLAME files the config names
     output:
         f"{METRICS}/{{dataset}}/shards/ground_truth/{{shard}}.parquet",
     params:
@@ -155,6 +157,7 @@ rule evaluate_external:
         checks=f"{RESULTS}/{{dataset}}/external_qc/{{method}}/{{shard}}.parquet",
         videos=external_shard("audio", "landmarks", "coeffs"),
         syncnet=syncnet_weights,
+        weights=weight_files(config, "evaluate_external"),  # FID/FVD/LPIPS/CSIM/FLAME files the config names
     output:
         f"{METRICS}/{{dataset}}/shards/ext-{{method}}/{{shard}}.parquet",
     params:

@@ -95,6 +95,7 @@ rule transcript:
         manifest=f"{RESULTS}/{{dataset}}/manifest/{{shard}}.parquet",
         audio=f"{RESULTS}/{{dataset}}/shards/audio/{{shard}}.parquet",
         text=known_text,
+        weights=weight_files(config, "transcript"),  # a whisper model folder's files (transcript.backend whisper)
     output:
         f"{RESULTS}/{{dataset}}/shards/transcript/{{shard}}.parquet",
     params:
@@ -206,6 +207,7 @@ rule features:
     input:
         manifest=f"{RESULTS}/{{dataset}}/manifest/{{shard}}.parquet",
         audio=f"{RESULTS}/{{dataset}}/shards/audio/{{shard}}.parquet",
+        weights=weight_files(config, "features"),  # the speech encoder's files (features.kind wav2vec2/hubert)
     output:
         f"{RESULTS}/{{dataset}}/shards/features/{{shard}}.parquet",
     params:
