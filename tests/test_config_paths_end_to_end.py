@@ -11,7 +11,9 @@ leaderboards (issue 25 item 0: paths that had unit tests only):
 - a QC threshold: a clip shorter than dataset.min_duration_s is recorded unusable with its reason and the rest
   of its dataset runs to the end.
 External methods' videos (ids unknown to the dataset, videos without audio, several shards) are run through
-the workflow in tests/test_external_end_to_end.py.
+the workflow in tests/test_external_end_to_end.py; the VoxCeleb, auto and raw-HDTF layouts, the ablations'
+and DiffSpeaker's training, landmark and coefficient options away from their defaults (468 points) and an
+external folder missing a test clip's video in tests/test_layouts_end_to_end.py.
 """
 import shutil
 import subprocess
