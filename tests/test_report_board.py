@@ -159,3 +159,15 @@ def test_with_every_metric_of_the_registry_each_is_in_its_own_familys_table_once
     assert all(families.title(BY_NAME[k].family) == title for k, title in placed)
     assert len(board.overview.metrics) == len(fams)  # the overview: one ranking column per family
     assert all(t.primary in families.PRIMARY[f] for t, f in zip(board.tables, fams))
+
+
+def test_a_method_scored_on_fewer_clips_is_never_marked_best():
+    """An external method whose folder lacks some test clips' videos has a mean over other clips: its
+    better-looking value is shown with its n, and the best mark goes to the best method on every clip."""
+    s = _summary()
+    s.loc[(s.method == "a") & (s.metric == LVE), ["mean", "n_clips"]] = [0.001, 1]
+    lip = _table(build_board(s, n_clips={m: 10 for m in s.method}), "Lip shape")
+    marked = [r.method for r in lip.rows if lip.shown(r)[3].best]
+    assert marked == ["b"]  # 0.03 on 10 clips, not a's 0.001 on 1
+    a = next(r for r in lip.rows if r.method == "a")
+    assert lip.shown(a)[3].interval.endswith("(n=1)")

@@ -88,7 +88,7 @@ class BoardTable:
     primary: str | None = None
     ranked: bool = True
     with_parameters: bool = False
-    best: dict = field(default_factory=dict)  # metric -> best ranking key among the methods
+    best: dict = field(default_factory=dict)  # metric -> (best ranking key, its clips) among the methods (_best)
 
     def columns(self) -> list[tuple[str, str]]:
         """(head, 'num' | 'text'): how the HTML sorts each column."""
@@ -116,7 +116,8 @@ class BoardTable:
         if int(r["n_clips"]) != row.n_clips:
             interval += f" (n={int(r['n_clips'])})"
         key = ranking_key(metric, r["mean"], self.gt.get(metric))
-        best = row.role == METHOD and key is not None and metric in self.best and key == self.best[metric]
+        best = (row.role == METHOD and key is not None and metric in self.best
+                and (key, int(r["n_clips"])) == self.best[metric])
         return Shown(fmt(r["mean"]), interval, key, best, flagged)
 
 
@@ -157,14 +158,19 @@ def _sorted(rows: list[Row], primary: str | None, gt: dict) -> list[Row]:
 
 
 def _best(rows: list[Row], metrics: list[str], gt: dict, flags: dict) -> dict:
+    """metric -> (best ranking key, number of clips) among the methods scored on the most clips in that
+    column: a method scored on fewer clips (an external folder missing videos) is a mean over other clips,
+    so it is shown with its n but never marked best against the others."""
     out = {}
     for k in metrics:
         if k in flags:
             continue  # a column that cannot tell ground truth from the floors names no best method
-        keys = [ranking_key(k, r.cells[k]["mean"], gt.get(k)) for r in rows if r.role == METHOD and k in r.cells]
-        keys = [x for x in keys if x is not None]
-        if keys:
-            out[k] = min(keys)
+        cells = [(ranking_key(k, r.cells[k]["mean"], gt.get(k)), int(r.cells[k]["n_clips"]))
+                 for r in rows if r.role == METHOD and k in r.cells]
+        cells = [c for c in cells if c[0] is not None]
+        if cells:
+            n = max(c[1] for c in cells)
+            out[k] = (min(key for key, m in cells if m == n), n)
     return out
 
 
@@ -229,6 +235,7 @@ def markdown(t: BoardTable) -> str:
 LEGEND = ("Each family's table ranks the methods by its ranking metric (named above the table; ties share a rank) "
           "by the mean over clips: where two methods' intervals overlap, their order is not resolved. ↓: lower is "
           "better, ↑: higher, → 0: closer to 0, → GT: closer to ground truth's value. Bold: the "
-          "best method in that column (none in a column the sanity check flags). Ground truth and the floors "
+          "best method in that column among those scored on the most clips (a value marked (n=k) covers fewer; "
+          "none in a column the sanity check flags). Ground truth and the floors "
           "(mismatched: another clip's motion; static: the mean face) follow the methods as reference rows, "
           "neither ranked nor marked.")
