@@ -29,3 +29,10 @@ def present_points(landmarks) -> np.ndarray:
 def frames_with_points(landmarks) -> np.ndarray:
     """(T,) whether each frame of ``landmarks`` (T, N, C) has every extracted point (NaN rows: no face)."""
     return np.isfinite(present_points(landmarks)).all(axis=(1, 2))
+
+
+def frames_in_both(gt, pred) -> np.ndarray:
+    """(n,) over the first n = min(len(gt), len(pred)) frames: whether both have every extracted point
+    (the frames a per-frame comparison of two landmark sequences, LVE, MOD or FDD, can use)."""
+    n = min(len(gt), len(pred))
+    return frames_with_points(gt[:n]) & frames_with_points(pred[:n])

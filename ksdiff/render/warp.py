@@ -34,7 +34,7 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from ksdiff.landmark_points import present_points
+from ksdiff.landmark_points import N_MESH, present_points
 from ksdiff.render.triangles import (
     LOWER_INNER_LIP,
     UPPER_INNER_LIP,
@@ -263,7 +263,7 @@ class FaceWarper:
             raise ValueError(f"reference frame must be (H, W, 3) uint8, got {ref_rgb.shape} {ref_rgb.dtype}")
         ref_landmarks = np.asarray(ref_landmarks, dtype=np.float64)
         # the irises (468-477) are NaN with landmarks.refine_landmarks false; the mesh is the 468 points
-        if ref_landmarks.ndim != 2 or ref_landmarks.shape[0] < 468 or not np.isfinite(present_points(ref_landmarks)).all():
+        if ref_landmarks.ndim != 2 or ref_landmarks.shape[0] < N_MESH or not np.isfinite(present_points(ref_landmarks)).all():
             raise ValueError(f"reference landmarks must be finite (478, 3) pixels (or 468 without irises), got {ref_landmarks.shape}")
         self.ref = ref_rgb
         self.size = ref_rgb.shape[:2]

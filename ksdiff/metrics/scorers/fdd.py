@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ksdiff.landmark_points import frames_with_points
+from ksdiff.landmark_points import frames_in_both
 from ksdiff.metrics.clip import ClipInputs, Row
 from ksdiff.metrics.fdd import fdd
 from ksdiff.metrics.lve import inter_ocular_distance
@@ -24,7 +24,7 @@ def _rows(name: str, clip: ClipInputs, gt: np.ndarray, pred_of, template, idx, s
     for s in clip.samples:
         pred = pred_of(s)
         n = min(len(pred), len(gt))
-        m = frames_with_points(gt[:n]) & frames_with_points(pred[:n])  # the irises need not be there
+        m = frames_in_both(gt, pred)  # the irises need not be there
         if m.sum() < 2:
             rows.append(Row(s, name, float("nan"), f"FDD: {int(m.sum())} frame(s) valid in both prediction and "
                             "ground truth; a standard deviation over time needs 2"))

@@ -11,7 +11,7 @@ import logging
 
 import numpy as np
 
-from ksdiff.landmark_points import frames_with_points
+from ksdiff.landmark_points import frames_in_both
 from ksdiff.metrics.clip import ClipInputs, Row
 from ksdiff.metrics.lve import inter_ocular_distance, lve, lve_name
 from ksdiff.metrics.motion import flame_vertices
@@ -31,7 +31,7 @@ def lve_rows(s: int, pred: np.ndarray, gt: np.ndarray, lip_idx, scale: float, fl
     n = min(len(pred), len(gt))
     if len(pred) != len(gt):
         log.warning("%s sample %d: %d frames vs %d in ground truth; LVE on the first %d", clip_id, s, len(pred), len(gt), n)
-    m = frames_with_points(gt[:n]) & frames_with_points(pred[:n])  # the irises need not be there
+    m = frames_in_both(gt, pred)  # the irises need not be there
     if not m.any():
         return [Row(s, k, float("nan"), "no frame valid in both prediction and ground truth") for k in names(flame)]
     return [Row(s, k, lve(pred[:n][m], gt[:n][m], lip_idx, v, scale)) for v, k in zip(PROTOCOL.lve_variants, names(flame))]

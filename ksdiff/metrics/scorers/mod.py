@@ -2,7 +2,7 @@
 truth on landmark meshes; FLAME tables record why it is undefined. Ground truth is scored too (0)."""
 from __future__ import annotations
 
-from ksdiff.landmark_points import frames_with_points
+from ksdiff.landmark_points import frames_in_both
 from ksdiff.metrics.clip import ClipInputs, Row
 from ksdiff.metrics.lve import inter_ocular_distance
 from ksdiff.metrics.mod import mod
@@ -22,7 +22,7 @@ def score(clip: ClipInputs) -> list[Row]:
     for s in clip.samples:
         pred = clip.decoded(s)[0]
         n = min(len(pred), len(gt))
-        m = frames_with_points(gt[:n]) & frames_with_points(pred[:n])  # the irises need not be there
+        m = frames_in_both(gt, pred)  # the irises need not be there
         rows.append(Row(s, MOD, mod(pred[:n][m], gt[:n][m], scale=scale)) if m.any() else
                     Row(s, MOD, float("nan"), "no frame valid in both prediction and ground truth"))
     return rows
