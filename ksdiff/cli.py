@@ -33,7 +33,8 @@ P = {"required": True}  # a required path flag
 
 # --- preprocessing (issue 2) ---------------------------------------------------
 command("synth", "ksdiff.data.synth.corpus:make_corpus", "generate the synthetic talking-head corpus",
-        ("--out", P), ("--layout", {"default": "hdtf", "choices": ["hdtf", "voxceleb"]}))
+        ("--out", P), ("--layout", {"default": "hdtf", "choices": ["hdtf", "voxceleb"]}),
+        ("--threads", {"type": int, "default": 1, "help": "worker processes (speakers in parallel; same files)"}))
 command("hdtf-prepare", "ksdiff.data.hdtf_prepare:prepare_hdtf",
         "raw HDTF (downloads + annotation files) -> 512x512 25 fps clips and a preparation table",
         ("--videos", P), ("--annotations", P), ("--out", P),

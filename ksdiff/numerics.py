@@ -118,7 +118,10 @@ def torch_settings(mode: str | None = None) -> None:
     torch.backends.mkldnn.enabled = False  # see the module's docstring: oneDNN's blocking follows the caches
     torch.backends.nnpack.set_flags(False)  # and so does NNPACK's, which torch uses once oneDNN is off
     # warn_only: an op without a deterministic implementation (a few CUDA ones) warns instead of stopping a run.
-    torch.use_deterministic_algorithms(True, warn_only=True)
+    # The switch itself, not torch.use_deterministic_algorithms: that wrapper first imports torch._inductor (1.3 s
+    # of CPU in every job: about 45 s of the demo's 35 jobs) to set the compiler's flag, and ksdiff compiles
+    # nothing (tests/test_numerics.py checks that the switch is on and that no job loads the compiler).
+    torch._C._set_deterministic_algorithms(True, warn_only=True)
     # Deterministic mode also fills every new tensor with NaN (to expose reads of uninitialised memory): a
     # cost on every allocation that changes no result of correct code.
     torch.utils.deterministic.fill_uninitialized_memory = False

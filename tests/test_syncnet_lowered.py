@@ -52,6 +52,18 @@ def test_lowered_lip_stream_equals_syncnets_forward(model, crops):
         LoweredLip(model).embed(torch.from_numpy(crops[:6]), 3)
 
 
+def test_repeated_frames_reuse_their_product_with_the_same_bits(model, crops):
+    """A frozen stretch (the static-face floor's video) reuses the frame before's first-layer product: the
+    embeddings are the same bits as recomputing every frame, and still S's forward's within rounding."""
+    frozen = crops.copy()
+    frozen[3:9] = frozen[2]  # frames 2..8 equal: windows 2..4 identical, 0..1 and 5..8 mixed
+    f = torch.from_numpy(frozen)
+    reused = LoweredLip(model).embed(f, N_WIN)
+    assert torch.equal(reused, LoweredLip(model).embed(f, N_WIN, reuse_repeats=False))
+    assert torch.equal(reused[2], reused[3]) and torch.equal(reused[3], reused[4])
+    assert _rel(reused, _reference(model, frozen, N_WIN)) < 1e-5
+
+
 def test_lowered_audio_stream_equals_syncnets_forward(model):
     x = torch.from_numpy(np.random.default_rng(4).standard_normal((7, 1, 13, 20)).astype(np.float32))
     with torch.inference_mode():

@@ -105,6 +105,20 @@ def test_deterministic_from_seed(corpora, tmp_path):
     assert not t1.table.equals(t2.table)
 
 
+def test_worker_processes_write_the_same_files(corpora, tmp_path):
+    """threads=2 (the workflow's synth job) spreads the speakers over two processes: every file, the videos
+    included, is the same bytes as the one-process corpus's."""
+    from ksdiff.data.synth.corpus import make_corpus
+
+    cfg, root = corpora
+    assert make_corpus(cfg, tmp_path, "hdtf", threads=2) == 0
+    one = sorted(p.relative_to(root / "hdtf") for p in (root / "hdtf").rglob("*") if p.is_file())
+    two = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*") if p.is_file())
+    assert one == two and len(one) == 2 * 3 + 2  # 2 clips x (mp4, txt, motion) + speakers.json + .complete
+    for rel in one:
+        assert (tmp_path / rel).read_bytes() == (root / "hdtf" / rel).read_bytes(), rel
+
+
 def test_rerun_is_a_no_op(corpora):
     from ksdiff.data.synth.corpus import make_corpus
 

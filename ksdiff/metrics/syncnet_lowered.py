@@ -134,20 +134,26 @@ class LoweredLip:
     def window(self) -> int:
         return self.layers[0][3]
 
-    def first_layer(self, frames: torch.Tensor, n_win: int) -> Iterator[torch.Tensor]:
+    def first_layer(self, frames: torch.Tensor, n_win: int, reuse_repeats: bool = True) -> Iterator[torch.Tensor]:
         """Each window's first layer (conv, BatchNorm, ReLU, max pool) as a (1, H', W', 96) NHWC map, in
-        window order; ``frames``: (T, H, W, 3) uint8 or float, BGR, contiguous."""
+        window order; ``frames``: (T, H, W, 3) uint8 or float, BGR, contiguous.
+
+        A frame equal to the one before it (a frozen video: the static-face floor, a method that holds a
+        frame) reuses that frame's product: the product of one frame does not depend on any other, so the
+        result is the same bits (``reuse_repeats=False`` recomputes it; tests/test_syncnet_lowered.py)."""
         _, wm, bias, kt, (kh, kw), (sh, sw), _ = self.layers[0]
         n_frames, h, w, c = frames.shape
         ho, wo, out = (h - kh) // sh + 1, (w - kw) // sw + 1, bias.shape[0]
         cols = torch.empty(ho, wo, kh, kw * c)
         s_f, s_h, s_w, _ = frames.stride()
         open_windows: dict[int, torch.Tensor] = {}
+        y = None
         for f in range(min(n_frames, n_win + kt - 1)):
-            # the frame's patches: each (kw, c) run is contiguous in an HWC frame; uint8 -> float here
-            cols.copy_(frames.as_strided((ho, wo, kh, kw * c), (sh * s_h, sw * s_w, s_h, 1),
-                                         frames.storage_offset() + f * s_f))
-            y = (cols.view(ho * wo, -1) @ wm).view(ho * wo, kt, out)
+            if not (reuse_repeats and y is not None and torch.equal(frames[f], frames[f - 1])):
+                # the frame's patches: each (kw, c) run is contiguous in an HWC frame; uint8 -> float here
+                cols.copy_(frames.as_strided((ho, wo, kh, kw * c), (sh * s_h, sw * s_w, s_h, 1),
+                                             frames.storage_offset() + f * s_f))
+                y = (cols.view(ho * wo, -1) @ wm).view(ho * wo, kt, out)
             for t in range(kt):
                 i = f - t
                 if 0 <= i < n_win:
@@ -167,7 +173,7 @@ class LoweredLip:
         return self.fc(h.reshape(h.shape[0], -1))
 
     @torch.inference_mode()
-    def embed(self, frames: torch.Tensor, n_win: int, batch_size: int = 32) -> torch.Tensor:
+    def embed(self, frames: torch.Tensor, n_win: int, batch_size: int = 32, reuse_repeats: bool = True) -> torch.Tensor:
         """(n_win, D) embeddings of the windows starting at frames 0..n_win-1 of ``frames`` (T, H, W, 3) BGR."""
         if frames.ndim != 4 or frames.shape[-1] != 3:
             raise ValueError(f"frames must be (T, H, W, 3); got {tuple(frames.shape)}")
@@ -176,7 +182,7 @@ class LoweredLip:
                              f"got {len(frames)}")
         frames = frames.contiguous()
         out, batch = [], []
-        for m in self.first_layer(frames, n_win):
+        for m in self.first_layer(frames, n_win, reuse_repeats):
             batch.append(m)
             if len(batch) == batch_size:
                 out.append(self.rest(torch.cat(batch)))

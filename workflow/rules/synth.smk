@@ -10,11 +10,12 @@ rule synth:
         opts=opts("synth"),
     log:
         f"{LOGS}/synth_corpus/{{root}}.log",
-    threads: 1
+    threads: 2  # speakers in parallel, the same files (ksdiff.data.synth.corpus.make_corpus)
     resources:
-        mem_mb=2000,
+        mem_mb=3000,
     conda:
         "../../envs/ksdiff.yaml"
     shell:
-        "ksdiff synth --out {wildcards.root} --layout {params.layout} --opts {params.opts} > {log} 2>&1"
+        "ksdiff synth --out {wildcards.root} --layout {params.layout} --threads {threads} --opts {params.opts}"
+        " > {log} 2>&1"
 
