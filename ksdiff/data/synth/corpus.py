@@ -29,6 +29,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from ksdiff.io.files import atomic_write_bytes
 from ksdiff.io.parquet import write_failure, write_table
@@ -217,9 +218,16 @@ def _make_speaker(root: Path, cfg: dict, layout: str, spk: Speaker,
     return spk, files, failed
 
 
+# One BLAS thread in every process that makes clips: OpenBLAS splits some sums over its threads, so the corpus
+# would depend on how many there are (measured: with 2, 14 of the demo's 60 motion tables and 4 of its videos
+# came out different in their last bits), and a job's thread count is the machine's or the rule's, not the
+# corpus's.
+BLAS_THREADS = 1
+
+
 def _speaker_job(root: Path, cfg: dict, layout: str, spk: Speaker) -> tuple[Speaker, list[str], list[str]]:
     """One speaker in a worker process, with a detector of its own (``threads`` > 1)."""
-    with faces.MeshDetector() as detector:
+    with threadpool_limits(BLAS_THREADS), faces.MeshDetector() as detector:
         return _make_speaker(root, cfg, layout, spk, detector)
 
 
@@ -227,8 +235,8 @@ def make_corpus(cfg: dict, out: str | os.PathLike, layout: str = "hdtf", threads
     """Generate the corpus into ``out``; 0 when complete, 1 when some clip failed.
 
     ``threads`` > 1 makes the speakers in that many worker processes. Every speaker and clip draws from its
-    own seeded generator and the photo's mesh is found in still-image mode, so the files are the same bytes
-    whatever ``threads`` is (tests/test_synth.py): the demo's first job, which has the machine to itself,
+    own seeded generator, the photo's mesh is found in still-image mode and every process runs one BLAS
+    thread, so the files are the same bytes whatever ``threads`` is (tests/test_synth.py): the demo's first job, which has the machine to itself,
     takes half the time on 2 cores."""
     from tqdm import tqdm
 
@@ -261,7 +269,7 @@ def make_corpus(cfg: dict, out: str | os.PathLike, layout: str = "hdtf", threads
     done = []  # (speaker, files, failed) in speaker order, however the work was spread
     try:
         if threads == 1 or len(speakers) == 1:
-            with faces.MeshDetector() as detector:
+            with threadpool_limits(BLAS_THREADS), faces.MeshDetector() as detector:
                 for spk in speakers:
                     done.append(_make_speaker(root, cfg, layout, spk, detector))
                     bar.update(sc["clips_per_speaker"])
