@@ -125,6 +125,7 @@ def clip_columns(rng, dim: int, zeros: bool) -> dict:
         "word_end_s": pa.array([starts + 0.3], pa.list_(pa.float64())),
         "anchor": pa.array([json.dumps(anchor)]),
         "coeffs_attrs": pa.array([json.dumps({"backend": "landmarks", "fps": FPS, "n_expr": K})]),
+        "template": _flat(f(478, 3).astype(np.float64), pa.float64()),  # zeros: a hole, like the other arrays
         "feat_attrs": pa.array([json.dumps({"kind": "logmel" if dim == 80 else "wav2vec2", "rate_hz": RATE,
                                             "dim": dim, "checkpoint": ""})]),
         "inputs": pa.array(["[]"]),
@@ -132,7 +133,7 @@ def clip_columns(rng, dim: int, zeros: bool) -> dict:
 
 
 def hole_addresses(cols: dict) -> set[int]:
-    return {cols[c].values.buffers()[1].address for c in ("head", "expr", "feat", "prosody")}
+    return {cols[c].values.buffers()[1].address for c in ("head", "expr", "feat", "prosody", "template")}
 
 
 def clip_name(i: int) -> str:

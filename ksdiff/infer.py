@@ -1,5 +1,11 @@
 """`ksdiff infer`: predictions for one clip in the 'coeffs' schema, from a model or a non-learned baseline.
 
+Learned methods read the clip from the dataset's packs (ksdiff.data.packs, as training does): its speech
+features, prosody, transcript tokens, anchor and identity template, one record batch of a memory-mapped
+file found from the packs' indexes, no per-clip table opened. A clip whose tables changed after it was
+packed is refused (rerun ``ksdiff pack``), never predicted from stale arrays; one the pack step refused is
+skipped with the reason its index records.
+
 Learned methods: the clip's speech features and transcript -> ``n_samples``
 samples of the whole clip (windows chained by ``sample_long``), de-normalised
 with the statistics stored in the checkpoint and placed at the clip's anchor
@@ -25,7 +31,7 @@ samples ``infer.batch_size`` clips per batch on the chosen device (``Predictor``
 ``sample_clips``): each clip keeps its own noise stream, so batching changes a
 clip's motion only by float32 rounding.
 
-Baselines (no checkpoint):
+Baselines (no checkpoint; they read the clips' coeffs tables, and ``mismatched`` another clip's):
   static      the mean face: the training mean head pose (relative to the
               reference, so the head holds the clip's reference pose, shifted by
               the training clips' average drift from their first frame) and zero
@@ -51,11 +57,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 import torch
 
 from ksdiff.config import BASELINES
 from ksdiff.data import dataset as ds
 from ksdiff.data import motion
+from ksdiff.data.packs import (INPUT_FOLDERS, PACK_DIR, PackSet, StalePackError, inputs_signature, pack_indexes,
+                               read_indexes, template_of)
 from ksdiff.io import parquet
 from ksdiff.models import sample_long
 from ksdiff.models.noise import ClipGenerators
@@ -120,7 +130,7 @@ def check_features(payload: dict, feat_attrs: dict, dim: int) -> None:
 
 @dataclass
 class ClipSpeech:
-    """One clip's speech arrays (ksdiff.data.dataset.load_clip) and its sampling seed."""
+    """One clip's speech arrays (ksdiff.data.dataset.ClipArrays, from its pack) and its sampling seed."""
 
     feat: np.ndarray
     feat_valid: np.ndarray
@@ -314,8 +324,22 @@ class Predictor:
         ckpt = Path(self.checkpoint)
         return _loaded_model(str(ckpt), ckpt.stat().st_mtime_ns if ckpt.exists() else 0, self.method, self.icfg.device)
 
+    @functools.cached_property
+    def packed(self) -> tuple[PackSet, dict[str, int], dict[str, str]]:
+        """The clips' record batches, found from the packs' indexes (read once per job): (the packs, clip ->
+        its position among them, clip -> why its pack step did not pack it)."""
+        indexes = pack_indexes(self.results)
+        table = read_indexes(indexes)
+        packs = PackSet(indexes, self.clips, table)
+        pos = {c: i for i, c in enumerate(packs.clip_ids.to_pylist())}
+        mine = table.filter(pc.is_in(table.column("clip_id"), value_set=pa.array(self.clips, pa.string())))
+        why = {r["clip_id"]: r["reason"] if r["status"] == parquet.SKIPPED else f"not packed: {r['status']}: {r['reason']}"
+               for r in mine.select(["clip_id", "status", "reason"]).to_pylist()}
+        return packs, pos, why
+
     def _ground_truth(self, clip: str) -> tuple[motion.Anchor, int, dict] | str:
-        """(anchor, motion frames, attrs every prediction of the clip carries), or why the clip is skipped."""
+        """A baseline's clip from its coeffs table: (anchor, motion frames, attrs every prediction of the clip
+        carries), or why the clip is skipped."""
         path = self.results / "coeffs" / f"{clip}.parquet"
         gt = parquet.read_table(path, "coeffs") if path.exists() else None
         if gt is None or not gt.ok:
@@ -329,18 +353,33 @@ class Predictor:
         return anchor, len(motion.motion_from_coeffs(gt)[0]), attrs
 
     def _prepare(self, clip: str) -> _Ready | str:
-        """A model's clip read and checked (CheckpointError where it does not fit the model), or why skipped."""
+        """A model's clip read from its pack and checked (CheckpointError where it does not fit the model,
+        StalePackError where its tables changed since it was packed), or why it is skipped."""
         from ksdiff.models.transcript import tokenizer
 
-        gt = self._ground_truth(clip)
-        if isinstance(gt, str):
-            return gt
-        anchor, n_frames, attrs = gt
+        packs, pos, why = self.packed
+        i = pos.get(clip)
+        if i is None:
+            if clip in why:
+                return why[clip]
+            missing = [f for f in INPUT_FOLDERS if not ds.clip_path(self.results, f, clip).exists()]
+            return (f"{missing[0]}: output missing" if missing else
+                    f"in no pack of {self.results / PACK_DIR}: run `ksdiff pack` for its shard first")
+        b = packs.record(i)
+        if b.column("inputs")[0].as_py() != inputs_signature(self.results, clip):
+            raise StalePackError(f"{clip}: its coeffs, features or transcript table changed after it was packed: "
+                                 "rerun `ksdiff pack` for its shard")
         payload, model, _ = self.loaded
-        try:
-            arrays = ds.load_clip(self.results, clip, self.fps, tokenizer(model.cfg))
-        except ds.ClipError as e:
-            return str(e)
+        arrays = packs.clip(i, self.fps, tokenizer(model.cfg))
+        # what every prediction of the clip carries, as its coeffs table's attrs hold it
+        ca, template = arrays.coeffs_attrs, template_of(b)
+        attrs = {k: ca[k] for k in ("backend", "n_expr") if k in ca}
+        if template is not None:
+            attrs["template"] = template
+        if "basis" in ca:
+            attrs["basis"] = ca["basis"]
+        attrs.update(fps=self.fps, clip_id=clip, anchor=arrays.anchor.to_dict())
+        anchor, n_frames = arrays.anchor, arrays.n_frames
         check_features(payload, arrays.feat_attrs, arrays.feat.shape[1])
         if arrays.expr.shape[1] != model.cfg.expr_dim:
             raise CheckpointError(f"the model predicts {model.cfg.expr_dim} expression coefficients, the clip "

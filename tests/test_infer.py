@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from ksdiff.training import loop as train_mod
-from fabricate import fabricate_with_stats, tiny_model_cfg
+from fabricate import fabricate_with_stats, pack_results, tiny_model_cfg
 from ksdiff import cli, config
 from ksdiff.data import dataset as ds
 from ksdiff.data import motion
@@ -151,7 +151,7 @@ def turned_results(root, tmp_path, clip: str, q: np.ndarray):
     ypr = geometry.matrix_to_euler(r)
     cols["yaw"], cols["pitch"], cols["roll"], cols["rotvec"] = ypr[:, 0], ypr[:, 1], ypr[:, 2], geometry.matrix_to_rotvec(r)
     write_table(other / "coeffs" / f"{clip}.parquet", "coeffs", cols, attrs=t.attrs)
-    return other
+    return pack_results(other)  # the workflow's pack step: a model's inference reads the clip from its pack
 
 
 def rotations(path):
@@ -220,6 +220,7 @@ def test_loop_to_length_never_jumps():
 def test_failed_inputs_give_a_skipped_table(setup, tmp_path):
     root, ck, cfg = setup
     write_failure(root / "coeffs" / "ghost.parquet", "coeffs", "landmarks: no face in any frame")
+    pack_results(root)  # the pack step refuses ghost with its coeffs' reason, which inference reports
     out = tmp_path / "g.parquet"
     predict_clip(cfg, str(root), "ghost", str(out), checkpoint=str(ck))
     t = read_table(out, "coeffs")
@@ -228,6 +229,60 @@ def test_failed_inputs_give_a_skipped_table(setup, tmp_path):
     predict_clip(cfg, str(root), "spk0_clip2", str(out), checkpoint=str(ck))
     t = read_table(out, "coeffs")
     assert t.status == "skipped" and "no audio stream" in t.reason
+
+
+def test_a_model_reads_its_clips_from_the_packs_only(setup, tmp_path, monkeypatch):
+    """Issue 21 item 1: inference reads a clip's arrays, anchor and identity template from its pack and opens
+    no per-clip table; what it samples from is, bit for bit, what load_clip reads from the clip's tables, and
+    its prediction carries the attrs (template, anchor, basis) of the clip's coeffs table."""
+    from ksdiff import infer as infer_mod
+    from ksdiff.io import parquet
+    from ksdiff.models.transcript import tokenizer
+    from ksdiff.training.checkpoint import build_from_checkpoint, load_checkpoint
+
+    root, ck, cfg = setup
+    clip, out = "spk3_clip1", tmp_path / "p.parquet"
+    opened, speech = [], []
+    real_read, real_sample = parquet.read_table, infer_mod.sample_clips
+    monkeypatch.setattr(parquet, "read_table", lambda path, *a, **k: opened.append(str(path)) or real_read(path, *a, **k))
+    monkeypatch.setattr(infer_mod, "sample_clips",
+                        lambda model, stats, clips, *a, **k: speech.extend(clips) or real_sample(model, stats, clips, *a, **k))
+    predict_clip(cfg, str(root), clip, str(out), checkpoint=str(ck), n_samples=2, seed=5)
+    assert not [p for p in opened if p.endswith(f"{clip}.parquet")], opened
+    ds.load_clip(root, clip, 25.0)  # the control: reading the tables is seen
+    assert sum(p.endswith(f"{clip}.parquet") for p in opened) == 3
+    monkeypatch.undo()
+    model = build_from_checkpoint(load_checkpoint(str(ck)), torch.device("cpu"))
+    a = ds.load_clip(root, clip, 25.0, tokenizer(model.cfg))
+    (s,) = speech
+    for name in ("feat", "feat_valid", "prosody", "words"):
+        assert np.array_equal(getattr(s, name), getattr(a, name)), name
+    gt, pred = gt_table(root, clip), read_table(out, "coeffs")
+    assert pred.attrs["template"] == gt.attrs["template"] and pred.attrs["basis"] == gt.attrs["basis"]
+    assert pred.attrs["anchor"] == motion.anchor_from_coeffs(gt).to_dict()
+    assert pred.table.num_rows == 2 * a.n_frames
+
+
+def test_a_clip_changed_after_packing_is_refused_not_predicted_stale(setup, tmp_path):
+    import shutil
+    import time
+
+    from ksdiff.data.packs import StalePackError
+
+    root, ck, cfg = setup
+    other = tmp_path / "copy"
+    shutil.copytree(root, other)
+    time.sleep(0.01)
+    t = gt_table(other, "spk3_clip2")
+    from ksdiff.io.parquet import write_table
+
+    write_table(other / "coeffs" / "spk3_clip2.parquet", "coeffs", {f: t.column(f) for f in t.table.column_names},
+                attrs=t.attrs)
+    with pytest.raises(StalePackError, match="rerun `ksdiff pack`"):
+        predict_clip(cfg, str(other), "spk3_clip2", str(tmp_path / "s.parquet"), checkpoint=str(ck))
+    pack_results(other)
+    predict_clip(cfg, str(other), "spk3_clip2", str(tmp_path / "s.parquet"), checkpoint=str(ck))
+    assert read_table(tmp_path / "s.parquet", "coeffs").ok
 
 
 def test_wrong_checkpoints_are_refused(setup, tmp_path):

@@ -34,6 +34,9 @@ is refused. A clip that cannot be packed gets a reasoned ``skipped`` row (a step
 tables disagree: ``dataset.ClipError``) or a ``failed`` row (an unexpected error, retried
 by the next run); neither stops the shard.
 
+Inference reads packs too (ksdiff.infer.Predictor): a test clip's arrays, its anchor and the identity
+template every prediction carries (11 kB of float64 a clip: about 6% of a log-mel pack).
+
 Word tokens are not packed: they depend on the model's tokeniser (phones or words hashed
 into ``vocab_size``), so the transcript's words and times are, and ``tokenize`` runs on
 the clip's words when a window is cut (tens of microseconds for a few dozen words).
@@ -85,6 +88,7 @@ def clip_batch(c: ds.ClipArrays, words: list[str], start_s, end_s, inputs: str =
         return pa.LargeListArray.from_arrays(pa.array([0, len(a)], pa.int64()), pa.array(a, type=t))
 
     coeffs_attrs = {k: v for k, v in c.coeffs_attrs.items() if k != "template"}
+    template = np.asarray(c.coeffs_attrs.get("template", []), np.float64)  # binary: 11 kB a clip, not 15 of JSON
     cols = {
         "clip_id": pa.array([c.clip_id]),
         "n_frames": pa.array([c.n_frames], pa.int32()),
@@ -102,14 +106,16 @@ def clip_batch(c: ds.ClipArrays, words: list[str], start_s, end_s, inputs: str =
         "word_end_s": pa.array([np.asarray(end_s, np.float64)], pa.list_(pa.float64())),
         "anchor": pa.array([json.dumps(c.anchor.to_dict())]),
         "coeffs_attrs": pa.array([json.dumps(coeffs_attrs, sort_keys=True, default=str)]),
+        "template": flat(template, pa.float64()),
         "feat_attrs": pa.array([json.dumps(c.feat_attrs, sort_keys=True, default=str)]),
         "inputs": pa.array([inputs]),
     }
     return pa.RecordBatch.from_arrays([cols[f.name] for f in schemas.PACK], schema=schemas.PACK)
 
 
-def _signature(results: Path, clip: str) -> str:
-    """(mtime_ns, size) of the clip's input tables; a missing one is [0, 0]."""
+def inputs_signature(results: Path, clip: str) -> str:
+    """(mtime_ns, size) of the clip's input tables; a missing one is [0, 0]. A pack's record of a clip is
+    current while this equals its ``inputs`` column (stat calls only, nothing read)."""
     sig = []
     for folder in INPUT_FOLDERS:
         try:
@@ -166,7 +172,7 @@ def pack_shard(cfg: dict, manifest: str, results: str, out: str) -> int:
     with atomic_path(pack_file(out_p)) as tmp, pa.OSFile(tmp, "wb") as sink, pa.ipc.new_file(sink, schema) as w:
         for i, clip in enumerate(clips, 1):
             t = time.perf_counter()
-            sig = _signature(results_p, clip)
+            sig = inputs_signature(results_p, clip)
             prev = old.get(clip)
             batch, row = None, {"clip_id": clip, "inputs": sig, **empty}
             if prev is not None and prev[1] == sig:
@@ -205,6 +211,10 @@ def pack_shard(cfg: dict, manifest: str, results: str, out: str) -> int:
 
 
 # ---------------------------------------------------------------------------- reading
+
+
+class StalePackError(RuntimeError):
+    """A clip's tables changed after its pack was written: its record batch is not what they hold now."""
 
 
 def open_pack(path: str | Path, pack_id: str | None = None) -> pa.ipc.RecordBatchFileReader:
@@ -347,6 +357,13 @@ def _tokens(b: pa.RecordBatch, n: int, fps: float, tokenize, lo: int = 0) -> np.
     keep = np.flatnonzero((end > (lo - 1) / fps) & (start < (n + 1) / fps))  # a frame's margin either side
     words = b.column("words")[0].values.take(pa.array(keep, pa.int64())).to_pylist()
     return tokenize(words, start[keep], end[keep], n, fps)[lo:]
+
+
+def template_of(b: pa.RecordBatch) -> list[list[float]] | None:
+    """A clip's identity template as its coeffs table's attrs hold it ((478, 3) nested lists, the same floats),
+    or None when the table had none."""
+    t = _np(b.column("template").flatten())
+    return t.reshape(-1, 3).tolist() if len(t) else None
 
 
 def clip_arrays(b: pa.RecordBatch, fps: float, tokenize=None) -> ds.ClipArrays:

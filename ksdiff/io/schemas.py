@@ -344,11 +344,13 @@ PACK = pa.schema(
         ("word_end_s", pa.list_(pa.float64())),
         ("anchor", pa.string()),  # JSON, ksdiff.data.motion.Anchor.to_dict
         ("coeffs_attrs", pa.string()),  # JSON, the coeffs table's attrs without 'template'
+        ("template", pa.large_list(pa.float64())),  # the coeffs table's 'template' attr (478 x 3), flattened
         ("feat_attrs", pa.string()),  # JSON, the features table's attrs
         ("inputs", pa.string()),  # JSON [[mtime_ns, size], ...] of the coeffs, features, transcript tables packed
     ]
 )
-VERSIONS["pack"] = 1
+# 2: the identity template, which inference writes into every prediction (it reads packs only).
+VERSIONS["pack"] = 2
 
 # A pack's index, results/{dataset}/packs/{shard}.parquet, and the pack job's shard summary:
 # one row per clip of the shard, packed (status ok, its record batch) or not and why.
@@ -372,7 +374,7 @@ PACK_INDEX = pa.schema(
     ]
 )
 SCHEMAS["pack_index"] = PACK_INDEX
-VERSIONS["pack_index"] = 1
+VERSIONS["pack_index"] = 2  # 2: indexes packs of version 2 (older ones are refused with "rerun ksdiff pack")
 
 # One shard's part of the statistics (ksdiff.data.stats.stats_part): float64 count, mean and
 # sum of squared deviations of its usable training clips, merged with Chan et al.'s update
