@@ -14,10 +14,6 @@ rule syncnet_expert:
     # Every evaluation waits for it: started first, it trains beside the models instead of after them.
     priority: 10
     threads: EXPERT_THREADS
-    # The longest job and the first of the chains that end the run (the expert, then training, then each
-    # method's inference and scoring): started first, so scoring fills the cores' gaps instead of delaying a
-    # model (measured on the demo: the last evaluate job ran alone for a minute). Order only: no number changes.
-    priority: 20
     resources:
         mem_mb=6000,
         runtime=240,

@@ -16,7 +16,6 @@ rule train:
     wildcard_constraints:
         method="|".join(TRAINED) or "^$",
     threads: TRAIN_THREADS
-    priority: 10  # before scoring jobs that could wait (see syncnet_expert's priority)
     resources:
         mem_mb=8000,
         runtime=720,
