@@ -64,8 +64,8 @@ import torch
 from ksdiff.config import BASELINES
 from ksdiff.data import dataset as ds
 from ksdiff.data import motion
-from ksdiff.data.packs import (INPUT_FOLDERS, PACK_DIR, PackSet, StalePackError, inputs_signature, pack_indexes,
-                               read_indexes, template_of)
+from ksdiff.data.packs import (INPUT_FOLDERS, PACK_DIR, PackSet, StalePackError, clip_arrays, inputs_signature,
+                               pack_indexes, read_indexes, template_of)
 from ksdiff.io import parquet
 from ksdiff.models import sample_long
 from ksdiff.models.noise import ClipGenerators
@@ -370,7 +370,7 @@ class Predictor:
             raise StalePackError(f"{clip}: its coeffs, features or transcript table changed after it was packed: "
                                  "rerun `ksdiff pack` for its shard")
         payload, model, _ = self.loaded
-        arrays = packs.clip(i, self.fps, tokenizer(model.cfg))
+        arrays = clip_arrays(b, self.fps, tokenizer(model.cfg))  # the record batch already in hand
         # what every prediction of the clip carries, as its coeffs table's attrs hold it
         ca, template = arrays.coeffs_attrs, template_of(b)
         attrs = {k: ca[k] for k in ("backend", "n_expr") if k in ca}
