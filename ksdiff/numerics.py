@@ -28,7 +28,12 @@ path that every CPU with AVX2 has, and then gives the same bits there:
   EPYCs have 32 KiB of L1 data cache, recent Intel Xeons 48 KiB, so the same convolution sums in another
   order there. Without it those convolutions run as ATen's unfold + MKL's GEMM like the others.
 - OpenBLAS (numpy's linear algebra: pose fits, PCA): ``OPENBLAS_CORETYPE=Haswell``. A value already set
-  in the environment is kept: some machines set one because other kernels are broken on them.
+  in the environment is kept: some machines set one because other kernels are broken on them. And one
+  thread, ``OPENBLAS_NUM_THREADS=1``: OpenBLAS splits some sums (dot products) over its threads, and it
+  never runs more threads than the process has cores, whatever the variable asks, so any count above one
+  gives numbers that depend on the machine's core count (measured: the external audio check's peak
+  correlation, 1.0000000000000193 with one thread, ...0013 with two). ksdiff's numpy work is small
+  beside torch's; the workflow's jobs already ran it on one thread.
 
 Each library reads its variable once, when it loads, so :func:`pin` must run before numpy or torch is
 imported: ``ksdiff``'s command line calls it first thing, and the test suite's conftest does. Once torch
@@ -47,6 +52,8 @@ import logging
 import os
 import sys
 
+from threadpoolctl import threadpool_limits
+
 log = logging.getLogger(__name__)
 
 MODES = ("pinned", "fast")
@@ -59,6 +66,7 @@ PINNED_ENV = {
     "MKL_CBWR": "AVX2,STRICT",
     "MKL_ENABLE_INSTRUCTIONS": "AVX2",
     "OPENBLAS_CORETYPE": "Haswell",
+    "OPENBLAS_NUM_THREADS": "1",  # not a code path: a count no core count can lower (see above)
 }
 KEEP_IF_SET = ("OPENBLAS_CORETYPE",)  # a machine's own workaround for broken kernels wins
 # cuBLAS needs a fixed workspace to be deterministic (torch's reproducibility notes).
@@ -98,7 +106,9 @@ def pin(mode: str = DEFAULT_MODE) -> str:
     late = []
     if "numpy" in sys.modules and "OPENBLAS_CORETYPE" in changed:
         late.append("OpenBLAS (numpy was imported before the pin)")
-    if "torch" in sys.modules and changed - {"OPENBLAS_CORETYPE"}:
+    if "numpy" in sys.modules and "OPENBLAS_NUM_THREADS" in changed:
+        threadpool_limits(1, user_api="blas")  # unlike its kernels, OpenBLAS's thread count can change once loaded
+    if "torch" in sys.modules and changed - {"OPENBLAS_CORETYPE", "OPENBLAS_NUM_THREADS"}:
         import torch  # already loaded: no import cost
 
         if torch.backends.cpu.get_cpu_capability() not in ("AVX2", "DEFAULT"):
@@ -156,7 +166,7 @@ def summary(info: dict | None) -> str:
         onednn = "oneDNN off" if info.get("onednn") is False else "oneDNN ON (set after torch loaded?)"
         onednn += {False: ", NNPACK off", True: ", NNPACK ON (set after torch loaded?)"}.get(info.get("nnpack"), "")
         return (f"numerics pinned (ATen {info.get('aten_capability', '?')}, {onednn}, MKL CBWR {info.get('MKL_CBWR')}, "
-                f"OpenBLAS {info.get('OPENBLAS_CORETYPE')}): the same on any x86-64 CPU with AVX2")
+                f"OpenBLAS {info.get('OPENBLAS_CORETYPE')}, {info.get('OPENBLAS_NUM_THREADS') or '?'} thread): the same on any x86-64 CPU with AVX2")
     if info.get("mode") == "pinned":
         return "numerics pinned only in part (" + "; ".join(info["not_pinned"]) + "): may differ on another processor"
     return (f"numerics {info.get('mode')} (ATen {info.get('aten_capability', '?')}): the processor's own kernels, "

@@ -11,6 +11,10 @@ two methods with two samples each (LVE, diversity, BeatAlign; one with LSE), a m
 skipped, and an external method (LSE on its own frames, the audio check). Metrics added after the record
 (FDD, MOD: ksdiff-metrics-4) are allowed as extra rows, and the weight-based metrics of ksdiff-metrics-5
 (no weights configured) as extra undefined records; nothing recorded may change or disappear.
+
+One recorded value was rewritten since: the external audio check's peak correlation, 1.0000000000000013 (numpy's
+OpenBLAS on two threads, which splits the dot product) -> 1.0000000000000193, the one-thread value, which the
+workflow's one-thread scoring jobs always computed and which pinned numerics now compute on any core count.
 """
 import json
 import os

@@ -91,3 +91,19 @@ def test_every_ksdiff_command_computes_pinned_even_if_it_loads_torch_late(tmp_pa
     # warn-only deterministic mode, and the compiler never loaded (torch_settings skips the wrapper that loads
     # torch._inductor: 1.3 s of CPU in every job)
     assert json.loads(r.stdout.strip().splitlines()[-1]) == [0, False, False, True, True, "AVX2", False]
+
+
+@pytest.mark.parametrize("numpy_first", [False, True])
+def test_pinned_openblas_runs_one_thread_whatever_the_core_count(numpy_first):
+    """OpenBLAS splits some sums over its threads and runs no more threads than the process has cores, so pinned
+    numerics run it on one: the same sums on a 1-core machine as on a 64-core one, also in a process that loaded
+    numpy before the pin (threadpoolctl lowers the count of a loaded OpenBLAS)."""
+    code = ("import json, sys\n" + ("import numpy\n" if numpy_first else "") +
+            "from ksdiff import numerics\nnumerics.pin('pinned')\nimport numpy\n"
+            "from threadpoolctl import threadpool_info\n"
+            "print(json.dumps([i['num_threads'] for i in threadpool_info() if i['internal_api'] == 'openblas']))")
+    env = {k: v for k, v in os.environ.items() if k not in numerics.PINNED_ENV}
+    env["OPENBLAS_NUM_THREADS"] = "2"  # what Snakemake exports for a two-thread rule
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert json.loads(r.stdout.strip().splitlines()[-1]) == [1]

@@ -28,7 +28,7 @@ import numpy as np
 
 from ksdiff.data import hdtf_annotations as ann
 from ksdiff.io import parquet
-from ksdiff.io.video import VideoError
+from ksdiff.io.video import ENCODER_THREADS, VideoError
 
 log = logging.getLogger(__name__)
 
@@ -173,9 +173,11 @@ def cut_clip(path: Path, start: float, dur: float, window: tuple, out: Path, siz
     x, y, w, h = window
     vf = f"{_deinterlace(interlaced)},fps={fps},crop={w}:{h}:{x}:{y},scale={size}:{size}:flags=lanczos,setsar=1"
     tmp = out.with_name(f".{out.stem}.tmp.mp4")  # a dot name: the manifest never scans it
-    cmd = ["ffmpeg", "-nostdin", "-v", "error", "-y", "-ss", f"{start:.3f}", "-t", f"{dur:.3f}", "-i", str(path),
-           "-map", "0:v:0", "-map", "0:a:0?", "-vf", vf, "-c:v", "libx264", "-preset", "veryfast", "-crf", "18",
-           "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "128k", "-threads", str(threads),
+    # ``threads`` decode (exact whatever the count); the encoder's count is fixed (ksdiff.io.video.ENCODER_THREADS):
+    # libx264's output depends on it, and Snakemake gives a rule fewer threads on a machine with fewer cores.
+    cmd = ["ffmpeg", "-nostdin", "-v", "error", "-y", "-threads", str(threads), "-ss", f"{start:.3f}", "-t", f"{dur:.3f}",
+           "-i", str(path), "-map", "0:v:0", "-map", "0:a:0?", "-vf", vf, "-c:v", "libx264", "-preset", "veryfast",
+           "-crf", "18", "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "128k", "-threads", str(ENCODER_THREADS),
            "-movflags", "+faststart", str(tmp)]
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode != 0 or not tmp.exists() or tmp.stat().st_size == 0:

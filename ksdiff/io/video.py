@@ -17,6 +17,13 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
+# libx264's threads, fixed. Its output depends on how many threads encode (frame threading changes what each
+# frame may reference), and left to itself it takes one per core: a 1-core machine wrote another synthetic
+# corpus than a 2-core one, and a 16-core one another again (measured, tests/test_video_threads.py), so every
+# landmark and metric downstream moved with the core count. 2 is what every record here was made with (CI's
+# machines have 2 cores); decoding stays threaded, since H.264 decoding is exact whatever the thread count.
+ENCODER_THREADS = 2
+
 
 class VideoError(RuntimeError):
     """The file cannot be read as a video (missing, empty, corrupt, no video stream)."""
@@ -170,7 +177,7 @@ def write_video(
         with av.open(tmp, mode="w", options={"movflags": "+faststart"} if faststart else {}) as c:
             vs = c.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
             vs.pix_fmt = "yuv420p"
-            vs.options = {"crf": str(crf), "preset": "veryfast"}
+            vs.options = {"crf": str(crf), "preset": "veryfast", "threads": str(ENCODER_THREADS)}
             ast = None
             if audio is not None:
                 audio = np.asarray(audio, dtype=np.float32)
