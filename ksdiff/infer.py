@@ -365,7 +365,7 @@ class Predictor:
             missing = [f for f in INPUT_FOLDERS if not ds.clip_path(self.results, f, clip).exists()]
             return (f"{missing[0]}: output missing" if missing else
                     f"in no pack of {self.results / PACK_DIR}: run `ksdiff pack` for its shard first")
-        b = packs.record(i)
+        b = packs.record(i, whole=True)
         if b.column("inputs")[0].as_py() != inputs_signature(self.results, clip):
             raise StalePackError(f"{clip}: its coeffs, features or transcript table changed after it was packed: "
                                  "rerun `ksdiff pack` for its shard")

@@ -2,10 +2,14 @@
 files; resumable pack jobs; statistics and the expression basis as map-reduce."""
 from __future__ import annotations
 
+import ctypes
+import mmap
 import os
 import shutil
+import time
 
 import numpy as np
+import pyarrow as pa
 import pytest
 import torch
 
@@ -83,6 +87,8 @@ def test_packs_yield_exactly_the_in_memory_batches(packed, tokens, caplog):
     sampler = ds.StepBatchSampler(mem.lengths(), mcfg.window, 6, seed=3, n_steps=25)
     for keys in sampler:
         assert_same_batch(ds.collate([mem[k] for k in keys]), ds.collate([pk[k] for k in keys]))
+        # a batch at once (the DataLoader's path: its byte ranges asked for first) gives the same windows
+        assert_same_batch(ds.collate([mem[k] for k in keys]), ds.collate(pk.__getitems__(keys)))
     # windows at the clip start (previous frames masked) and the end (cropped), every frame of validation
     for k in [(0, 0), (0, 2), (1, int(mem.lengths()[1]) - 3)]:
         assert_same_batch(ds.collate([mem[k]]), ds.collate([pk[k]]))
@@ -217,3 +223,65 @@ def test_the_step_sampler_draws_what_numpys_choice_draws():
         clips = rng.choice(len(lengths), size=16, p=lengths / lengths.sum())
         starts = rng.integers(0, np.maximum(lengths[clips] - 100, 0) + 1)
         assert s.batch(step) == [(int(c), int(t)) for c, t in zip(clips, starts)]
+
+
+def _resident(m) -> np.ndarray:
+    """Which pages of a mapped pack (or any object with the map's ``base`` address and ``size``) are in the
+    page cache (mincore(2): no Python binding)."""
+    n = -(-m.size // mmap.PAGESIZE)
+    vec = (ctypes.c_ubyte * n)()
+    if ctypes.CDLL(None, use_errno=True).mincore(ctypes.c_void_p(m.base), ctypes.c_size_t(m.size), vec) != 0:
+        pytest.skip(f"mincore failed: {os.strerror(ctypes.get_errno())}")
+    return np.frombuffer(vec, np.uint8) & 1 == 1
+
+
+def test_a_cold_window_reads_its_own_bytes_not_the_pages_around_them(packed, tmp_path):
+    """On cold pages, a window's byte ranges are read ahead of its page faults (MappedPack.prefetch), and no
+    more than them: a fault on a pack does not read around itself (MADV_RANDOM), which on a disk with a large
+    read-ahead (8 MB here) made every cold window read megabytes of other clips."""
+    root, _ = packed
+    src = root / "packs"
+    (tmp_path / "packs").mkdir()
+    for f in ("00001.parquet", "00001.arrow"):  # a copy no other test has mapped: its pages can be dropped
+        shutil.copy(src / f, tmp_path / "packs" / f)
+    with open(tmp_path / "packs" / "00001.arrow", "rb") as f:
+        os.fsync(f.fileno())
+        os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+        plain = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)  # mapping reads nothing: a look at the cache
+    view = pa.py_buffer(plain)
+    if _resident(type("Map", (), {"base": view.address, "size": view.size})).any():
+        pytest.skip("this filesystem keeps the pack's pages cached (tmpfs?): nothing is cold")
+    del view
+    plain.close()
+    ps = packs.PackSet([tmp_path / "packs" / "00001.parquet"])
+    m = ps.mapped(0)  # reads the footer
+    i = int(np.argmax(ps.n_frames))
+    b = ps.record(i)  # the clip's metadata: the footer's and the batch header's pages
+    lo, hi = 2, int(ps.n_frames[i]) - 3
+    arrays = [a for name, (a, _) in packs._window_slices(b, lo, hi).items() if name != "r"]
+    want = np.zeros_like(_resident(m))
+    for a in arrays:
+        buf = a.buffers()[-1]
+        start = buf.address - m.base + a.offset * a.type.bit_width // 8
+        end = buf.address - m.base + -(-(a.offset + len(a)) * a.type.bit_width // 8)
+        want[start // mmap.PAGESIZE:-(-end // mmap.PAGESIZE)] = True
+    before = _resident(m)
+    m.prefetch(arrays)
+    deadline = time.monotonic() + 10  # the reads are asynchronous
+    while (want & ~_resident(m)).any() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    now = _resident(m)
+    assert not (want & ~now).any(), "the window's ranges were not read ahead"
+    # nothing else came in: the pages the window needs and the ones its metadata faulted in, no read-around
+    assert (now & ~want & ~before).sum() == 0 and before.sum() <= 8, (before.sum(), (now & ~want).sum(), len(now))
+    assert now.sum() < len(now) // 2
+    # a clip read whole (inference, validation): all of its arrays asked for at once
+    j = next(j for j in range(len(ps)) if j != i)
+    feat = ps.record(j, whole=True).column("feat").flatten()
+    buf = feat.buffers()[-1]
+    pages = slice((buf.address - m.base + feat.offset * 4) // mmap.PAGESIZE,
+                  -(-(buf.address - m.base + (feat.offset + len(feat)) * 4) // mmap.PAGESIZE))
+    deadline = time.monotonic() + 10
+    while not _resident(m)[pages].all() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert _resident(m)[pages].all()

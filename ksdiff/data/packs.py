@@ -217,18 +217,51 @@ class StalePackError(RuntimeError):
     """A clip's tables changed after its pack was written: its record batch is not what they hold now."""
 
 
+class MappedPack:
+    """A pack's reader over a read-only memory map (the file descriptor is closed at once), and the map's
+    paging: random access, and the byte ranges a window will read asked for ahead (:meth:`prefetch`).
+
+    Why. A page fault on a file map reads ahead around it, as much as the device's read-ahead (8 MB on
+    this machine's disk: /sys/block/*/queue/read_ahead_kb), for a window that needs a few hundred kB: one
+    cold window cost 18.5 ms of mostly useless reading (benchmarks/README.md, "Training at scale").
+    MADV_RANDOM stops that; MADV_WILLNEED on the window's exact ranges then reads what it needs, all its
+    ranges (and a batch's windows) queued at once rather than one fault after another.
+    """
+
+    ADVICE = mmap.MADV_RANDOM  # benchmarks/bench_train_scale.py sets MADV_NORMAL to measure the loader without it
+
+    def __init__(self, path: str | Path, pack_id: str | None = None):
+        path = Path(path)
+        with open(path, "rb") as f:
+            if path.stat().st_size == 0:
+                raise ds.ClipError(f"{path}: empty pack")
+            self.map = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        self.map.madvise(self.ADVICE)
+        buf = pa.py_buffer(self.map)
+        self.base, self.size = buf.address, buf.size
+        self.reader = pa.ipc.open_file(buf)
+        got = (self.reader.schema.metadata or {}).get(b"pack_id", b"").decode()
+        if pack_id is not None and got != pack_id:
+            raise ds.ClipError(f"{path}: pack {got!r} is not the one its index describes ({pack_id!r}): "
+                               "rerun `ksdiff pack`")
+
+    def prefetch(self, arrays: Sequence[pa.Array]) -> None:
+        """Ask the kernel to read the bytes of ``arrays`` (slices of this pack's columns) in the background."""
+        for a in arrays:
+            data = a.buffers()[-1]  # the values (a list's child, flattened and sliced)
+            if data is None or len(a) == 0 or not (pa.types.is_primitive(a.type)):
+                continue  # strings (ids, JSON) are a few bytes beside the batch's header, read with it
+            width = a.type.bit_width
+            lo = data.address - self.base + (a.offset * width) // 8
+            hi = data.address - self.base + -(-(a.offset + len(a)) * width // 8)
+            if 0 <= lo < hi <= self.size:  # a buffer outside the map is not the pack's (never expected)
+                lo -= lo % mmap.PAGESIZE
+                self.map.madvise(mmap.MADV_WILLNEED, lo, hi - lo)
+
+
 def open_pack(path: str | Path, pack_id: str | None = None) -> pa.ipc.RecordBatchFileReader:
-    """A pack's reader over a read-only memory map (the file descriptor is closed at once)."""
-    path = Path(path)
-    with open(path, "rb") as f:
-        if path.stat().st_size == 0:
-            raise ds.ClipError(f"{path}: empty pack")
-        mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-    reader = pa.ipc.open_file(pa.py_buffer(mm))
-    got = (reader.schema.metadata or {}).get(b"pack_id", b"").decode()
-    if pack_id is not None and got != pack_id:
-        raise ds.ClipError(f"{path}: pack {got!r} is not the one its index describes ({pack_id!r}): rerun `ksdiff pack`")
-    return reader
+    """A pack's reader over a read-only memory map (see MappedPack)."""
+    return MappedPack(path, pack_id).reader
 
 
 def _np(arr: pa.Array) -> np.ndarray:
@@ -285,7 +318,7 @@ class PackSet:
         self.batch = chosen.column("batch").to_numpy().astype(np.int32)
         self.n_frames = chosen.column("n_frames").to_numpy().astype(np.int64)
         self._info = chosen.select(list(_INFO_COLUMNS))
-        self._readers: dict[int, pa.ipc.RecordBatchFileReader] = {}
+        self._maps: dict[int, MappedPack] = {}
 
     @staticmethod
     def _log_missing(ids: pa.Array, table: pa.Table) -> None:
@@ -301,7 +334,7 @@ class PackSet:
         return len(self.n_frames)
 
     def __getstate__(self):  # DataLoader workers under spawn: reopen their own maps
-        return {**self.__dict__, "_readers": {}}
+        return {**self.__dict__, "_maps": {}}
 
     def info(self) -> dict:
         """What ``dataset.check_consistent`` returns, from the indexes (ClipError when clips disagree)."""
@@ -315,33 +348,51 @@ class PackSet:
                 "feat_rate_hz": float(k["feat_rate_hz"]), "feature_checkpoint": json.loads(k["feature_checkpoint"]),
                 "expr_dim": int(k["expr_dim"])}
 
-    def record(self, i: int) -> pa.RecordBatch:
-        """Clip ``i``'s record batch (zero copy from the map)."""
+    def mapped(self, i: int) -> MappedPack:
+        """The mapped pack that holds clip ``i`` (opened on first use)."""
         k = int(self.pack[i])
-        reader = self._readers.get(k)
-        if reader is None:
-            reader = self._readers[k] = open_pack(pack_file(self.indexes[k]), self._pack_ids[k])
-        return reader.get_batch(int(self.batch[i]))
+        m = self._maps.get(k)
+        if m is None:
+            m = self._maps[k] = MappedPack(pack_file(self.indexes[k]), self._pack_ids[k])
+        return m
+
+    def record(self, i: int, whole: bool = False) -> pa.RecordBatch:
+        """Clip ``i``'s record batch (zero copy from the map). ``whole``: every array of it will be read (a clip
+        predicted or validated whole), so all of them are asked for at once (MappedPack.prefetch)."""
+        m = self.mapped(i)
+        b = m.reader.get_batch(int(self.batch[i]))
+        if whole:
+            m.prefetch([c.flatten() if pa.types.is_list(c.type) or pa.types.is_large_list(c.type) else c
+                        for c in b.columns])
+        return b
 
     def clip_id(self, i: int) -> str:
         return self.clip_ids[i].as_py()
 
     def clip(self, i: int, fps: float = 0.0, tokenize=None) -> ds.ClipArrays:
         """Clip ``i`` as ``load_clip`` returns it (tokens from ``tokenize``, or zeros when None)."""
-        return clip_arrays(self.record(i), fps, tokenize)
+        return clip_arrays(self.record(i, whole=True), fps, tokenize)
+
+
+def _window_slices(b: pa.RecordBatch, lo: int, hi: int) -> dict:
+    """The columns' values for motion frames [lo, hi) of a clip's record batch (and its feature frames), as
+    flat Arrow slices of the map, with the row widths: {name: (slice, width or None for a mask)}."""
+    r, k, d = (b.column(n)[0].as_py() for n in ("r", "expr_dim", "feat_dim"))
+
+    def rows(name, a, z, w=None):  # w None: one value per frame (a mask)
+        return b.column(name).flatten().slice(a * (w or 1), (z - a) * (w or 1)), w
+
+    return {"head": rows("head", lo, hi, 6), "expr": rows("expr", lo, hi, k), "valid": rows("valid", lo, hi),
+            "feat": rows("feat", lo * r, hi * r, d), "feat_valid": rows("feat_valid", lo * r, hi * r),
+            "prosody": rows("prosody", lo * r, hi * r, 2), "r": (r, None)}
 
 
 def _window_arrays(b: pa.RecordBatch, lo: int, hi: int) -> dict:
     """Raw arrays of motion frames [lo, hi) of a clip's record batch (and its feature frames)."""
-    r, k, d = (b.column(n)[0].as_py() for n in ("r", "expr_dim", "feat_dim"))
-
-    def rows(name, a, z, w=None):  # w None: one value per frame (a mask)
-        flat = _np(b.column(name).flatten().slice(a * (w or 1), (z - a) * (w or 1)))
-        return flat if w is None else flat.reshape(z - a, w)
-
-    return {"head": rows("head", lo, hi, 6), "expr": rows("expr", lo, hi, k), "valid": rows("valid", lo, hi),
-            "feat": rows("feat", lo * r, hi * r, d), "feat_valid": rows("feat_valid", lo * r, hi * r),
-            "prosody": rows("prosody", lo * r, hi * r, 2), "r": r}
+    out = {}
+    for name, (a, w) in _window_slices(b, lo, hi).items():
+        out[name] = a if name == "r" else _np(a) if w is None else _np(a).reshape(-1, w)
+    return out
 
 
 def _tokens(b: pa.RecordBatch, n: int, fps: float, tokenize, lo: int = 0) -> np.ndarray:
@@ -452,23 +503,43 @@ class PackedWindowDataset(Dataset):
 
     def norm_clip(self, i: int) -> ds.NormClip:
         """Clip ``i`` whole, normalised (validation samples whole clips)."""
-        b = self.packs.record(i)
+        b = self.packs.record(i, whole=True)
         n = int(self.packs.n_frames[i])
         return self._norm(b, self.packs.clip_id(i), 0, n, _tokens(b, n, self.fps, self.tokenize))
 
-    def __getitem__(self, key: tuple[int, int]) -> dict:
+    def _span(self, key: tuple[int, int]) -> tuple[int, int, int, int]:
+        """(clip, start, lo, end) of a window key: frames [lo, end) are read (n_prev frames before start)."""
         i, start = int(key[0]), int(key[1])
         n = int(self.packs.n_frames[i])
         end = min(start + self.window, n)
         if not 0 <= start < end:
             raise IndexError(f"window start {start} outside clip {self.packs.clip_id(i)} of {n} frames")
-        lo = max(start - self.n_prev, 0)
-        b = self.packs.record(i)
+        return i, start, max(start - self.n_prev, 0), end
+
+    def _cut(self, i: int, start: int, lo: int, end: int, b: pa.RecordBatch) -> dict:
         clip_id = self.packs.clip_id(i)
         words = _tokens(b, end, self.fps, self.tokenize, lo)
         item = ds.cut_window(self._norm(b, clip_id, lo, end, words), start - lo, self.window, self.n_prev)
         item["start"] = start
         return item
+
+    def __getitem__(self, key: tuple[int, int]) -> dict:
+        i, start, lo, end = self._span(key)
+        return self._cut(i, start, lo, end, self.packs.record(i))
+
+    def __getitems__(self, keys: Sequence[tuple[int, int]]) -> list[dict]:
+        """A batch's windows (the DataLoader's fetcher calls this when it exists): every window's byte ranges
+        asked for first (MappedPack.prefetch), then each window cut, so on cold pages the batch's reads are
+        queued together instead of one page fault at a time. The same items as ``[self[k] for k in keys]``."""
+        todo = []
+        for key in keys:
+            i, start, lo, end = self._span(key)
+            b = self.packs.record(i)
+            cols = _window_slices(b, lo, end)
+            self.packs.mapped(i).prefetch([a for name, (a, _) in cols.items() if name != "r"]
+                                          + [b.column(c).flatten() for c in ("word_start_s", "word_end_s")])
+            todo.append((i, start, lo, end, b))
+        return [self._cut(*t) for t in todo]
 
 
 def pack_indexes(results: str | Path) -> list[Path]:
