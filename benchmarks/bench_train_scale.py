@@ -347,7 +347,7 @@ def readme_section(entries: list[dict], not_run: list[str]) -> str:
         "core's loader cuts per second and the windows one core's training step consumes per second.",
         "`sparse` datasets hold every float array as a hole in the file (the bytes read back as zeros): the",
         "indexes, footers, offsets, masks and words are real, so start-up, the sampler and memory are measured",
-        "at VoxCeleb2 dev's clip count without its 194 GB (log-mel) / 1.3 TB (768-dim) of arrays.",
+        "at VoxCeleb2 dev's clip count without its 209 GB (log-mel) / 1.4 TB (768-dim) of arrays.",
         "",
         "Loader windows/s on one core: first reads from cold pages (the packs' pages dropped from the page",
         "cache first, at every size) with ksdiff's paging (`packs.MappedPack`: no read-around, a batch's byte",

@@ -237,6 +237,13 @@ class MappedPack:
                 raise ds.ClipError(f"{path}: empty pack")
             self.map = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
         self.map.madvise(self.ADVICE)
+        # The footer (the batches' offsets, read at open) in one request, not a fault per page: an IPC file
+        # ends with the footer, its int32 length and the 6-byte magic.
+        size = len(self.map)
+        if size > 10:
+            footer = int.from_bytes(self.map[size - 10:size - 6], "little")
+            lo = max(size - 10 - footer, 0)
+            self.map.madvise(mmap.MADV_WILLNEED, lo - lo % mmap.PAGESIZE, size - (lo - lo % mmap.PAGESIZE))
         buf = pa.py_buffer(self.map)
         self.base, self.size = buf.address, buf.size
         self.reader = pa.ipc.open_file(buf)
