@@ -38,6 +38,7 @@ from ksdiff.extract import asr_pocketsphinx as ps  # noqa: E402
 from ksdiff.extract import features as F  # noqa: E402
 from ksdiff.extract import prosody  # noqa: E402
 from ksdiff.io.audio import load_audio  # noqa: E402
+from ksdiff.numba_cache import import_librosa  # noqa: E402
 from readme import replace_section  # benchmarks/readme.py, beside this script
 
 log = logging.getLogger("bench_audio")
@@ -69,7 +70,7 @@ def say(text: str, voice: str) -> np.ndarray:
 
 
 def concatenated(words: list[str], voice: str, rng) -> tuple[np.ndarray, list[tuple[str, float, float]]]:
-    import librosa
+    librosa = import_librosa()
 
     parts, truth, n = [np.zeros(int(0.3 * SR), np.float32)], [], int(0.3 * SR)
     for w in words:

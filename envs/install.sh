@@ -41,4 +41,8 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   .venv/bin/python -m pip install -q --no-deps -e .
   echo "$want" > "$stamp"
 fi
+# librosa's numba code is compiled and cached here, by one process, before any job or test starts: processes
+# compiling it together on an empty cache can leave one that crashes every later process (ksdiff/numba_cache.py).
+# About 20 s on a fresh install, 2 s once cached.
+.venv/bin/python -c 'from ksdiff.numba_cache import import_librosa; import_librosa()'
 echo "[install] ready: $(.venv/bin/python -c 'import ksdiff, torch, mediapipe; print("ksdiff", ksdiff.__version__, "torch", torch.__version__, "mediapipe", mediapipe.__version__)')"

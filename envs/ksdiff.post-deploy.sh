@@ -7,3 +7,5 @@ set -euo pipefail
 : "${KSDIFF_SOURCE:?KSDIFF_SOURCE is unset: run this through the ksdiff Snakefile}"
 python -m pip install -q --no-deps -r "$KSDIFF_SOURCE/envs/requirements-nodeps.txt"
 python -m pip install -q --no-deps -e "$KSDIFF_SOURCE"
+# librosa's numba code compiled and cached once, before the jobs (ksdiff/numba_cache.py says why).
+python -c 'from ksdiff.numba_cache import import_librosa; import_librosa()'

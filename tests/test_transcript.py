@@ -22,6 +22,7 @@ from ksdiff.io.audio import write_wav
 from ksdiff.io.parquet import read_table, write_failure
 from ksdiff.io.schemas import MANIFEST
 from ksdiff.io.video import write_video
+from ksdiff.numba_cache import import_librosa
 
 pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed")
 
@@ -41,7 +42,7 @@ def say(text: str) -> np.ndarray:
 
 def concatenated_words(words: list[str], seed: int = 0, lead_s: float = 0.3):
     """(signal, [(word, start_s, end_s)]) with each word trimmed to its audible part."""
-    import librosa
+    librosa = import_librosa()
 
     rng = np.random.default_rng(seed)
     parts, truth, n = [np.zeros(int(lead_s * SR), np.float32)], [], int(lead_s * SR)

@@ -33,6 +33,7 @@ from ksdiff.extract import prosody
 from ksdiff.io.audio import read_wav
 from ksdiff.io.files import sha256_file
 from ksdiff.io.parquet import OK, SKIPPED, read_status, write_failure, write_table
+from ksdiff.numba_cache import import_librosa
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +56,7 @@ class TooShort(ValueError):
 
 def logmel(x: np.ndarray, sr: int, n_mels: int, rate_hz: float) -> np.ndarray:
     """(frames, n_mels) float32 log-mel spectrogram, frame i centred on sample i * hop."""
-    import librosa
+    librosa = import_librosa()
     import torch
 
     hop = int(round(sr / rate_hz))

@@ -15,6 +15,8 @@ import math
 
 import numpy as np
 
+from ksdiff.numba_cache import import_librosa
+
 # Energy floor: frames quieter than this (digital silence) read this value
 # instead of -inf, so the column stays finite for normalisation statistics.
 ENERGY_FLOOR_DB = -100.0
@@ -41,7 +43,7 @@ def _fit(v: np.ndarray, n: int, fill) -> np.ndarray:
 
 def energy_db(x: np.ndarray, hop: int, win: int, n_frames: int, offset: int = 0) -> np.ndarray:
     """RMS of a ``win``-sample window centred on each frame, in dBFS (floored)."""
-    import librosa
+    librosa = import_librosa()
 
     y = _frames_at(np.asarray(x, dtype=np.float32), offset)
     rms = librosa.feature.rms(y=y, frame_length=win, hop_length=hop, center=True, pad_mode="constant")[0]
@@ -51,7 +53,7 @@ def energy_db(x: np.ndarray, hop: int, win: int, n_frames: int, offset: int = 0)
 
 def pitch(x: np.ndarray, sr: int, hop: int, n_frames: int, f0_min: float, f0_max: float, offset: int = 0):
     """(f0_hz with 0 where unvoiced, voiced flags), one value per frame."""
-    import librosa
+    librosa = import_librosa()
 
     y = _frames_at(np.asarray(x, dtype=np.float32), offset)
     frame_length = f0_frame_length(sr, f0_min)

@@ -25,6 +25,7 @@ from scipy.ndimage import gaussian_filter1d
 from scipy.signal import find_peaks
 
 from ksdiff.metrics.protocol import PROTOCOL
+from ksdiff.numba_cache import import_librosa
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +84,7 @@ def audio_beats(
     have a motion beat on it. Bailando does the same: its music beats are cut
     to len(kinetic_vel) = T-1 (get_mb(key, length) in its metrics.py).
     """
-    import librosa
+    librosa = import_librosa()
 
     y = np.asarray(wav, dtype=np.float32)
     if y.ndim != 1:

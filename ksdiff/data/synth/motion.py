@@ -23,6 +23,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from scipy.ndimage import gaussian_filter1d
 
+from ksdiff.numba_cache import import_librosa
+
 # --- mouth ----------------------------------------------------------------------
 MOUTH_SMOOTH_FRAMES = 0.8  # Gaussian sigma: lips cannot jump between frames
 JAW_GATE = 0.06  # below this (relative) level the mouth stays shut: breath, noise
@@ -95,7 +97,7 @@ def _fit(x: np.ndarray, n: int) -> np.ndarray:
 
 def frame_rms(audio: np.ndarray, sample_rate: int, fps: float, n_frames: int) -> np.ndarray:
     """RMS per motion frame over a two-frame window centred on the frame time."""
-    import librosa
+    librosa = import_librosa()
 
     hop = _hop(sample_rate, fps)
     return _fit(librosa.feature.rms(y=audio, frame_length=2 * hop, hop_length=hop, center=True)[0], n_frames)
@@ -119,7 +121,7 @@ def mouth_from_audio(audio: np.ndarray, sample_rate: int, fps: float, n_frames: 
     (front vowels /i/ /e/, sibilants) spreads the lips, a low one (rounded /u/
     /o/) rounds them; it fades to neutral with the energy.
     """
-    import librosa
+    librosa = import_librosa()
 
     hop = _hop(sample_rate, fps)
     rms = frame_rms(audio, sample_rate, fps, n_frames)
@@ -159,7 +161,7 @@ def stressed_onsets(audio: np.ndarray, sample_rate: int, fps: float, n_frames: i
     ones with a minimum spacing approximates the stressed syllables that speakers
     emphasise with a nod.
     """
-    import librosa
+    librosa = import_librosa()
 
     hop = _hop(sample_rate, fps)
     env = _fit(librosa.onset.onset_strength(y=audio, sr=sample_rate, hop_length=hop, center=True), n_frames)
@@ -180,7 +182,7 @@ def stressed_onsets(audio: np.ndarray, sample_rate: int, fps: float, n_frames: i
 
 def _f0_track(audio: np.ndarray, sample_rate: int, fps: float, n_frames: int, voiced: np.ndarray) -> np.ndarray:
     """Standardised log f0 on voiced frames, 0 elsewhere (YIN: fast, enough for prosody)."""
-    import librosa
+    librosa = import_librosa()
 
     hop = _hop(sample_rate, fps)
     frame_length = 1 << int(np.ceil(np.log2(2.2 * sample_rate / F0_RANGE_HZ[0])))
