@@ -184,7 +184,7 @@ def summary(res: dict) -> list[dict]:
 
 def readme_section(allres: dict) -> str:
     labels = list(allres)
-    lines = [f"Measured by `benchmarks/bench_gt_sync.py` after the demo (README command 1), on its test clips (one held-out "
+    lines = ["Measured by `benchmarks/bench_gt_sync.py` after the demo (README command 1), on its test clips (one held-out "
              "speaker), with that demo's SyncNet expert; results in `benchmarks/out/gt_sync.json`. "
              "LSE-C of the same speech against each rendering; 'offset ok' = share of clips whose AV offset is within ±1 "
              "frame. Each column group is one measurement:", ""]

@@ -230,7 +230,7 @@ def bench_ours_1080p(video: Path, lm: np.ndarray, work: Path) -> dict:
     lm = lm.copy()
     lm[..., :2] *= 1080 / 512
     lm[..., 0] += 420
-    t_dec, t_crop, chunk, n = {"wall_s": 0.0, "cpu_s": 0.0}, {"wall_s": 0.0, "cpu_s": 0.0}, [], 0
+    t_dec, t_crop, n = {"wall_s": 0.0, "cpu_s": 0.0}, {"wall_s": 0.0, "cpu_s": 0.0}, 0
     frames = iter_frames(big, fps=FPS)
     while True:
         got, t = timed(lambda: [f for _, (*_, f) in zip(range(125), frames)])

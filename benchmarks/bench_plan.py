@@ -27,7 +27,6 @@ import argparse
 import json
 import os
 import platform
-import shutil
 import statistics
 import subprocess
 import sys
@@ -140,7 +139,6 @@ def write_readme(res: dict) -> None:
     for r in res["plan"]:
         lines.append(f"| {r['n_clips']:,} | {r['n_jobs']:,} | {r['plan_s']:.1f} | {r['plan_cpu_s']:.1f} | {r['peak_mb']:,} "
                      f"| {r['listing_s']:.1f} |")
-    big = max(res["plan"], key=lambda r: r["n_clips"]) if res["plan"] else None
     small = min(res["plan"], key=lambda r: r["n_clips"]) if res["plan"] else None
     load = res.get("load_avg")
     lines += ["", (f"Load average (1 min) on the 2 cores when planning started: {load:.1f}. " if load is not None else "")

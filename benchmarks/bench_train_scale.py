@@ -20,7 +20,7 @@ buffers. Every dataset is deleted after it is measured (``--keep`` keeps them).
 Each dataset is measured in a fresh process, launched as `ksdiff train` would be (pinned
 numerics, one thread): ``first_step_s`` from launch to the end of the first optimizer step
 of KSDiff (default model config, train.batch_size 16), through what the training loop does
-first: read the stats, open the training and validation clips (packs.window_datasets:
+first: read the stats, open the training and validation clips (pack_windows.window_datasets:
 the qc and splits tables and the packs' indexes), list the training clip ids (the run's
 fingerprint), build the model, draw the first batch. ``rss_anon_mb``: the process's
 largest RssAnon (/proc/self/status; the mapped packs' pages are file pages, not counted)
@@ -32,7 +32,7 @@ again, their pages resident (the loader's own CPU cost); ``loader_4_workers_wind
 other windows through 4 loader processes (train.num_workers 4);
 ``train_step_windows_per_s``: windows one core's KSDiff training step consumes (forward,
 backward, AdamW; batches already loaded). Each dataset is measured twice, in two processes:
-with ksdiff's paging (packs.MappedPack: no read-around, a batch's byte ranges read ahead), and
+with ksdiff's paging (pack_reader.MappedPack: no read-around, a batch's byte ranges read ahead), and
 as the loader read before it (``*_readahead``: the kernel's read-around on every fault, windows
 cut one at a time), ksdiff's first.
 """
@@ -58,7 +58,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from readme import replace_section  # noqa: E402  benchmarks/readme.py, beside this script
 
 from ksdiff.data import dataset as ds  # noqa: E402
-from ksdiff.data import motion, packs  # noqa: E402
+from ksdiff.data import motion, pack_reader, pack_windows  # noqa: E402
 from ksdiff.data.stats import write_stats  # noqa: E402
 from ksdiff.io import parquet, schemas  # noqa: E402
 
@@ -147,14 +147,14 @@ def generate(root: Path, n_clips: int, dim: int, materialized: bool) -> None:
     rng = np.random.default_rng(0)
     pool = [clip_columns(rng, dim, zeros=not materialized) for _ in range(8 if materialized else 1)]
     holes = set() if materialized else hole_addresses(pool[0])
-    (root / packs.PACK_DIR).mkdir(parents=True, exist_ok=True)
+    (root / pack_reader.PACK_DIR).mkdir(parents=True, exist_ok=True)
     kind = json.loads(pool[0]["feat_attrs"][0].as_py())["kind"]
     for s in range(0, n_clips, SHARD):
         ids = [clip_name(i) for i in range(s, min(s + SHARD, n_clips))]
-        index = root / packs.PACK_DIR / f"{s // SHARD:05d}.parquet"
+        index = root / pack_reader.PACK_DIR / f"{s // SHARD:05d}.parquet"
         pack_id = uuid.uuid4().hex
         schema = schemas.PACK.with_metadata({"pack_id": pack_id, "options_hash": "bench"})
-        sink = pa.PythonFile(HoleSink(packs.pack_file(index), holes), mode="w")
+        sink = pa.PythonFile(HoleSink(pack_reader.pack_file(index), holes), mode="w")
         with pa.ipc.new_file(sink, schema) as w:
             for j, c in enumerate(ids):
                 cols = {**pool[j % len(pool)], "clip_id": pa.array([c])}
@@ -166,7 +166,7 @@ def generate(root: Path, n_clips: int, dim: int, materialized: bool) -> None:
             "batch": np.arange(n, dtype=np.int32), "n_frames": np.full(n, T, np.int32), "expr_dim": np.full(n, K, np.int32),
             "feat_dim": np.full(n, dim, np.int32), "feature_kind": [kind] * n, "feat_rate_hz": np.full(n, RATE),
             "feature_checkpoint": ['""'] * n, "inputs": ["[]"] * n, "seconds": np.zeros(n)},
-            attrs={"pack_id": pack_id, "pack": packs.pack_file(index).name})
+            attrs={"pack_id": pack_id, "pack": pack_reader.pack_file(index).name})
     ids = [clip_name(i) for i in range(n_clips)]
     speakers = [c.split("_")[0] for c in ids]
     split = ["val" if i % 100 == 99 else "train" for i in range(n_clips)]  # 1% validation clips
@@ -190,7 +190,7 @@ def generate(root: Path, n_clips: int, dim: int, materialized: bool) -> None:
 
 def disk_gb(root: Path) -> tuple[float, float]:
     """(apparent, allocated) size of the packs in GB."""
-    files = list((root / packs.PACK_DIR).glob("*.arrow"))
+    files = list((root / pack_reader.PACK_DIR).glob("*.arrow"))
     return (sum(f.stat().st_size for f in files) / 1e9, sum(f.stat().st_blocks * 512 for f in files) / 1e9)
 
 
@@ -208,13 +208,13 @@ def rss_anon_mb() -> float:
 def evict(root: Path) -> None:
     """Drop the packs' pages from the page cache (written back first), so the loader's first reads are cold
     at every size, not only where the dataset outgrows memory. Clean pages no process maps are dropped."""
-    for p in (root / packs.PACK_DIR).glob("*.arrow"):
+    for p in (root / pack_reader.PACK_DIR).glob("*.arrow"):
         with open(p, "rb") as f:
             os.fsync(f.fileno())
             os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
 
 
-# Loader paging: "prefetch" is ksdiff's (packs.MappedPack: no read-around, a batch's byte ranges asked for
+# Loader paging: "prefetch" is ksdiff's (pack_reader.MappedPack: no read-around, a batch's byte ranges asked for
 # ahead); "readahead" is the loader before it, measured beside it: the kernel's read-around on every fault
 # (MADV_NORMAL) and windows cut one at a time (no __getitems__, so the DataLoader calls __getitem__).
 PAGING = ("prefetch", "readahead")
@@ -234,14 +234,14 @@ def measure(root: Path, launched: float, paging: str = "prefetch") -> dict:
     numerics.torch_settings()
     torch.set_num_threads(1)
     if paging == "readahead":
-        packs.MappedPack.ADVICE = mmap.MADV_NORMAL
-        packs.PackedWindowDataset.__getitems__ = None  # the DataLoader's fetcher then takes windows one by one
+        pack_reader.MappedPack.ADVICE = mmap.MADV_NORMAL
+        pack_windows.PackedWindowDataset.__getitems__ = None  # the DataLoader's fetcher then takes windows one by one
     peak = rss_anon_mb()
     stats = ds.Stats.read(root / "stats.parquet")
     mcfg = KSDiffConfig.from_dict({"feat_dim": int(stats.attrs["feat_dim"]), "expr_dim": K, "feat_rate_hz": RATE,
                                    "fps": FPS})
     t0 = time.time()
-    train, val, _ = packs.window_datasets(root, stats, mcfg.window, mcfg.n_prev, FPS, tokenizer(mcfg))
+    train, val, _ = pack_windows.window_datasets(root, stats, mcfg.window, mcfg.n_prev, FPS, tokenizer(mcfg))
     open_s = time.time() - t0
     ids = [c.clip_id for c in train.clips]  # what the run's fingerprint hashes
     hashlib.sha256(json.dumps(ids).encode()).hexdigest()
@@ -340,7 +340,7 @@ def run_one(base: Path, n_clips: int, dim: int, materialized: bool, keep: bool) 
 
 def readme_section(entries: list[dict], not_run: list[str]) -> str:
     lines = [
-        "`benchmarks/bench_train_scale.py`: training read from packs (`ksdiff/data/packs.py`) generated directly",
+        "`benchmarks/bench_train_scale.py`: training read from packs (`ksdiff/data/pack_windows.py`) generated directly",
         "at 1k to 1.1M clips of 8 s (shards of 1000 clips), each measured in a fresh process as `ksdiff train`",
         "starts (pinned numerics, one thread): the first KSDiff step (default model, batch 16), the largest",
         "anonymous resident memory (RssAnon: the mapped packs are file pages and not counted), the windows one",
@@ -350,7 +350,7 @@ def readme_section(entries: list[dict], not_run: list[str]) -> str:
         "at VoxCeleb2 dev's clip count without its 209 GB (log-mel) / 1.4 TB (768-dim) of arrays.",
         "",
         "Loader windows/s on one core: first reads from cold pages (the packs' pages dropped from the page",
-        "cache first, at every size) with ksdiff's paging (`packs.MappedPack`: no read-around, a batch's byte",
+        "cache first, at every size) with ksdiff's paging (`pack_reader.MappedPack`: no read-around, a batch's byte",
         "ranges read ahead together) and, in a second process, as the loader read before it (the kernel's",
         "read-around on every page fault, windows one at a time); the same windows again (warm: the loader's",
         "own cost); other first reads through 4 loader processes (train.num_workers 4).",

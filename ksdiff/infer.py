@@ -1,6 +1,6 @@
 """`ksdiff infer`: predictions for one clip in the 'coeffs' schema, from a model or a non-learned baseline.
 
-Learned methods read the clip from the dataset's packs (ksdiff.data.packs, as training does): its speech
+Learned methods read the clip from the dataset's packs (ksdiff.data.pack_reader, as training does): its speech
 features, prosody, transcript tokens, anchor and identity template, one record batch of a memory-mapped
 file found from the packs' indexes, no per-clip table opened. A clip whose tables changed after it was
 packed is refused (rerun ``ksdiff pack``), never predicted from stale arrays; one the pack step refused is
@@ -64,8 +64,9 @@ import torch
 from ksdiff.config import BASELINES
 from ksdiff.data import dataset as ds
 from ksdiff.data import motion
-from ksdiff.data.packs import (INPUT_FOLDERS, PACK_DIR, PackSet, StalePackError, clip_arrays, inputs_signature,
-                               pack_indexes, read_indexes, template_of)
+from ksdiff.data.pack_reader import (PACK_DIR, PackSet, StalePackError, clip_arrays, pack_indexes, read_indexes,
+                                     template_of)
+from ksdiff.data.packs import INPUT_FOLDERS, inputs_signature
 from ksdiff.io import parquet
 from ksdiff.models import sample_long
 from ksdiff.models.noise import ClipGenerators

@@ -267,7 +267,7 @@ def test_a_clip_changed_after_packing_is_refused_not_predicted_stale(setup, tmp_
     import shutil
     import time
 
-    from ksdiff.data.packs import StalePackError
+    from ksdiff.data.pack_reader import StalePackError
 
     root, ck, cfg = setup
     other = tmp_path / "copy"

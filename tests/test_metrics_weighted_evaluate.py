@@ -4,7 +4,6 @@ them) an external video that IS the clip's recorded video scores LPIPS 0, CSIM 1
 the dataset records that it has no recorded video, and the weights' sha256 is in the attrs.
 FID goes through the same set-level code as FVD (ksdiff.metrics.weighted_frames.add_to_set); its Inception on
 every frame is minutes on a CPU, so it is not run here (tests/test_metrics_fid.py checks its arithmetic)."""
-import numpy as np
 import pytest
 
 from ksdiff.evaluate import evaluate_method

@@ -16,7 +16,7 @@ import torch
 from fabricate import fabricate_with_stats, tiny_model_cfg
 from ksdiff import config
 from ksdiff.data import dataset as ds
-from ksdiff.data import packs
+from ksdiff.data import pack_reader, pack_windows, packs
 from ksdiff.data.stats import build_stats, merge_stats, stats_part
 from ksdiff.io import schemas
 from ksdiff.io.parquet import read_table, write_table
@@ -58,8 +58,8 @@ def in_memory(root, split, mcfg, tok, stats):
 
 
 def from_packs(root, split, mcfg, tok, stats):
-    """What training reads instead (packs.window_datasets: the qc and splits tables and the packs' indexes)."""
-    train, val, _ = packs.window_datasets(root, stats, mcfg.window, mcfg.n_prev, FPS, tok)
+    """What training reads instead (pack_windows.window_datasets: the qc and splits tables and the packs' indexes)."""
+    train, val, _ = pack_windows.window_datasets(root, stats, mcfg.window, mcfg.n_prev, FPS, tok)
     return {"train": train, "val": val}[split]
 
 
@@ -142,7 +142,7 @@ def test_pack_jobs_keep_current_clips_and_repack_changed_ones(packed, tmp_path):
     pack_all(root, shards[:1])
     third = read_table(index, "pack_index").to_pandas().set_index("clip_id")
     assert set(third.index[third.action == "ran"]) == {"spk1_clip0", "spk0_clip2"}
-    ps = packs.PackSet([index], ["spk1_clip0", "spk0_clip0"])
+    ps = pack_reader.PackSet([index], ["spk1_clip0", "spk0_clip0"])
     assert np.array_equal(ps.clip(0).expr, ds.load_clip(root, "spk1_clip0", FPS).expr)
     assert np.array_equal(ps.clip(1).head, ds.load_clip(root, "spk0_clip0", FPS).head)
 
@@ -152,7 +152,7 @@ def test_a_pack_its_index_does_not_describe_is_refused(packed, tmp_path):
     root = tmp_path / "r"
     shutil.copytree(src, root)
     shutil.copy(root / "packs" / "00001.arrow", root / "packs" / "00000.arrow")  # e.g. a job killed between the two
-    ps = packs.PackSet([root / "packs" / "00000.parquet"])
+    ps = pack_reader.PackSet([root / "packs" / "00000.parquet"])
     with pytest.raises(ds.ClipError, match="rerun `ksdiff pack`"):
         ps.record(0)
 
@@ -161,7 +161,7 @@ def test_stats_as_map_reduce_equal_the_single_job(packed, tmp_path):
     root, _ = packed
     cfg = config.defaults()
     parts = []
-    for index in packs.pack_indexes(root):
+    for index in pack_reader.pack_indexes(root):
         parts.append(tmp_path / f"{index.stem}.parquet")
         stats_part(cfg, str(root / "qc.parquet"), str(root / "splits.parquet"), str(index), str(parts[-1]))
     merge_stats(cfg, [str(p) for p in parts], str(tmp_path / "stats.parquet"))
@@ -253,12 +253,12 @@ def test_a_cold_window_reads_its_own_bytes_not_the_pages_around_them(packed, tmp
         pytest.skip("this filesystem keeps the pack's pages cached (tmpfs?): nothing is cold")
     del view
     plain.close()
-    ps = packs.PackSet([tmp_path / "packs" / "00001.parquet"])
+    ps = pack_reader.PackSet([tmp_path / "packs" / "00001.parquet"])
     m = ps.mapped(0)  # reads the footer
     i = int(np.argmax(ps.n_frames))
     b = ps.record(i)  # the clip's metadata: the footer's and the batch header's pages
     lo, hi = 2, int(ps.n_frames[i]) - 3
-    arrays = [a for name, (a, _) in packs._window_slices(b, lo, hi).items() if name != "r"]
+    arrays = [a for a, _ in pack_reader.window_slices(b, lo, hi).values()]
     want = np.zeros_like(_resident(m))
     for a in arrays:
         buf = a.buffers()[-1]

@@ -27,7 +27,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from ksdiff.data import dataset, motion, packs
+from ksdiff.data import dataset, motion
+from ksdiff.data.pack_reader import PackSet
 from ksdiff.io import parquet
 
 log = logging.getLogger(__name__)
@@ -182,7 +183,7 @@ def stats_part(cfg: dict, qc: str, splits: str, index: str, out: str) -> int:
     results = Path(index).parent.parent
     train = set(dataset.usable_clips(results, "train", qc=qc, splits=splits))
     shard_ids = parquet.read_table(index, "pack_index").table.column("clip_id").to_pylist()
-    ps = packs.PackSet([index], sorted(c for c in shard_ids if c in train))
+    ps = PackSet([index], sorted(c for c in shard_ids if c in train))
     part = partial_stats(ps.clip(i) for i in range(len(ps)))
     write_stats_part(out, part, Path(index).stem)
     log.info("stats part %s: %d training clips", Path(index).stem, len(part["clips"]))

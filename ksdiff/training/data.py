@@ -1,7 +1,7 @@
 """What training reads: the usable train/val clips (``prepare_data``) and each process's share of a step.
 
 ``prepare_data`` is the one place training loads data; swapping the clip source (the shards' memory-mapped
-packs, ksdiff.data.packs) changes this function only. Every step's global batch comes from ``ksdiff.data.dataset.StepBatchSampler``
+packs, ksdiff.data.pack_windows) changes this function only. Every step's global batch comes from ``ksdiff.data.dataset.StepBatchSampler``
 ((seed, step) -> windows); ``RankSlice`` gives one torchrun process its contiguous share of it, and
 ``ChunkCollate`` pads that share as ``n`` micro-batches (see ksdiff.training.loop on why micro-batches).
 """
@@ -18,7 +18,8 @@ import torch
 from torch.utils.data import Sampler
 
 from ksdiff.data import dataset as ds
-from ksdiff.data import motion, packs
+from ksdiff.data import motion
+from ksdiff.data.pack_windows import window_datasets
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +60,7 @@ def prepare_data(cfg: dict, results: Path, window: int, n_prev: int, tokenize) -
     if not stats_path.exists():
         raise FileNotFoundError(f"{stats_path} missing: run `ksdiff stats` first")
     stats = ds.Stats.read(stats_path)
-    train, val, info = packs.window_datasets(results, stats, window, n_prev, fps, tokenize)  # read from the packs
+    train, val, info = window_datasets(results, stats, window, n_prev, fps, tokenize)  # read from the packs
     for key in ("feature_kind", "feat_dim", "expr_dim", "feature_checkpoint"):
         if key in stats.attrs and stats.attrs[key] != info[key]:
             raise ds.ClipError(f"stats were computed with {key}={stats.attrs[key]!r} but the clips have "
