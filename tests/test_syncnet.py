@@ -8,7 +8,9 @@ import torch
 from scipy import signal
 
 from ksdiff.metrics import syncnet as sn
-from ksdiff.metrics.mouth_crops import face_boxes, face_crops
+from ksdiff.io.video import read_frames, write_video
+from ksdiff.metrics.frames import Video, crops_of
+from ksdiff.metrics.mouth_crops import ShortStream, face_boxes, face_crops
 from ksdiff.metrics.protocol import PROTOCOL
 
 SR, SPF = 16000, 640
@@ -190,6 +192,49 @@ def test_face_crops_pad_outside_the_frame_with_gray():
     assert np.all(crops[:, :5, :5] == PROTOCOL.crop_pad_value)
     with pytest.raises(ValueError, match="no frame"):
         face_crops(frames, np.full((6, 478, 3), np.nan))
+
+
+def _moving_face(T, cx=48.0, cy=44.0, half=20.0):
+    rng = np.random.default_rng(1)
+    template = rng.uniform(-1, 1, (478, 3))
+    t = np.arange(T)[:, None, None]
+    x, y = cx + 4 * np.sin(t / 3), cy + 3 * np.cos(t / 4)
+    return np.concatenate([x + half * template[None, :, :1], y + half * template[None, :, 1:2],
+                           np.broadcast_to(half * template[None, :, 2:], (T, 478, 1))], -1)
+
+
+def test_face_crops_of_a_stream_are_those_of_the_stacked_frames_and_no_frame_is_made_past_the_landmarks():
+    rng = np.random.default_rng(2)
+    frames = rng.integers(0, 256, (20, 96, 96, 3), dtype=np.uint8)
+    lm = _moving_face(20)
+    lm[5] = np.nan
+    made = []
+
+    def stream(n):
+        for f in frames[:n]:
+            made.append(1)
+            yield f
+
+    np.testing.assert_array_equal(face_crops(stream(20), lm), face_crops(frames, lm))
+    made.clear()
+    np.testing.assert_array_equal(face_crops(stream(20), lm[:12]), face_crops(frames[:12], lm[:12]))
+    assert len(made) == 12  # a longer stream is read as far as the landmarks go, no further
+    with pytest.raises(ShortStream) as e:
+        face_crops(stream(9), lm)
+    assert e.value.n == 9
+
+
+def test_a_videos_crops_made_while_decoding_equal_the_decoded_frames_crops_also_when_it_ends_first(tmp_path):
+    rng = np.random.default_rng(3)
+    path = tmp_path / "v.mp4"
+    write_video(path, list(rng.integers(0, 256, (16, 96, 96, 3), dtype=np.uint8)), 25)
+    frames = read_frames(path, 25)
+    lm = _moving_face(len(frames) + 5)  # landmarks beyond the video's end
+    np.testing.assert_array_equal(crops_of(Video(str(path), lm[: len(frames)], 25.0)), face_crops(frames, lm[: len(frames)]))
+    # the video ends first: cropped on the track of the frames it has (the medians near its end differ)
+    np.testing.assert_array_equal(crops_of(Video(str(path), lm, 25.0)), face_crops(frames, lm[: len(frames)]))
+    assert not np.array_equal(face_crops(frames, lm[: len(frames)])[-1],
+                              face_crops(np.concatenate([frames, frames[:5]]), lm)[len(frames) - 1])
 
 
 @pytest.mark.slow

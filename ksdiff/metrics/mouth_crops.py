@@ -19,6 +19,8 @@ Frames with missing landmarks (NaN) take a box interpolated in time.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import numpy as np
 from scipy import signal
 
@@ -91,27 +93,43 @@ def _crop_one(frame: np.ndarray, y1: int, y2: int, x1: int, x2: int, pad_value: 
     return out
 
 
+class ShortStream(ValueError):
+    """A stream of frames ended before its landmarks did: ``n`` frames came."""
+
+    def __init__(self, n: int, n_landmarks: int):
+        super().__init__(f"{n} frames but {n_landmarks} landmark frames")
+        self.n = n
+
+
 def face_crops(
-    frames: np.ndarray,
+    frames: np.ndarray | Iterable[np.ndarray],
     landmarks: np.ndarray,
     size: int = PROTOCOL.crop_size,
     box_scale: float = PROTOCOL.crop_box_scale,
 ) -> np.ndarray:
     """(T, size, size, 3) uint8 SyncNet face crops, same channel order as ``frames``.
 
-    frames: (T, H, W, 3) uint8; landmarks: (T, 478, 3) in pixels of those
-    frames (NaN rows for frames without a face).
+    frames: (T, H, W, 3) uint8, or any iterable of (H, W, 3) uint8 frames (a video being decoded, a motion being
+    rendered), cropped one by one as they come and not kept: a minute of 512 px video is 1.2 GB of frames and
+    52 MB of crops. landmarks: (T, 478, 3) in pixels of those frames (NaN rows for frames without a face); they
+    place every crop, so a stream stops after T frames, and one that ends sooner raises ShortStream.
     """
     import cv2
 
-    frames = np.asarray(frames)
-    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
-        raise ValueError(f"frames must be (T, H, W, 3) uint8; got {frames.shape} {frames.dtype}")
-    if len(landmarks) != len(frames):
-        raise ValueError(f"{len(frames)} frames but {len(landmarks)} landmark frames")
+    if isinstance(frames, np.ndarray):
+        if frames.ndim != 4:
+            raise ValueError(f"frames must be (T, H, W, 3) uint8; got {frames.shape} {frames.dtype}")
+        if len(landmarks) != len(frames):
+            raise ValueError(f"{len(frames)} frames but {len(landmarks)} landmark frames")
     rects = crop_windows(smooth_boxes(face_boxes(landmarks, box_scale)))
-    out = np.empty((len(frames), size, size, 3), dtype=np.uint8)
-    for i, (y1, y2, x1, x2) in enumerate(rects):
-        crop = _crop_one(frames[i], int(y1), int(y2), int(x1), int(x2), PROTOCOL.crop_pad_value)
-        out[i] = cv2.resize(crop, (size, size))
+    out = np.empty((len(rects), size, size, 3), dtype=np.uint8)
+    n = 0
+    for (y1, y2, x1, x2), frame in zip(rects, frames):  # rects first: no frame is made past the last one
+        if frame.ndim != 3 or frame.shape[-1] != 3 or frame.dtype != np.uint8:
+            raise ValueError(f"frames must be (H, W, 3) uint8; got {frame.shape} {frame.dtype}")
+        crop = _crop_one(frame, int(y1), int(y2), int(x1), int(x2), PROTOCOL.crop_pad_value)
+        out[n] = cv2.resize(crop, (size, size))
+        n += 1
+    if n < len(rects):
+        raise ShortStream(n, len(rects))
     return out

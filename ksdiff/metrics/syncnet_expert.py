@@ -26,8 +26,7 @@ from tqdm import tqdm
 from ksdiff.config import ExpertConfig, dataclass_from_dict
 from ksdiff.io import parquet
 from ksdiff.io.audio import read_wav
-from ksdiff.io.video import read_frames
-from ksdiff.metrics.mouth_crops import face_crops
+from ksdiff.metrics.frames import Video, crops_of
 from ksdiff.metrics.syncnet_train import check_sync, describe_check, save_expert, train_expert
 
 log = logging.getLogger(__name__)
@@ -51,12 +50,9 @@ def clip_crops(results: Path, clip: str, fps: float) -> tuple[np.ndarray, np.nda
     """(face crops (T, 224, 224, 3) RGB uint8, 16 kHz wav) of one clip."""
     from ksdiff.data.manifest import clip_row
 
-    lm_t = parquet.read_table(results / "landmarks" / f"{clip}.parquet", "landmarks")
-    lm = lm_t.column("landmarks").reshape(len(lm_t.table), -1, 3).astype(np.float64)
-    lm[~lm_t.column("detected").astype(bool)] = np.nan
-    frames = read_frames(clip_row(results / "manifest.parquet", clip)["path"], fps, max_frames=len(lm))
+    video = Video(clip_row(results / "manifest.parquet", clip)["path"], results / "landmarks" / f"{clip}.parquet", fps)
     wav, _ = read_wav(results / "audio" / f"{clip}.wav")
-    return face_crops(frames, lm[: len(frames)]), wav
+    return crops_of(video), wav
 
 
 def crops_on_disk(results: Path, clips: Sequence[str], fps: float, path: Path) -> list[tuple[np.ndarray, np.ndarray]]:

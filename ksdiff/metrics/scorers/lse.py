@@ -7,18 +7,16 @@ reference frame, or an external method's own video. Ground truth is also scored 
 from __future__ import annotations
 
 from ksdiff.metrics.clip import ClipInputs, Row
+from ksdiff.metrics.frames import crops_of
 from ksdiff.metrics.registry import LSE_NAMES, LSE_VIDEO_NAMES
 
 
 def lse_of(model, source, posed, wav, fps: float) -> dict:
     """SyncNet's result dict for the frames ``source`` gives for ``posed`` (ignored by a recorded video)."""
-    # torch and cv2 load only when LSE is scored: a run without SyncNet weights never imports them
-    from ksdiff.metrics.mouth_crops import face_crops
+    # torch loads only when LSE is scored: a run without SyncNet weights never imports it
     from ksdiff.metrics.syncnet import lse
 
-    with source.open(posed) as (frames, landmarks):
-        crops = face_crops(frames, landmarks)
-    return lse(model, crops, wav, color="rgb", fps=fps)
+    return lse(model, crops_of(source, posed), wav, color="rgb", fps=fps)
 
 
 def score(clip: ClipInputs) -> list[Row]:
