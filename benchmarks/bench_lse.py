@@ -5,8 +5,8 @@
 One minute of 512 px video (../shared/data/hdtf/hdtf_sample_01.mp4 looped, as benchmarks/bench_metrics.py
 makes it), one core, one torch thread, CPU seconds (the machine is shared). In one invocation:
 
-- ours, ``numerics: pinned`` (the default) and ``numerics: fast``: decode (PyAV), face_crops from the
-  landmarks, lse(); each in a fresh interpreter (the numerics mode is fixed when torch loads), with the
+- ours, ``numerics: pinned`` (the default) and ``numerics: fast``: frames decoded (PyAV) and cropped from the
+  landmarks as they come (frames.crops_of, as LSE scoring does), lse(); each in a fresh interpreter (the numerics mode is fixed when torch loads), with the
   same landmarks (computed once here, not timed: the landmark step makes them upstream);
 - syncnet_python's pipeline (bench_metrics.bench_reference: its own stages, S3FD with random weights and
   without its weight-dependent NMS, so a lower bound), unpinned as its users run it, in a fresh interpreter
@@ -53,22 +53,21 @@ def worker(mode: str, video: str, lm_path: str, out: str) -> None:
     from bench_metrics import FPS, SR, _add, fp32_gemm_peak, timed
 
     from ksdiff.io.audio import load_audio
-    from ksdiff.io.video import read_frames
     from ksdiff.metrics import syncnet as sn
-    from ksdiff.metrics.mouth_crops import face_crops
+    from ksdiff.metrics.frames import Video, crops_of
     from ksdiff.metrics.syncnet_lowered import LoweredLip
 
     torch.manual_seed(0)
     model = sn.build_syncnet().eval()
-    frames, t_dec = timed(read_frames, Path(video), FPS)
+    lm = np.load(lm_path)
+    crops, t_dec = timed(crops_of, Video(video, lm, FPS))
+    assert len(crops) == len(lm), "the video has fewer frames than landmarks: crops_of decoded it twice"
     (wav, *_), t_aud = timed(load_audio, Path(video), SR)
-    crops, t_crop = timed(face_crops, frames, np.load(lm_path)[: len(frames)])
-    del frames
     sn.lse(model, crops[:40], wav[: 40 * 640])  # warm-up, not timed
     r, t_lse = timed(sn.lse, model, crops, wav)
     res = {"numerics": numerics.describe(), "gemm_gflops": fp32_gemm_peak(reps=7, clock=time.process_time),
-           "stages": {"decode_video": t_dec, "decode_audio": t_aud, "face_crops": t_crop, "syncnet_lse": t_lse,
-                      "total": _add(t_dec, t_aud, t_crop, t_lse)},
+           "stages": {"decode_video_crops": t_dec, "decode_audio": t_aud, "syncnet_lse": t_lse,
+                      "total": _add(t_dec, t_aud, t_lse)},
            "n_windows": r["n_windows"], "dists": r["dists"].tolist(), "lse_d": r["lse_d"], "lse_c": r["lse_c"]}
     # the lip stream alone, interleaved: S's forward on the layout this mode gives it, and the lowered path
     bgr = torch.from_numpy(np.ascontiguousarray(crops[: WINDOWS_ALONE + 4, ..., ::-1]))
@@ -139,7 +138,7 @@ def markdown(res: dict) -> str:
         "| --- | ---: | ---: | ---: |",
     ]
     p, f = res["ours"]["pinned"]["stages"], res["ours"]["fast"]["stages"]
-    for k, name in (("decode_video", "decode video"), ("decode_audio", "decode audio"), ("face_crops", "face crops"),
+    for k, name in (("decode_video_crops", "decode video + face crops (streamed)"), ("decode_audio", "decode audio"),
                     ("syncnet_lse", "lse() (SyncNet + offsets)")):
         lines.append(f"| ours: {name} | {p[k]['cpu_s']:.1f} | {f[k]['cpu_s']:.1f} | |")
     for k, v in ref.items():
