@@ -23,10 +23,11 @@ from __future__ import annotations
 
 import fcntl
 import importlib
-import importlib.util
 import os
 import sys
 import tempfile
+
+import librosa  # the package alone (its lazy loader): nothing is compiled until a submodule loads
 
 # librosa's modules that define numba (gu)vectorize functions with signatures, compiled when the module
 # is imported, among those that ksdiff's uses of librosa load (pyin, yin, feature, filters, onset, effects;
@@ -41,10 +42,7 @@ def cache_dir() -> str:
     configured = os.environ.get("NUMBA_CACHE_DIR")
     if configured:
         return configured
-    spec = importlib.util.find_spec("librosa")
-    if spec is None or spec.origin is None:
-        raise ModuleNotFoundError("librosa is not installed: run envs/install.sh")
-    return os.path.join(os.path.dirname(spec.origin), "__pycache__")
+    return os.path.join(os.path.dirname(librosa.__file__), "__pycache__")
 
 
 def lock_path() -> str:
@@ -66,9 +64,9 @@ def lock_path() -> str:
 def import_librosa():
     """The librosa module, its compiling modules imported (compiled or loaded) under the cache lock."""
     if all(name in sys.modules for name in COMPILING_MODULES):
-        return sys.modules["librosa"]
+        return librosa
     with open(lock_path(), "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, also if an import fails
         for name in COMPILING_MODULES:
             importlib.import_module(name)
-    return sys.modules["librosa"]
+    return librosa
