@@ -8,15 +8,26 @@ from __future__ import annotations
 
 from ksdiff.metrics.clip import ClipInputs, Row
 from ksdiff.metrics.frames import crops_of
+from ksdiff.metrics.mouth_crops import face_crops
 from ksdiff.metrics.registry import LSE_NAMES, LSE_VIDEO_NAMES
+from ksdiff.metrics.video_pair import method_video
 
 
-def lse_of(model, source, posed, wav, fps: float) -> dict:
-    """SyncNet's result dict for the frames ``source`` gives for ``posed`` (ignored by a recorded video)."""
+def lse_of(model, crops, wav, fps: float) -> dict:
+    """SyncNet's result dict for a sample's face crops (ksdiff.metrics.mouth_crops)."""
     # torch loads only when LSE is scored: a run without SyncNet weights never imports it
     from ksdiff.metrics.syncnet import lse
 
-    return lse(model, crops_of(source, posed), wav, color="rgb", fps=fps)
+    return lse(model, crops, wav, color="rgb", fps=fps)
+
+
+def sample_crops(clip: ClipInputs, s: int):
+    """Sample ``s``'s face crops. When the video metrics read this sample's frames too, they are made once, into
+    the buffer those metrics share (ksdiff.metrics.video_pair.method_video; rendering a sample costs about as
+    much as cropping it); otherwise each frame is cropped as it is made and not kept. The same pixels either way."""
+    if clip.run.video.frames_needed and clip.run.video.scores(s):
+        return face_crops(*method_video(clip, s))
+    return crops_of(clip.frames, clip.decoded(s)[1])
 
 
 def score(clip: ClipInputs) -> list[Row]:
@@ -28,7 +39,7 @@ def score(clip: ClipInputs) -> list[Row]:
         if n is not None and s >= n:
             continue
         try:
-            r = lse_of(model, clip.frames, clip.decoded(s)[1], clip.wav, clip.fps)
+            r = lse_of(model, sample_crops(clip, s), clip.wav, clip.fps)
         except ValueError as e:  # e.g. clip too short for SyncNet's windows
             rows += [Row(s, k, float("nan"), f"LSE: {e}") for k in LSE_NAMES]
         else:
@@ -37,7 +48,7 @@ def score(clip: ClipInputs) -> list[Row]:
         # The recorded video itself, as papers score "GT": next to the re-rendered row it shows what
         # landmark extraction + rendering lose (methods only ever exist rendered).
         try:
-            r = lse_of(model, clip.source, None, clip.wav, clip.fps)
+            r = lse_of(model, crops_of(clip.source), clip.wav, clip.fps)
         except ValueError as e:
             rows += [Row(0, k, float("nan"), f"LSE on the source video: {e}") for k in LSE_VIDEO_NAMES]
         else:
