@@ -14,18 +14,24 @@ within ~1e-6 relative (another summation order, and BatchNorm folded into the we
 tests/test_syncnet_lowered.py):
 
 - The lip stream's first layer (3 -> 96 channels, a 5x7x7 kernel over the window's 5 frames, stride
-  1x2x2) is one product per *frame*: the frame's 7x7 patches (built once, although five windows use the
-  frame) times the weights' five temporal slices side by side; window i sums slice t of frame i + t,
-  t = 0..4 in that order. No 5x window tensor and no per-window patch matrix is built.
-- Every later layer (and every audio layer) has a temporal kernel of 1 and runs on a batch of windows as
-  2-D channels-last (NHWC) patches (``as_strided`` over the padded map) times the weights, with the
-  folded BatchNorm as the product's bias, then ReLU in place; max pooling is ATen's channels-last
+  1x2x2) sums five products per window, frame i + t's 7x7 patches times the kernel's temporal slice t,
+  t = 0..4 in that order, each added by the product itself (``addmm_``). A frame's patches are built once
+  (five windows use them); no 5x window tensor and no per-window patch matrix is built. One product per
+  frame against the five slices side by side, then four strided additions per window, did the same work
+  a third slower (the additions stream 23 MB per frame through memory).
+- Every later layer (and every audio layer) has a temporal kernel of 1 and runs on channels-last (NHWC)
+  maps: its patches copied from a 5-D view of the padded map whose innermost run, kw x channels, is
+  contiguous (ATen copies a 6-D view with kw and channels apart 17x slower), times the weights, with the
+  folded BatchNorm as the product's bias, then ReLU in place. The patches of a few windows at a time
+  (``ROWS`` output positions) are copied into one reused buffer and multiplied, so they stay in the cache:
+  one 32-window patch matrix of the second lip layer was 208 MB. Max pooling is ATen's channels-last
   ``max_pool2d`` (exact).
 - The fully connected heads are S's own ``netfclip`` / ``netfcaud``.
 
-The results depend on the batch size (MKL blocks a product by its rows), so scoring keeps its batch
-sizes fixed. The lead may adopt the same lowering for the expert's training forward
-(ksdiff/metrics/syncnet_train.py); here it is inference only (BatchNorm folded with its running statistics).
+The results depend on the batch size (MKL blocks a product by its rows; the last layers multiply the whole
+batch), so scoring keeps its batch sizes fixed. The lead may adopt the same lowering for the expert's
+training forward (ksdiff/metrics/syncnet_train.py); here it is inference only (BatchNorm folded with its
+running statistics).
 """
 from __future__ import annotations
 
@@ -51,7 +57,7 @@ def lowered_layers(seq: nn.Sequential, first_spans_frames: bool = False) -> list
     """A stream of S (Conv, BatchNorm, ReLU triples and max pools) as ('conv', weights, bias, frames, kernel,
     stride, padding) and ('pool', kernel, stride, padding) steps on channels-last maps, BatchNorm folded into
     the weights. Only the first convolution may span frames (``first_spans_frames``: its weights are laid out
-    (kh, kw, in) x (t, out), one product per frame); every other is (kh, kw, in) x out."""
+    t x (kh, kw, in) x out, one matrix per temporal slice); every other is (kh, kw, in) x out."""
     layers: list[tuple] = []
     mods = list(seq)
     i = 0
@@ -70,8 +76,8 @@ def lowered_layers(seq: nn.Sequential, first_spans_frames: bool = False) -> list
             spans = first_spans_frames and not layers
             if t_pad or t_stride != 1 or (w.shape[2] != 1 and not spans) or m.groups != 1:
                 raise ValueError(f"layer {i}: only the first convolution may span frames, unpadded")
-            if spans:  # one product per frame gives every temporal slice
-                wm = w.permute(3, 4, 1, 2, 0).reshape(-1, w.shape[2] * w.shape[0])
+            if spans:  # one (patch, out) matrix per temporal slice
+                wm = w.permute(2, 3, 4, 1, 0).reshape(w.shape[2], -1, w.shape[0])
             else:  # rows in channels-last patch order
                 wm = w.permute(2, 3, 4, 1, 0).reshape(-1, w.shape[0])
             layers.append(("conv", wm.contiguous(), bias.contiguous(), int(w.shape[2]),
@@ -92,14 +98,24 @@ def pool(x: torch.Tensor, layer: tuple) -> torch.Tensor:
     return F.max_pool2d(x.permute(0, 3, 1, 2), k, s, p).permute(0, 2, 3, 1)  # channels-last in and out
 
 
+ROWS = 1024  # output positions per product in ``conv``: a few windows' patches, small enough for the cache
+
+
 def conv(x: torch.Tensor, layer: tuple) -> torch.Tensor:
     _, wm, bias, _, (kh, kw), (sh, sw), (ph, pw) = layer
     x = F.pad(x, (0, 0, pw, pw, ph, ph)) if ph or pw else x.contiguous()
     b, h, w, c = x.shape
     ho, wo = (h - kh) // sh + 1, (w - kw) // sw + 1
-    s_b, s_h, s_w, s_c = x.stride()
-    cols = x.as_strided((b, ho, wo, kh, kw, c), (s_b, sh * s_h, sw * s_w, s_h, s_w, s_c)).reshape(b * ho * wo, -1)
-    return torch.addmm(bias, cols, wm).view(b, ho, wo, -1).relu_()
+    s_b, s_h, s_w, _ = x.stride()  # contiguous NHWC: s_w == c, so a (kw, c) run is contiguous
+    patches = x.as_strided((b, ho, wo, kh, kw * c), (s_b, sh * s_h, sw * s_w, s_h, 1))
+    out = torch.empty(b, ho * wo, wm.shape[1])
+    step = max(1, ROWS // (ho * wo))  # windows per product
+    cols = torch.empty(min(step, b), ho, wo, kh, kw * c)
+    for i in range(0, b, step):
+        n = min(step, b - i)
+        cols[:n].copy_(patches[i:i + n])
+        torch.addmm(bias, cols[:n].view(n * ho * wo, -1), wm, out=out[i:i + n].view(n * ho * wo, -1))
+    return out.view(b, ho, wo, -1).relu_()
 
 
 def run(h: torch.Tensor, layers: list[tuple]) -> torch.Tensor:
@@ -138,34 +154,33 @@ class LoweredLip:
         """Each window's first layer (conv, BatchNorm, ReLU, max pool) as a (1, H', W', 96) NHWC map, in
         window order; ``frames``: (T, H, W, 3) uint8 or float, BGR, contiguous.
 
-        A frame equal to the one before it (a frozen video: the static-face floor, a method that holds a
-        frame) reuses that frame's product: the product of one frame does not depend on any other, so the
-        result is the same bits (``reuse_repeats=False`` recomputes it; tests/test_syncnet_lowered.py)."""
+        A window whose frames all equal the window before's (a frozen video: the static-face floor, a
+        method that holds a frame) reuses that window's map: the same products of the same patches, so the
+        same bits (``reuse_repeats=False`` recomputes it; tests/test_syncnet_lowered.py)."""
         _, wm, bias, kt, (kh, kw), (sh, sw), _ = self.layers[0]
         n_frames, h, w, c = frames.shape
         ho, wo, out = (h - kh) // sh + 1, (w - kw) // sw + 1, bias.shape[0]
-        cols = torch.empty(ho, wo, kh, kw * c)
         s_f, s_h, s_w, _ = frames.stride()
-        open_windows: dict[int, torch.Tensor] = {}
-        y = None
+        ring = torch.empty(kt, ho * wo, kh * kw * c)  # the patches of the last kt frames, frame f in slot f % kt
+        same = [False] * kt  # frame f equals frame f - 1, slot f % kt
+        acc = torch.empty(ho * wo, out)
+        a = None
         for f in range(min(n_frames, n_win + kt - 1)):
-            if not (reuse_repeats and y is not None and torch.equal(frames[f], frames[f - 1])):
-                # the frame's patches: each (kw, c) run is contiguous in an HWC frame; uint8 -> float here
-                cols.copy_(frames.as_strided((ho, wo, kh, kw * c), (sh * s_h, sw * s_w, s_h, 1),
-                                             frames.storage_offset() + f * s_f))
-                y = (cols.view(ho * wo, -1) @ wm).view(ho * wo, kt, out)
-            for t in range(kt):
-                i = f - t
-                if 0 <= i < n_win:
-                    if t == 0:
-                        open_windows[i] = y[:, 0].clone()
-                    else:
-                        open_windows[i] += y[:, t]
-            i = f - kt + 1
-            if i >= 0:
-                a = open_windows.pop(i)
-                a += bias
-                yield pool(a.relu_().view(1, ho, wo, out), self.layers[1])
+            same[f % kt] = reuse_repeats and f > 0 and torch.equal(frames[f], frames[f - 1])
+            if same[f % kt]:
+                ring[f % kt].copy_(ring[(f - 1) % kt])
+            else:  # the frame's patches: each (kw, c) run is contiguous in an HWC frame; uint8 -> float here
+                ring[f % kt].view(ho, wo, kh, kw * c).copy_(frames.as_strided(
+                    (ho, wo, kh, kw * c), (sh * s_h, sw * s_w, s_h, 1), frames.storage_offset() + f * s_f))
+            i = f - kt + 1  # the window that ends at frame f
+            if i < 0:
+                continue
+            if a is None or not all(same):  # window i's frames are not window i - 1's
+                torch.mm(ring[i % kt], wm[0], out=acc)
+                for t in range(1, kt):
+                    acc.addmm_(ring[(i + t) % kt], wm[t])
+                a = pool(torch.add(acc, bias).relu_().view(1, ho, wo, out), self.layers[1])
+            yield a
 
     def rest(self, h: torch.Tensor) -> torch.Tensor:
         """Layers after the first, on a batch of first-layer maps (B, H', W', C) -> (B, D) embeddings."""
