@@ -181,15 +181,17 @@ def markdown(res: dict) -> str:
         f"{lip['fast']['S_forward']:.1f} ms ({floor_ms / lip['fast']['S_forward']:.0%} of peak), so its distance "
         f"from 80% is the work the ceiling leaves out: the audio stream ({gfa:.2f} GFLOP per window, "
         f"{res['n_windows_audio_s']:.1f} s at peak for these windows), decoding and the crops. Pinned's lowered lip "
-        f"stream runs at {floor_ms / lip['pinned']['lowered']:.0%} of peak (the first layer's product has only "
-        "147 terms per output, and the patch copies cost), and pinned numerics forbids oneDNN, whose kernels "
-        "sum in an order chosen from the processor's caches. Even with both streams at the GEMM peak, "
-        "pinned would reach 80% only if decoding and the crops cost almost nothing.",
+        f"stream runs at {floor_ms / lip['pinned']['lowered']:.0%} of peak (its first layer's products have only "
+        "147 terms per output, which MKL runs at about 72 GFLOP/s on this core), and pinned numerics forbids oneDNN, "
+        "whose kernels sum in an order chosen from the processor's caches. The two streams alone at the GEMM peak "
+        f"take {res['floor_s'] + res['n_windows_audio_s']:.1f} s, against the {res['floor_s'] / 0.8:.1f} s that 80% of the "
+        f"ceiling allows for everything: both would have to run at {(res['floor_s'] + res['n_windows_audio_s']) / (res['floor_s'] / 0.8):.0%} "
+        "of peak, with decoding, the crops and the offsets free.",
         "",
         "Pinned numerics: the lowered streams' embeddings are bit-identical under native, AVX2-only and no-SIMD "
         "settings in fresh interpreters (tests/test_syncnet_lowered.py; fast mode's differ, the contrast). They "
         "depend on the batch size (MKL blocks a product by its rows), so scoring keeps its batch sizes fixed. A "
-        "frame equal to the one before it (a frozen video) reuses that frame's first-layer product, the same bits.",
+        "window whose frames all equal the window before's (a frozen video) reuses its first-layer map, the same bits.",
     ]
     return "\n".join(lines)
 

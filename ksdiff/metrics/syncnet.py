@@ -13,7 +13,7 @@ uint8 (syncnet_python reads every crop from JPEG into one float64 array).
 Windows are batched, and each window's video embedding is computed once and
 reused for every offset, as syncnet_python does. Where the lip stream runs
 (``embed_video``): on a CPU under pinned numerics (oneDNN off) it is lowered to
-MKL matrix products (ksdiff.metrics.syncnet_lowered: 1.8x faster than ATen's
+MKL matrix products (ksdiff.metrics.syncnet_lowered: 2.2x faster than ATen's
 slow_conv3d, as pinned); on a CPU with oneDNN (``numerics: fast``) it is S's own
 forward on channels-last windows; on a GPU S's own forward in float32 (no TF32).
 Every path equals S's plain forward within ~1e-6 relative (other summation
@@ -186,7 +186,7 @@ def embed_video(net, crops_bgr: np.ndarray, n_win: int, batch_size: int = 32, de
 
     ``device``: where S runs (default: where its weights are); batches of ``batch_size`` windows.
     - CPU with oneDNN off (pinned numerics): the lip stream lowered to MKL matrix products
-      (ksdiff.metrics.syncnet_lowered), 1.8x faster than ATen's slow_conv3d and as pinned.
+      (ksdiff.metrics.syncnet_lowered), 2.2x faster than ATen's slow_conv3d and as pinned.
     - CPU with oneDNN on (``numerics: fast``): S's own forward on channels-last windows (oneDNN's
       fastest layout here).
     - A GPU: S's own forward (cuDNN) on batched windows; frames are copied to it per batch as uint8.

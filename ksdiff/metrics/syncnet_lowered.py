@@ -6,8 +6,8 @@ window): the lip stream took 104 ms of CPU per window on one core against oneDNN
 "LSE on the CPU"). A 2-D rewrite of S does not help (``slow_conv2d`` is as slow). No library offers a
 pinned-safe fast convolution on the CPU, so the streams are lowered here to the operations pinned numerics
 does promise: MKL matrix products (same bits on every AVX2 CPU under ``MKL_CBWR``) and copies, additions
-and maxima, whose results do not depend on the vector width. Measured: lip stream 52.5 ms per window
-(2.0x), audio stream 8.6 against 11.5 ms.
+and maxima, whose results do not depend on the vector width. Measured (benchmarks/README.md, 6 Dec): lip
+stream 43.0 ms per window against slow_conv3d's 93.1 (2.2x), 80% of this core's GEMM peak.
 
 What it computes is S.forward_lip of every 5-frame window (and S.forward_aud of every MFCC window), equal
 within ~1e-6 relative (another summation order, and BatchNorm folded into the weights;
