@@ -15,6 +15,8 @@ from functools import cached_property
 import numpy as np
 
 from ksdiff.io import parquet
+from ksdiff.io.audio import read_wav
+from ksdiff.metrics.beat_align import audio_beats
 from ksdiff.metrics.efid import Moments
 from ksdiff.metrics.motion import head_pose, is_flame
 from ksdiff.metrics.protocol import PROTOCOL
@@ -78,8 +80,6 @@ class ClipInputs:
     @cached_property
     def onsets(self) -> np.ndarray:
         """The audio's onset frames (BeatAlign), detected once per clip; cut per sample by ``onsets_for``."""
-        from ksdiff.metrics.beat_align import audio_beats
-
         return audio_beats(self.wav, PROTOCOL.sample_rate, self.fps)
 
     def onsets_for(self, n_frames: int) -> np.ndarray:
@@ -153,8 +153,6 @@ class Rows:
 
 def read_audio(path) -> np.ndarray:
     """A clip's wav as the metrics read it: 16 kHz mono (the audio step writes it so; anything else is refused)."""
-    from ksdiff.io.audio import read_wav
-
     x, sr = read_wav(path)
     if sr != PROTOCOL.sample_rate or np.ndim(x) != 1:
         raise ValueError(f"{path}: expected {PROTOCOL.sample_rate} Hz mono, got {sr} Hz shape {np.shape(x)}")

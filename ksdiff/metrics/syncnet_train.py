@@ -41,8 +41,8 @@ from ksdiff.config import ExpertConfig  # defaults live with the config (the wor
 from ksdiff.io.files import atomic_torch_save
 from ksdiff.metrics.mouth_crops import face_crops
 from ksdiff.metrics.protocol import PROTOCOL
-from ksdiff.metrics.syncnet import (SAMPLES_PER_FRAME, build_syncnet, channels_last, file_sha256, n_windows, syncnet_mfcc,
-                                   video_layout)
+from ksdiff.metrics.syncnet import (SAMPLES_PER_FRAME, build_syncnet, channels_last, embed_audio, embed_video, file_sha256,
+                                   lse_from_embeddings, n_windows, syncnet_mfcc, video_layout)
 
 log = logging.getLogger(__name__)
 
@@ -195,8 +195,6 @@ def check_sync(model: torch.nn.Module, clips: Sequence[tuple], shift: int = CHEC
     audio (mismatched). The video embeddings, the costly part, are computed once
     per clip and reused for all three. At least two clips are needed (c).
     """
-    from ksdiff.metrics.syncnet import embed_audio, embed_video, lse_from_embeddings
-
     if len(clips) < 2:
         raise ValueError("check_sync needs at least two clips (one lends the other its audio)")
     was = model.training
