@@ -52,9 +52,10 @@ def test_lowered_lip_stream_equals_syncnets_forward(model, crops):
         LoweredLip(model).embed(torch.from_numpy(crops[:6]), 3)
 
 
-def test_repeated_frames_reuse_their_product_with_the_same_bits(model, crops):
-    """A frozen stretch (the static-face floor's video) reuses the frame before's first-layer product: the
-    embeddings are the same bits as recomputing every frame, and still S's forward's within rounding."""
+def test_repeated_windows_reuse_their_map_with_the_same_bits(model, crops):
+    """A frozen stretch (the static-face floor's video) reuses the window before's first-layer map where all
+    five frames repeat: the embeddings are the same bits as recomputing every window, and still S's forward's
+    within rounding."""
     frozen = crops.copy()
     frozen[3:9] = frozen[2]  # frames 2..8 equal: windows 2..4 identical, 0..1 and 5..8 mixed
     f = torch.from_numpy(frozen)
