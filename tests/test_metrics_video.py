@@ -26,7 +26,7 @@ from ksdiff.metrics.registry import BY_NAME, CPBD, F_LMD, M_LMD, PSNR, SSIM
 from ksdiff.metrics.scorers import psnr as psnr_scorer
 from ksdiff.metrics.video_settings import VideoSettings
 from ksdiff.evaluate import evaluate_method
-from tests.test_evaluate import _cfg, world  # noqa: F401  (world: the module's fixture)
+from tests.test_evaluate import _cfg, _random_syncnet, world  # noqa: F401  (world: the module's fixture)
 
 VIDEO_NAMES = (PSNR, SSIM, CPBD, F_LMD, M_LMD)
 
@@ -129,6 +129,23 @@ def test_a_method_with_ground_truths_motion_scores_what_ground_truth_scores(worl
     # rendered ground truth is not the recorded (still) video: finite PSNR, SSIM below 1, landmarks moved
     assert np.isfinite(g.xs(PSNR, level=1)).all() and (g.xs(SSIM, level=1) < 1).all()
     assert (g.xs(F_LMD, level=1) > 0).all()
+
+
+def test_lse_is_the_same_when_the_video_metrics_share_a_samples_frames(world, tmp_path):  # noqa: F811
+    """With the video metrics on, LSE crops a sample from the frames they hold (rendered or decoded once); the
+    other samples (video_samples 1) are cropped as they are made. Every LSE value equals the run without them."""
+    weights = str(_random_syncnet(tmp_path / "syncnet_random.model"))
+    lse = ["lse_d", "lse_c", "lse_offset"]
+    runs = {"rendered": dict(predictions=str(world["pred"] / "same"), method="same"),
+            "external": dict(predictions=str(world["ext"] / "coeffs"), method="other", external=True)}
+    for name, kw in runs.items():
+        got = [evaluate_method(cfg, str(world["res"]), syncnet=weights, **kw)
+               for cfg in (_cfg(), _video_cfg(video_samples=1))]
+        plain, shared = (d[d.metric.isin(lse)].set_index(["clip_id", "sample", "metric"])["value"].sort_index()
+                         for d in got)
+        assert len(plain) and plain.index.equals(shared.index), name
+        assert np.array_equal(plain.to_numpy(), shared.to_numpy()), name
+    assert set(plain.index.get_level_values("metric")) == set(lse)
 
 
 def test_frames_of_another_size_than_the_recorded_video_are_refused_with_a_reason(tmp_path):
