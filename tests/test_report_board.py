@@ -171,3 +171,15 @@ def test_a_method_scored_on_fewer_clips_is_never_marked_best():
     assert marked == ["b"]  # 0.03 on 10 clips, not a's 0.001 on 1
     a = next(r for r in lip.rows if r.method == "a")
     assert lip.shown(a)[3].interval.endswith("(n=1)")
+
+
+def test_a_method_scored_on_fewer_clips_is_not_ranked_against_the_others():
+    """Its mean covers other clips than theirs, so it follows the ranked methods without a rank, even where its
+    value would come first; the ranks of the others are as if it were absent."""
+    s = _summary()
+    s.loc[(s.method == "a") & (s.metric == "lse_c"), ["mean", "n_clips"]] = [5.0, 3]  # 'best' LSE-C, 3 clips
+    sync = _table(build_board(s, n_clips={m: 10 for m in s.method}), "Lip sync")
+    assert _order(sync)[:4] == [(1, "b"), (1, "c"), (None, "a"), (None, "d")]
+    assert sync.shown(next(r for r in sync.rows if r.method == "a"))[0].value == "–"
+    # on every clip it is ranked as before
+    assert _order(_table(build_board(_summary()), "Lip sync"))[:3] == [(1, "b"), (1, "c"), (3, "a")]

@@ -140,17 +140,24 @@ def _rows(summary: pd.DataFrame, n_clips: dict | None, parameters: dict | None) 
 
 
 def _sorted(rows: list[Row], primary: str | None, gt: dict) -> list[Row]:
-    """Methods by the primary metric (ties share a rank; unranked after, in their order), then ground
-    truth, then the floors in FLOORS order."""
+    """Methods by the primary metric (ties share a rank), then ground truth, then the floors in FLOORS order.
+
+    Only the methods whose primary value covers the most clips are ranked: a method scored on fewer (an
+    external folder missing some test clips' videos) has a mean over other clips, which cannot be placed
+    against theirs. It follows the ranked methods, unranked, in its own value's order; methods without a
+    primary value come last, in their order."""
     methods = [r for r in rows if r.role == METHOD]
     keyed = [(ranking_key(primary, r.cells[primary]["mean"], gt.get(primary)) if primary in r.cells else None, i, r)
              for i, r in enumerate(methods)] if primary else []
-    ranked = sorted((t for t in keyed if t[0] is not None), key=lambda t: (t[0], t[1]))
+    keyed = sorted((t for t in keyed if t[0] is not None), key=lambda t: (t[0], t[1]))
+    most = max((int(r.cells[primary]["n_clips"]) for _, _, r in keyed), default=0)
+    ranked = [t for t in keyed if int(t[2].cells[primary]["n_clips"]) == most]
     out, prev = [], None
     for pos, (k, _, r) in enumerate(ranked):
         r.rank = out[-1].rank if out and k == prev else pos + 1
         prev = k
         out.append(r)
+    out += [r for _, _, r in keyed if r not in out]  # scored on fewer clips: not ranked
     out += [r for r in methods if r not in out]
     refs = [r for r in rows if r.role == REFERENCE] + sorted((r for r in rows if r.role == FLOOR),
                                                              key=lambda r: FLOORS.index(r.method))
@@ -236,6 +243,7 @@ LEGEND = ("Each family's table ranks the methods by its ranking metric (named ab
           "by the mean over clips: where two methods' intervals overlap, their order is not resolved. ↓: lower is "
           "better, ↑: higher, → 0: closer to 0, → GT: closer to ground truth's value. Bold: the "
           "best method in that column among those scored on the most clips (a value marked (n=k) covers fewer; "
-          "none in a column the sanity check flags). Ground truth and the floors "
+          "none in a column the sanity check flags). A method whose ranking metric covers fewer clips than the "
+          "others' is listed after the ranked methods without a rank: its mean is over other clips. Ground truth and the floors "
           "(mismatched: another clip's motion; static: the mean face) follow the methods as reference rows, "
           "neither ranked nor marked.")
