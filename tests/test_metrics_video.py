@@ -68,6 +68,21 @@ def test_lmd_is_the_mean_absolute_coordinate_error_on_frames_with_a_face_in_both
     assert lmd(pred[1:2], ref[1:2]) == (pytest.approx(np.nan, nan_ok=True), 0)
 
 
+def test_f_lmd_without_irises_is_over_the_468_mesh_points_as_the_protocol_says():
+    """landmarks.refine_landmarks false leaves the iris rows NaN: F-LMD then averages the 468 mesh points (every
+    frame still counts) instead of scoring no frame, on either side."""
+    ref = np.random.default_rng(3).normal(size=(3, 478, 3)) * 50
+    pred = ref + np.array([1.0, 1.0, 0.0])
+    pred[:, 468:, :2] += 7.0  # the irises alone would move the mean
+    assert lmd(pred, ref)[0] == pytest.approx(1.0 + 7.0 * 10 / 478)
+    for side in (pred, ref):
+        no_irises = side.copy()
+        no_irises[:, 468:] = np.nan
+        got = lmd(no_irises, ref) if side is pred else lmd(pred, no_irises)
+        assert got == (pytest.approx(1.0), 3)
+    assert "468 mesh points" in PROTOCOL.lmd_def
+
+
 def _frames():
     img = data.astronaut()  # 512 x 512 RGB photograph, shipped with scikit-image
     rng = np.random.default_rng(3)

@@ -63,7 +63,9 @@ class MetricsProtocol:
     #    (scikit-image), CPBD (no reference), F-LMD and M-LMD (ViCo's arithmetic on ksdiff's landmarks);
     #    earlier metrics unchanged. From weights the user supplies: FID (pytorch-fid), FVD (StyleGAN-V's I3D),
     #    LPIPS (lpips), CSIM (InsightFace's ArcFace).
-    version: str = "ksdiff-metrics-5"
+    # 6: F-LMD's definition names its points without irises (468 mesh points where either video's extraction
+    #    has none, landmarks.refine_landmarks false), as ksdiff.metrics.lmd computed them since 5; no value changes.
+    version: str = "ksdiff-metrics-6"
     fps: float = 25.0  # motion and video frame rate of every metric
     sample_rate: int = 16000  # audio rate of every metric
 
@@ -181,8 +183,9 @@ class MetricsProtocol:
     lmd_def: str = ("mean over frames with a face in both videos of the mean over points and x, y of |pred - ref| in "
                     "pixels of the recorded video, as ViCo's compute_lmd.py (L1 per coordinate, same frame, no "
                     "alignment), on ksdiff's 478-point MediaPipe extraction of both videos (rendered frames meshed "
-                    "with the dataset's landmark options) instead of face_alignment's 68 points: F-LMD all 478, "
-                    "M-LMD the 40 FACEMESH_LIPS points; not comparable with ViCo's 68-point values")
+                    "with the dataset's landmark options) instead of face_alignment's 68 points: F-LMD all 478 (the "
+                    "468 mesh points where either video's extraction has no irises, landmarks.refine_landmarks "
+                    "false), M-LMD the 40 FACEMESH_LIPS points; not comparable with ViCo's 68-point values")
     lmd_mouth_indices: tuple[int, ...] = MEDIAPIPE_LIP_INDICES
 
     # --- Metrics from weights the user supplies (ksdiff.metrics.weighted; never downloaded) -------------
