@@ -97,6 +97,25 @@ def test_lse_shapes_offsets_and_definitions(model):
         sn.lse(model, crops[:5], wav)
 
 
+def test_a_clips_audio_cache_gives_the_same_bits_and_runs_the_audio_stream_once_per_window_count(model, monkeypatch):
+    """A clip's samples and its recorded video share one audio cache (ksdiff.metrics.scorers.lse): LSE equals,
+    value for value, what it is without the cache, and SyncNet's audio stream runs once for each window count."""
+    rng = np.random.default_rng(5)
+    T = 14
+    wav = (0.2 * rng.standard_normal(T * SPF)).astype(np.float32)
+    videos = [rng.integers(0, 256, (n, 224, 224, 3), dtype=np.uint8) for n in (T, T, T - 2)]
+    alone = [sn.lse(model, v, wav) for v in videos]
+    calls = []
+    real = sn.embed_audio
+    monkeypatch.setattr(sn, "embed_audio", lambda *a, **k: calls.append(a[2]) or real(*a, **k))
+    cache: dict = {}
+    shared = [sn.lse(model, v, wav, audio_cache=cache) for v in videos]
+    for a, b in zip(alone, shared):
+        assert (a["lse_d"], a["lse_c"], a["offset"]) == (b["lse_d"], b["lse_c"], b["offset"])
+        np.testing.assert_array_equal(a["dists"], b["dists"])
+    assert calls == [T - 5, T - 7]  # two samples of T frames, then a shorter video: two window counts
+
+
 @pytest.mark.parametrize("k", [-4, 0, 6])
 def test_offset_sign_convention(k):
     """Audio delayed by k frames (audio window i+k matches video i) -> offset -k."""

@@ -279,6 +279,7 @@ def lse(
     device: str | None = None,
     vshift: int = PROTOCOL.syncnet_vshift,
     fps: float = PROTOCOL.fps,
+    audio_cache: dict | None = None,
 ) -> dict:
     """LSE-D, LSE-C and the AV offset of one clip.
 
@@ -290,7 +291,10 @@ def lse(
     offset), n_windows). The offset follows syncnet_python's sign: > 0 when
     the audio leads the video. ``fps``: the crops' frame rate; anything but
     PROTOCOL.fps raises ValueError (frame_steps). ``device``: where SyncNet runs (default: where the
-    model's weights are, see load_syncnet); windows go to it ``batch_size`` at a time.
+    model's weights are, see load_syncnet); windows go to it ``batch_size`` at a time. ``audio_cache``: a dict
+    the caller keeps for one ``wav16k`` and ``model`` (several samples of a clip, and its recorded video), holding
+    the audio embeddings by window count: the audio stream runs once per count, and its embeddings are the same
+    bits as computed anew (the same windows in the same batches).
     """
     frame_steps(fps)
     crops = np.asarray(crops)
@@ -315,7 +319,11 @@ def lse(
     try:
         net = model.to(model_device(model, device))
         video_emb = embed_video(net, bgr, n_win, batch_size=batch_size)
-        audio_emb = embed_audio(net, syncnet_mfcc(wav16k), n_win)
+        audio_emb = audio_cache.get(n_win) if audio_cache is not None else None
+        if audio_emb is None:
+            audio_emb = embed_audio(net, syncnet_mfcc(wav16k), n_win)
+            if audio_cache is not None:
+                audio_cache[n_win] = audio_emb
     finally:
         model.train(was_training)
     return lse_from_embeddings(video_emb, audio_emb, vshift=vshift)

@@ -13,12 +13,13 @@ from ksdiff.metrics.registry import LSE_NAMES, LSE_VIDEO_NAMES
 from ksdiff.metrics.video_pair import method_video
 
 
-def lse_of(model, crops, wav, fps: float) -> dict:
-    """SyncNet's result dict for a sample's face crops (ksdiff.metrics.mouth_crops)."""
+def lse_of(model, crops, wav, fps: float, audio_cache: dict | None = None) -> dict:
+    """SyncNet's result dict for a sample's face crops (ksdiff.metrics.mouth_crops); ``audio_cache``: the clip's
+    audio embeddings, shared by its samples and its recorded video (ksdiff.metrics.syncnet.lse)."""
     # torch loads only when LSE is scored: a run without SyncNet weights never imports it
     from ksdiff.metrics.syncnet import lse
 
-    return lse(model, crops, wav, color="rgb", fps=fps)
+    return lse(model, crops, wav, color="rgb", fps=fps, audio_cache=audio_cache)
 
 
 def sample_crops(clip: ClipInputs, s: int):
@@ -35,11 +36,12 @@ def score(clip: ClipInputs) -> list[Row]:
     if model is None or clip.frames is None:
         return []
     rows = []
+    audio: dict = {}  # the clip's audio embeddings by window count: its audio stream runs once, not per video
     for s in clip.samples:
         if n is not None and s >= n:
             continue
         try:
-            r = lse_of(model, sample_crops(clip, s), clip.wav, clip.fps)
+            r = lse_of(model, sample_crops(clip, s), clip.wav, clip.fps, audio)
         except ValueError as e:  # e.g. clip too short for SyncNet's windows
             rows += [Row(s, k, float("nan"), f"LSE: {e}") for k in LSE_NAMES]
         else:
@@ -48,7 +50,7 @@ def score(clip: ClipInputs) -> list[Row]:
         # The recorded video itself, as papers score "GT": next to the re-rendered row it shows what
         # landmark extraction + rendering lose (methods only ever exist rendered).
         try:
-            r = lse_of(model, crops_of(clip.source), clip.wav, clip.fps)
+            r = lse_of(model, crops_of(clip.source), clip.wav, clip.fps, audio)
         except ValueError as e:
             rows += [Row(0, k, float("nan"), f"LSE on the source video: {e}") for k in LSE_VIDEO_NAMES]
         else:
