@@ -10,8 +10,9 @@ and here one without a face in the method's video too (ViCo's script fails there
 Where ksdiff differs from ViCo, on purpose: the landmarks are ksdiff's own extraction (MediaPipe's 478-point
 mesh, ksdiff.extract.landmarks) of both videos instead of face_alignment's 68 points, so the mouth is
 MediaPipe's 40 lip landmarks (FACEMESH_LIPS, the LVE lip set) instead of points 48-67 and the face is all 478
-points (the 468 mesh points where either extraction has no irises); a clip's value is the mean over its frames (ViCo pools the frames of all videos). The values are in
-pixels of the recorded video and are not comparable with ViCo's 68-point numbers.
+points (the 468 mesh points where either extraction has no irises); a clip's value is the mean over its frames
+(ViCo pools the frames of all videos). The values are in pixels of the recorded video and are not comparable with
+ViCo's 68-point numbers.
 """
 from __future__ import annotations
 

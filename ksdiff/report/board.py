@@ -244,6 +244,6 @@ LEGEND = ("Each family's table ranks the methods by its ranking metric (named ab
           "better, ↑: higher, → 0: closer to 0, → GT: closer to ground truth's value. Bold: the "
           "best method in that column among those scored on the most clips (a value marked (n=k) covers fewer; "
           "none in a column the sanity check flags). A method whose ranking metric covers fewer clips than the "
-          "others' is listed after the ranked methods without a rank: its mean is over other clips. Ground truth and the floors "
-          "(mismatched: another clip's motion; static: the mean face) follow the methods as reference rows, "
-          "neither ranked nor marked.")
+          "others' is listed after the ranked methods without a rank: its mean is over other clips. Ground truth "
+          "and the floors (mismatched: another clip's motion; static: the mean face) follow the methods as "
+          "reference rows, neither ranked nor marked.")
