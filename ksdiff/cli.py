@@ -113,7 +113,7 @@ command("generate", "ksdiff.generate:generate", "speech + a reference face -> ta
 
 # --- evaluation (issue 4) ----------------------------------------------------------
 # The SyncNet expert's training allocates the same large buffers (its convolutions' columns) every step: it keeps
-# its freed memory instead of faulting it in again, system time 26 -> 5 s per 60 steps, the same bytes
+# its freed memory instead of faulting it in again, system time 26 -> 4-6 s per 60 steps, the same bytes
 # (ksdiff.heap). Not the others: KSDiff's training reuses its small tensors already (measured: no change); an
 # evaluate job saved 2.4 s of 78 and scores clips of every length, where a heap that never shrinks fragments.
 KEEP_FREED_MEMORY = ("syncnet-expert",)

@@ -6,7 +6,7 @@ every 4 KiB page again each time, and the kernel zeroes each page first. The Syn
 exactly that: its convolutions' column buffers (ATen's slow_conv3d, 35 MB a sample in the first layer) and
 activations are allocated and freed every step. Measured on the demo's data (benchmarks/README.md, "Demo run
 time"), 60 steps of the expert: 12.4 million minor page faults and 26 s of system time; with freed memory kept,
-0.46 million and 5-6 s, the same weights to the byte. KSDiff's training (small tensors, already reused by
+0.41-0.46 million and 4-6 s (three runs), the same weights to the byte. KSDiff's training (small tensors, already reused by
 malloc) does not change; an evaluate job saved 2.4 s of 78, not worth a heap that keeps fragments of clips of
 every length. The command line applies it to the expert only (ksdiff.cli.KEEP_FREED_MEMORY).
 
@@ -15,7 +15,7 @@ every length. The command line applies it to the expert only (ksdiff.cli.KEEP_FR
 reused by the next step's request without the kernel. Why not transparent huge pages (torch's
 ``THP_MEM_ALLOC_ENABLE``): fewer faults, but the kernel still zeroes every page: 22 s of system time in the
 same 60 steps. The cost: the process keeps its high-water mark, and the heap fragments (the expert's peak
-resident memory 2.0 -> 2.6 GB in those runs): use it where the same sizes repeat. Numbers do not change: only
+resident memory 2.0 -> 2.4-2.6 GB in those runs): use it where the same sizes repeat. Numbers do not change: only
 where memory comes from does, and torch aligns every tensor to 64 bytes either way.
 
 Only glibc has ``mallopt``; elsewhere (macOS, musl) this does nothing and says so.
