@@ -39,17 +39,22 @@ def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a - b).abs().max() / b.abs().max())
 
 
-def test_lowered_lip_stream_equals_syncnets_forward(model, crops):
+def check_lip_stream(stream, model, crops: np.ndarray) -> None:
+    """``stream`` (a LoweredLip or FoldedLip of ``model``) gives S's forward's embeddings at every batch size."""
     ref = _reference(model, crops, N_WIN)
     for batch in (1, 4, 32):
-        got = LoweredLip(model).embed(torch.from_numpy(crops), N_WIN, batch_size=batch)
+        got = stream.embed(torch.from_numpy(crops), N_WIN, batch_size=batch)
         assert got.shape == ref.shape
         assert _rel(got, ref) < 1e-5, batch  # measured ~1e-6: another summation order, BatchNorm folded in
     # windows start at every frame: dropping the first frame shifts every embedding by one window
-    shifted = LoweredLip(model).embed(torch.from_numpy(crops[1:]), N_WIN - 1)
+    shifted = stream.embed(torch.from_numpy(crops[1:]), N_WIN - 1)
     assert _rel(shifted, ref[1:]) < 1e-5
     with pytest.raises(ValueError, match="frames"):
-        LoweredLip(model).embed(torch.from_numpy(crops[:6]), 3)
+        stream.embed(torch.from_numpy(crops[:6]), 3)
+
+
+def test_lowered_lip_stream_equals_syncnets_forward(model, crops):
+    check_lip_stream(LoweredLip(model), model, crops)
 
 
 def test_repeated_windows_reuse_their_map_with_the_same_bits(model, crops):

@@ -11,11 +11,12 @@ What differs: crops come from our landmarks (ksdiff.metrics.mouth_crops), not
 from S3FD + tracking + an XVID/JPEG re-encode, and frames stay in memory as
 uint8 (syncnet_python reads every crop from JPEG into one float64 array).
 Windows are batched, and each window's video embedding is computed once and
-reused for every offset, as syncnet_python does. Where the lip stream runs
-(``embed_video``): on a CPU under pinned numerics (oneDNN off) it is lowered to
-MKL matrix products (ksdiff.metrics.syncnet_lowered: 2.2x faster than ATen's
-slow_conv3d, as pinned); on a CPU with oneDNN (``numerics: fast``) it is S's own
-forward on channels-last windows; on a GPU S's own forward in float32 (no TF32).
+reused for every offset, as syncnet_python does. Where the two streams run
+(``embed_video``, ``embed_audio``): on a CPU under pinned numerics (oneDNN off)
+lowered to MKL matrix products (ksdiff.metrics.syncnet_lowered: 2.2x faster than
+ATen's slow_conv3d, as pinned); on a CPU with oneDNN (``numerics: fast``) S's
+layers with BatchNorm folded in on channels-last maps (ksdiff.metrics.syncnet_folded:
+a quarter faster than S's own forward there); on a GPU S's own forward in float32 (no TF32).
 Every path equals S's plain forward within ~1e-6 relative (other summation
 orders; tests/test_syncnet_lowered.py); benchmarks/README.md "LSE on the CPU"
 has the costs.
@@ -32,6 +33,7 @@ import torch.nn as nn
 
 from ksdiff.io.files import sha256_file
 from ksdiff.metrics.protocol import PROTOCOL
+from ksdiff.metrics.syncnet_folded import FoldedAudio, FoldedLip
 from ksdiff.metrics.syncnet_lowered import LoweredAudio, LoweredLip
 
 log = logging.getLogger(__name__)
@@ -187,14 +189,16 @@ def embed_video(net, crops_bgr: np.ndarray, n_win: int, batch_size: int = 32, de
     ``device``: where S runs (default: where its weights are); batches of ``batch_size`` windows.
     - CPU with oneDNN off (pinned numerics): the lip stream lowered to MKL matrix products
       (ksdiff.metrics.syncnet_lowered), 2.2x faster than ATen's slow_conv3d and as pinned.
-    - CPU with oneDNN on (``numerics: fast``): S's own forward on channels-last windows (oneDNN's
-      fastest layout here).
+    - CPU with oneDNN on (``numerics: fast``): S's layers with BatchNorm folded in, on channels-last maps,
+      the first layer one window at a time (ksdiff.metrics.syncnet_folded).
     - A GPU: S's own forward (cuDNN) on batched windows; frames are copied to it per batch as uint8.
     """
     device = model_device(net, device)
     frames = torch.from_numpy(np.ascontiguousarray(crops_bgr))  # (T, H, W, 3) uint8
     if pinned_cpu(device):
         return LoweredLip(net).embed(frames, n_win, batch_size=batch_size)
+    if device.type == "cpu":
+        return FoldedLip(net).embed(frames, n_win, batch_size=batch_size)
     k = PROTOCOL.syncnet_window_frames
     layout = video_layout(device)
     channels_last(net, layout)
@@ -217,9 +221,10 @@ def float32_gpu():
 
 
 def video_layout(device: torch.device | None = None) -> torch.memory_format:
-    """The memory layout of S's video windows and lip-stream weights: channels-last (NDHWC) where oneDNN
-    runs the convolutions on a CPU (its fast layout, about half the Conv3d cost), the plain layout elsewhere
-    (a GPU's cuDNN; the pinned CPU path does not use S's convolutions at all)."""
+    """The memory layout of S's video windows and lip-stream weights where S's own layers run them (the
+    expert's training; scoring on a GPU): channels-last (NDHWC) where oneDNN runs the convolutions on a CPU
+    (its fast layout, about half the Conv3d cost), the plain layout elsewhere (a GPU's cuDNN, and ATen's
+    convolutions under pinned numerics)."""
     on_cpu = device is None or torch.device(device).type == "cpu"
     return torch.channels_last_3d if on_cpu and torch.backends.mkldnn.enabled else torch.contiguous_format
 
@@ -235,14 +240,18 @@ def channels_last(net: nn.Module, layout: torch.memory_format | None = None) -> 
 @torch.inference_mode()
 def embed_audio(net, mfcc: np.ndarray, n_win: int, batch_size: int = 256, device=None) -> torch.Tensor:
     """(n_win, D) embeddings of the 20-step MFCC windows starting at 4 * frame, batched on S's device
-    (lowered to MKL matrix products on a CPU under pinned numerics, like the lip stream)."""
+    (on a CPU lowered to MKL matrix products under pinned numerics, folded for oneDNN otherwise, like the
+    lip stream)."""
     p = PROTOCOL
     device = model_device(net, device)
     cc = torch.from_numpy(np.ascontiguousarray(mfcc, dtype=np.float32))
     starts = np.arange(n_win) * p.syncnet_mfcc_per_frame
     if n_win and starts[-1] + p.syncnet_mfcc_steps > cc.shape[1]:
         raise ValueError("audio shorter than the video windows it must cover")
-    forward = LoweredAudio(net).embed if pinned_cpu(device) else net.forward_aud  # as embed_video's paths
+    if device.type == "cpu":  # as embed_video's paths
+        forward = LoweredAudio(net).embed if pinned_cpu(device) else FoldedAudio(net).embed
+    else:
+        forward = net.forward_aud
     out = []
     with float32_gpu():
         for i in range(0, n_win, batch_size):

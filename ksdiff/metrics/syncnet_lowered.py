@@ -35,14 +35,14 @@ running statistics).
 """
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 
-def _hw(v) -> tuple[int, int]:
+def spatial(v) -> tuple[int, int]:
     """The spatial (H, W) part of a 2-D or 3-D layer's kernel/stride/padding."""
     if isinstance(v, int):
         return v, v
@@ -52,13 +52,21 @@ def _hw(v) -> tuple[int, int]:
 CONV, BN, POOL = (nn.Conv2d, nn.Conv3d), (nn.BatchNorm2d, nn.BatchNorm3d), (nn.MaxPool2d, nn.MaxPool3d)
 
 
+def fold_batchnorm(conv: nn.Module, bn: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+    """(weight, bias) of ``conv`` followed by ``bn`` in eval mode (its running statistics) as one convolution:
+    the weight scaled per output channel, in ``conv.weight``'s shape."""
+    alpha = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+    w = conv.weight * alpha.view(-1, *([1] * (conv.weight.ndim - 1)))
+    return w, conv.bias * alpha + (bn.bias - bn.running_mean * alpha)
+
+
 @torch.no_grad()
-def lowered_layers(seq: nn.Sequential, first_spans_frames: bool = False) -> list[tuple]:
-    """A stream of S (Conv, BatchNorm, ReLU triples and max pools) as ('conv', weights, bias, frames, kernel,
-    stride, padding) and ('pool', kernel, stride, padding) steps on channels-last maps, BatchNorm folded into
-    the weights. Only the first convolution may span frames (``first_spans_frames``: its weights are laid out
-    t x (kh, kw, in) x out, one matrix per temporal slice); every other is (kh, kw, in) x out."""
-    layers: list[tuple] = []
+def fold_stream(seq: nn.Sequential, conv_step: Callable, first_spans_frames: bool = False) -> list[tuple]:
+    """A stream of S (Conv, BatchNorm, ReLU triples and max pools) as a list of steps: ``conv_step(conv,
+    weight, bias, spans)`` for each triple, BatchNorm folded into the weight (out, in, t, kh, kw), and
+    ('pool', kernel, stride, padding). Checked: only the first layer may span frames, and only if
+    ``first_spans_frames`` (``spans``: it does); no convolution is padded or strided in time, or grouped."""
+    steps: list[tuple] = []
     mods = list(seq)
     i = 0
     while i < len(mods):
@@ -67,28 +75,38 @@ def lowered_layers(seq: nn.Sequential, first_spans_frames: bool = False) -> list
             bn, relu = mods[i + 1], mods[i + 2]
             if not isinstance(bn, BN) or not isinstance(relu, nn.ReLU):
                 raise ValueError(f"layer {i}: expected Conv, BatchNorm, ReLU; got {mods[i:i + 3]}")
-            alpha = bn.weight / torch.sqrt(bn.running_var + bn.eps)
-            w = m.weight if m.weight.ndim == 5 else m.weight[:, :, None]  # (out, in, t, kh, kw)
-            w = w * alpha[:, None, None, None, None]
-            bias = m.bias * alpha + (bn.bias - bn.running_mean * alpha)
+            w, bias = fold_batchnorm(m, bn)
+            w = w if w.ndim == 5 else w[:, :, None]  # (out, in, t, kh, kw)
             t_pad = 0 if m.weight.ndim == 4 else m.padding if isinstance(m.padding, int) else m.padding[0]
             t_stride = 1 if m.weight.ndim == 4 else m.stride[0]
-            spans = first_spans_frames and not layers
+            spans = first_spans_frames and i == 0
             if t_pad or t_stride != 1 or (w.shape[2] != 1 and not spans) or m.groups != 1:
                 raise ValueError(f"layer {i}: only the first convolution may span frames, unpadded")
-            if spans:  # one (patch, out) matrix per temporal slice
-                wm = w.permute(2, 3, 4, 1, 0).reshape(w.shape[2], -1, w.shape[0])
-            else:  # rows in channels-last patch order
-                wm = w.permute(2, 3, 4, 1, 0).reshape(-1, w.shape[0])
-            layers.append(("conv", wm.contiguous(), bias.contiguous(), int(w.shape[2]),
-                           (int(w.shape[3]), int(w.shape[4])), _hw(m.stride), _hw(m.padding)))
+            steps.append(conv_step(m, w, bias, spans))
             i += 3
         elif isinstance(m, POOL):
-            layers.append(("pool", _hw(m.kernel_size), _hw(m.stride), _hw(m.padding)))
+            steps.append(("pool", spatial(m.kernel_size), spatial(m.stride), spatial(m.padding)))
             i += 1
         else:
-            raise ValueError(f"layer {i}: {type(m).__name__} is not lowered")
-    return layers
+            raise ValueError(f"layer {i}: {type(m).__name__} is not supported")
+    return steps
+
+
+def lowered_layers(seq: nn.Sequential, first_spans_frames: bool = False) -> list[tuple]:
+    """A stream of S as ('conv', weights, bias, frames, kernel, stride, padding) and ('pool', kernel, stride,
+    padding) steps on channels-last maps, BatchNorm folded into the weights (``fold_stream``). Only the first
+    convolution may span frames (``first_spans_frames``: its weights are laid out t x (kh, kw, in) x out, one
+    matrix per temporal slice); every other is (kh, kw, in) x out."""
+
+    def conv_step(m, w, bias, spans):
+        if spans:  # one (patch, out) matrix per temporal slice
+            wm = w.permute(2, 3, 4, 1, 0).reshape(w.shape[2], -1, w.shape[0])
+        else:  # rows in channels-last patch order
+            wm = w.permute(2, 3, 4, 1, 0).reshape(-1, w.shape[0])
+        return ("conv", wm.contiguous(), bias.contiguous(), int(w.shape[2]), (int(w.shape[3]), int(w.shape[4])),
+                spatial(m.stride), spatial(m.padding))
+
+    return fold_stream(seq, conv_step, first_spans_frames)
 
 
 def pool(x: torch.Tensor, layer: tuple) -> torch.Tensor:
