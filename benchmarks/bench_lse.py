@@ -12,7 +12,10 @@ makes it), one core, one torch thread, CPU seconds (the machine is shared). In o
   without its weight-dependent NMS, so a lower bound), unpinned as its users run it, in a fresh interpreter
   too;
 - SyncNet's lip stream alone per window, interleaved in each mode: S's own forward (ATen's slow_conv3d
-  under pinned: the path before ksdiff.metrics.syncnet_lowered) and the lowered path;
+  under pinned: the path before ksdiff.metrics.syncnet_lowered; oneDNN under fast: the path before
+  ksdiff.metrics.syncnet_folded), the lowered path, and under fast the folded path;
+- the ceiling's rate: the fastest float32 arithmetic measured on the core, MKL's large matrix product in
+  each mode and, under fast, oneDNN's convolution on SyncNet's own 3x3 layer;
 - same numbers: the embeddings lse() computes against S's forward as syncnet_python runs it (plain layout).
 
 Writes benchmarks/out/lse.json and the "LSE on the CPU" section of benchmarks/README.md.
@@ -37,6 +40,9 @@ WINDOWS_ALONE = 96  # windows timed for the lip stream alone (per path, per mode
 AUDIO_WINDOW_GFLOP = 2 * (260 * 64 * 9 + 260 * 192 * 64 * 9 + 99 * 384 * 192 * 9 + 99 * 256 * 384 * 9
                           + 99 * 256 * 256 * 9 + 512 * 256 * 20) / 1e9
 
+# The lip stream's first layer per window: 96 outputs on a 109x109 map, each 3 x 5 x 7 x 7 multiply-adds.
+FIRST_LAYER_GFLOP = 2 * 109 * 109 * 96 * 3 * 5 * 7 * 7 / 1e9
+
 
 def worker(mode: str, video: str, lm_path: str, out: str) -> None:
     """Ours in one numerics mode: the pipeline's stages, and the lip stream alone (S's forward vs lowered)."""
@@ -55,6 +61,7 @@ def worker(mode: str, video: str, lm_path: str, out: str) -> None:
     from ksdiff.io.audio import load_audio
     from ksdiff.metrics import syncnet as sn
     from ksdiff.metrics.frames import Video, crops_of
+    from ksdiff.metrics.syncnet_folded import FoldedLip
     from ksdiff.metrics.syncnet_lowered import LoweredLip
 
     torch.manual_seed(0)
@@ -69,10 +76,15 @@ def worker(mode: str, video: str, lm_path: str, out: str) -> None:
            "stages": {"decode_video_crops": t_dec, "decode_audio": t_aud, "syncnet_lse": t_lse,
                       "total": _add(t_dec, t_aud, t_lse)},
            "n_windows": r["n_windows"], "dists": r["dists"].tolist(), "lse_d": r["lse_d"], "lse_c": r["lse_c"]}
-    # the lip stream alone, interleaved: S's forward on the layout this mode gives it, and the lowered path
+    if mode == "fast":
+        res["onednn_conv_gflops"] = onednn_conv_rate()
+    # the lip stream alone, interleaved: S's forward on the layout this mode gives it, the lowered path, and
+    # (oneDNN on) the folded one
     bgr = torch.from_numpy(np.ascontiguousarray(crops[: WINDOWS_ALONE + 4, ..., ::-1]))
     paths = {"S_forward": lambda: s_forward(model, bgr, sn.video_layout()),
              "lowered": lambda: LoweredLip(model).embed(bgr, WINDOWS_ALONE)}
+    if mode == "fast":
+        paths["folded"] = lambda: FoldedLip(model).embed(bgr, WINDOWS_ALONE)
     per = {k: [] for k in paths}
     for _ in range(2):
         for k, f in paths.items():
@@ -80,11 +92,38 @@ def worker(mode: str, video: str, lm_path: str, out: str) -> None:
             f()
             per[k].append((time.process_time() - t) / WINDOWS_ALONE * 1000)
     res["lip_ms_per_window"] = {k: min(v) for k, v in per.items()}
+    if mode == "fast":  # the folded path's first layer alone (with its ReLU and max pool), the same windows
+        folded, f = FoldedLip(model), bgr.float()
+        t = time.process_time()
+        with torch.inference_mode():
+            for i in range(WINDOWS_ALONE):
+                folded.first_layer(f, i)
+        res["first_layer_ms_per_window"] = (time.process_time() - t) / WINDOWS_ALONE * 1000
     # same numbers: what lse() computes against S's forward as syncnet_python runs it (plain layout)
     ref = s_forward(model, bgr, torch.contiguous_format)
     used = sn.embed_video(model, bgr.numpy(), WINDOWS_ALONE)
     res["max_rel_embedding"] = float((used - ref).abs().max() / ref.abs().max())
     Path(out).write_text(json.dumps(res))
+
+
+def onednn_conv_rate(reps: int = 10) -> float:
+    """GFLOP/s of oneDNN (one thread, CPU time) on SyncNet's own 3x3 layer: 256 -> 256 channels on 13x13 maps of
+    32 windows, channels-last. On this AMD core it is faster than MKL's 2048x2048 product, which runs MKL's
+    AVX2 kernels here while oneDNN runs AVX-512 ones, so the ceiling takes the faster of the two."""
+    import torch
+    import torch.nn.functional as F
+
+    x = torch.randn(32, 256, 13, 13).contiguous(memory_format=torch.channels_last)
+    w = torch.randn(256, 256, 3, 3).contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        F.conv2d(x, w, padding=1)
+        best = float("inf")
+        for _ in range(3):
+            t = time.process_time()
+            for _ in range(reps):
+                F.conv2d(x, w, padding=1)
+            best = min(best, (time.process_time() - t) / reps)
+    return 2 * 32 * 13 * 13 * 256 * 256 * 9 / best / 1e9
 
 
 def s_forward(model, bgr, layout):
@@ -125,6 +164,13 @@ def reference_worker(video: str, lm_path: str, work: str, out: str) -> None:
     Path(out).write_text(json.dumps({"stages": t, "lse": lse, "extra": extra}, default=float))
 
 
+def ceiling_rate(res: dict) -> float:
+    """The fastest float32 GFLOP/s measured on the core in this run: MKL's product in either mode, oneDNN's
+    convolution under fast."""
+    rates = [res["ours"][m]["gemm_gflops"] for m in ("pinned", "fast")]
+    return max(rates + [res["ours"]["fast"].get("onednn_conv_gflops", 0.0)])
+
+
 def markdown(res: dict) -> str:
     ref = res["reference"]
     lines = [
@@ -151,16 +197,22 @@ def markdown(res: dict) -> str:
     lip = {m: res["ours"][m]["lip_ms_per_window"] for m in ("pinned", "fast")}
     gf = res["gflop_per_window"]
     gfa = res["gflop_per_audio_window"]
-    floor_ms = gf / max(res["ours"][m]["gemm_gflops"] for m in ("pinned", "fast")) * 1000
+    peak = ceiling_rate(res)
+    floor_ms = gf / peak * 1000
+    both_s = res["floor_s"] + res["n_windows_audio_s"]
+    first_gf = FIRST_LAYER_GFLOP
     lines += [
         "",
         f"Speed-up over syncnet_python's pipeline, CPU time: **{sp['pinned']:.1f}x pinned**, **{sp['fast']:.1f}x fast**.",
         "",
-        f"Ceiling on this core: the lip stream is {gf:.2f} GFLOP per window and this core's float32 GEMM peak "
-        f"(2048x2048, one thread) is {res['ours']['pinned']['gemm_gflops']:.0f} GFLOP/s pinned, "
-        f"{res['ours']['fast']['gemm_gflops']:.0f} fast, so {n} windows need at least {res['floor_s']:.1f} s: no float32 "
-        f"pipeline with dense convolutions can be more than **{res['ceiling']:.1f}x** faster than the reference here "
-        f"(80% of it: {0.8 * res['ceiling']:.1f}x). Ours reaches **{sp['pinned'] / res['ceiling']:.0%}** of it pinned and "
+        f"Ceiling on this core: the lip stream is {gf:.2f} GFLOP per window. The fastest float32 arithmetic measured "
+        f"on this core, one thread, in this run: MKL's 2048x2048 matrix product at {res['ours']['pinned']['gemm_gflops']:.0f} "
+        f"GFLOP/s pinned and {res['ours']['fast']['gemm_gflops']:.0f} fast, and oneDNN's convolution on SyncNet's own 3x3 "
+        f"layer (256 channels, 13x13, 32 windows) at {res['ours']['fast'].get('onednn_conv_gflops', float('nan')):.0f} "
+        "(MKL runs its AVX2 kernels on this AMD processor, oneDNN its AVX-512 ones). At the fastest of these, "
+        f"{peak:.0f} GFLOP/s, {n} windows need at least {res['floor_s']:.1f} s: no float32 pipeline with dense "
+        f"convolutions can be more than **{res['ceiling']:.1f}x** faster than the reference here (80% of it: "
+        f"{0.8 * res['ceiling']:.1f}x). Ours reaches **{sp['pinned'] / res['ceiling']:.0%}** of it pinned and "
         f"**{sp['fast'] / res['ceiling']:.0%}** fast (target: 80%).",
         "",
         "The lip stream alone (ms of CPU per window, interleaved, batches of 32):",
@@ -171,22 +223,29 @@ def markdown(res: dict) -> str:
         f"{lip['fast']['S_forward']:.1f} |",
         f"| lowered to im2col + MKL GEMM (ksdiff.metrics.syncnet_lowered) | {lip['pinned']['lowered']:.1f} | "
         f"{lip['fast']['lowered']:.1f} |",
+        f"| BatchNorm folded, channels-last, oneDNN (ksdiff.metrics.syncnet_folded) | (oneDNN off) | "
+        f"{lip['fast'].get('folded', float('nan')):.1f} |",
         "",
-        f"lse() uses the lowered path when oneDNN is off (pinned) and S's forward with oneDNN (fast). Same numbers: "
+        f"lse() uses the lowered path when oneDNN is off (pinned) and the folded one with oneDNN (fast). Same numbers: "
         f"on the first {WINDOWS_ALONE} windows, the embeddings lse() computes differ from S's forward as "
         f"syncnet_python runs it (plain layout, same process) by at most {res['ours']['pinned']['max_rel_embedding']:.1e} "
         f"(pinned) and {res['ours']['fast']['max_rel_embedding']:.1e} (fast) of the largest entry.",
         "",
-        f"Where the rest goes: at the GEMM peak a window's lip stream takes {floor_ms:.1f} ms. Fast runs it at "
-        f"{lip['fast']['S_forward']:.1f} ms ({floor_ms / lip['fast']['S_forward']:.0%} of peak), so its distance "
-        f"from 80% is the work the ceiling leaves out: the audio stream ({gfa:.2f} GFLOP per window, "
-        f"{res['n_windows_audio_s']:.1f} s at peak for these windows), decoding and the crops. Pinned's lowered lip "
-        f"stream runs at {floor_ms / lip['pinned']['lowered']:.0%} of peak (its first layer's products have only "
-        "147 terms per output, which MKL runs at about 72 GFLOP/s on this core), and pinned numerics forbids oneDNN, "
-        "whose kernels sum in an order chosen from the processor's caches. The two streams alone at the GEMM peak "
-        f"take {res['floor_s'] + res['n_windows_audio_s']:.1f} s, against the {res['floor_s'] / 0.8:.1f} s that 80% of the "
-        f"ceiling allows for everything: both would have to run at {(res['floor_s'] + res['n_windows_audio_s']) / (res['floor_s'] / 0.8):.0%} "
-        "of peak, with decoding, the crops and the offsets free.",
+        f"Where the rest goes: at {peak:.0f} GFLOP/s a window's lip stream takes {floor_ms:.1f} ms. Fast runs it at "
+        f"{lip['fast'].get('folded', float('nan')):.1f} ms ({floor_ms / lip['fast'].get('folded', float('nan')):.0%} of "
+        f"that rate). Its first layer ({first_gf / gf:.0%} of the lip stream's work: 3 input channels, products of 735 "
+        f"terms per output) takes {res['ours']['fast'].get('first_layer_ms_per_window', float('nan')):.1f} ms of it "
+        f"with its ReLU and max pool, {first_gf / res['ours']['fast'].get('first_layer_ms_per_window', float('nan')) * 1000:.0f} "
+        "GFLOP/s. Pinned's lowered lip stream runs at "
+        f"{floor_ms / lip['pinned']['lowered']:.0%} of it: pinned numerics forbids oneDNN, whose kernels sum in an order "
+        "chosen from the processor's caches, and MKL's products, capped at AVX2, peak at "
+        f"{res['ours']['pinned']['gemm_gflops']:.0f}. Beyond the lip stream, the ceiling leaves out the audio stream "
+        f"({gfa:.2f} GFLOP per window, {res['n_windows_audio_s']:.1f} s at that rate for these windows), decoding, the "
+        f"crops and the offsets. The two streams alone at that rate take {both_s:.1f} s, against the "
+        f"{res['floor_s'] / 0.8:.1f} s that 80% of the ceiling allows for everything: both would have to run at "
+        f"{both_s / (res['floor_s'] / 0.8):.0%} of it, with decoding, the crops and the offsets free. Dense float32 "
+        "convolutions cannot get there; only fewer operations could (Winograd or FFT convolutions, which change the "
+        "rounding), and ksdiff does not use them.",
         "",
         "Pinned numerics: the lowered streams' embeddings are bit-identical under native, AVX2-only and no-SIMD "
         "settings in fresh interpreters (tests/test_syncnet_lowered.py; fast mode's differ, the contrast). They "
@@ -245,7 +304,7 @@ def main() -> None:
     res["gflop_per_window"] = bm.syncnet_window_flops(sn.build_syncnet()) / 1e9
     res["gflop_per_audio_window"] = AUDIO_WINDOW_GFLOP
     n = res["ours"]["pinned"]["n_windows"]
-    peak = max(res["ours"][m]["gemm_gflops"] for m in ("pinned", "fast"))
+    peak = ceiling_rate(res)
     res["floor_s"] = n * res["gflop_per_window"] / peak
     res["n_windows_audio_s"] = n * AUDIO_WINDOW_GFLOP / peak
     res["ceiling"] = res["reference"]["total"]["cpu_s"] / res["floor_s"]
