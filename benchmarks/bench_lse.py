@@ -108,8 +108,8 @@ def worker(mode: str, video: str, lm_path: str, out: str) -> None:
 
 def onednn_conv_rate(reps: int = 10) -> float:
     """GFLOP/s of oneDNN (one thread, CPU time) on SyncNet's own 3x3 layer: 256 -> 256 channels on 13x13 maps of
-    32 windows, channels-last. On this AMD core it is faster than MKL's 2048x2048 product, which runs MKL's
-    AVX2 kernels here while oneDNN runs AVX-512 ones, so the ceiling takes the faster of the two."""
+    32 windows, channels-last. On this AMD core it is faster than MKL's 2048x2048 product (which is no faster
+    unpinned than capped at AVX2 here, while oneDNN runs AVX-512 kernels), so the ceiling takes the faster."""
     import torch
     import torch.nn.functional as F
 
@@ -209,7 +209,8 @@ def markdown(res: dict) -> str:
         f"on this core, one thread, in this run: MKL's 2048x2048 matrix product at {res['ours']['pinned']['gemm_gflops']:.0f} "
         f"GFLOP/s pinned and {res['ours']['fast']['gemm_gflops']:.0f} fast, and oneDNN's convolution on SyncNet's own 3x3 "
         f"layer (256 channels, 13x13, 32 windows) at {res['ours']['fast'].get('onednn_conv_gflops', float('nan')):.0f} "
-        "(MKL runs its AVX2 kernels on this AMD processor, oneDNN its AVX-512 ones). At the fastest of these, "
+        "(MKL's product is no faster unpinned than capped at AVX2, so on this AMD processor it seems to run its AVX2 "
+        "kernels; oneDNN runs AVX-512 ones, its verbose log says). At the fastest of these, "
         f"{peak:.0f} GFLOP/s, {n} windows need at least {res['floor_s']:.1f} s: no float32 pipeline with dense "
         f"convolutions can be more than **{res['ceiling']:.1f}x** faster than the reference here (80% of it: "
         f"{0.8 * res['ceiling']:.1f}x). Ours reaches **{sp['pinned'] / res['ceiling']:.0%}** of it pinned and "
