@@ -16,8 +16,8 @@ convolutions. Here:
 - Every later layer has a temporal kernel of 1 and runs as a 2-D convolution or pool on the batch's
   channels-last (NHWC) maps; so does the audio stream.
 
-Measured together: the lip stream 38.6 -> 29.3 ms a window and the audio stream 5.9 -> 4.3
-(benchmarks/README.md, "LSE on the CPU", has the side-by-side run). The same numbers as S's forward within
+Measured together: the lip stream 36.6 -> 29.1 ms a window in the benchmark's side-by-side run
+(benchmarks/README.md, "LSE on the CPU"), and the audio stream 5.9 -> 4.3 in the per-layer profile above. The same numbers as S's forward within
 ~1e-6 relative (another summation order, BatchNorm folded in; tests/test_syncnet_folded.py). oneDNN picks
 its kernels and their summation order for the processor, so these numbers, like S's own forward under
 ``numerics: fast``, are not the same bits on every CPU; pinned numerics uses ksdiff.metrics.syncnet_lowered.
