@@ -10,7 +10,7 @@ from scipy import signal
 from ksdiff.metrics import syncnet as sn
 from ksdiff.io.video import read_frames, write_video
 from ksdiff.metrics.frames import Video, crops_of
-from ksdiff.metrics.mouth_crops import ShortStream, face_boxes, face_crops
+from ksdiff.metrics.mouth_crops import ShortStream, face_boxes, face_crops, swap_rb
 from ksdiff.metrics.protocol import PROTOCOL
 
 SR, SPF = 16000, 640
@@ -200,6 +200,22 @@ def test_face_crops_follow_syncnet_python_framing():
     s, x, y = (signal.medfilt(b[:, i], 13) for i in (2, 0, 1))
     for i in (0, 7, 15, T - 1):
         np.testing.assert_array_equal(crops[i], _reference_crop(frames[i], s[i], x[i], y[i]))
+
+
+def test_swap_rb_is_the_reversed_channels_copy(tmp_path):
+    rng = np.random.default_rng(5)
+    crops = rng.integers(0, 256, (7, 224, 224, 3), dtype=np.uint8)
+    out = swap_rb(crops)
+    np.testing.assert_array_equal(out, crops[..., ::-1])
+    assert out.flags.c_contiguous and not np.shares_memory(out, crops)
+    np.testing.assert_array_equal(swap_rb(out), crops)  # BGR -> RGB the same way
+    mm = np.lib.format.open_memmap(tmp_path / "c.npy", mode="w+", dtype=np.uint8, shape=crops.shape)
+    mm[:] = crops
+    np.testing.assert_array_equal(swap_rb(mm[1:6]), crops[1:6, ..., ::-1])  # a memory-mapped slice
+    np.testing.assert_array_equal(swap_rb(crops[:, ::2, ::2]), crops[:, ::2, ::2, ::-1])  # a strided view
+    assert swap_rb(crops[:0]).shape == (0, 224, 224, 3)
+    with pytest.raises(ValueError, match="uint8"):
+        swap_rb(crops.astype(np.float32))
 
 
 def test_face_crops_pad_outside_the_frame_with_gray():

@@ -32,6 +32,7 @@ import torch
 import torch.nn as nn
 
 from ksdiff.io.files import sha256_file
+from ksdiff.metrics.mouth_crops import swap_rb
 from ksdiff.metrics.protocol import PROTOCOL
 from ksdiff.metrics.syncnet_folded import FoldedAudio, FoldedLip
 from ksdiff.metrics.syncnet_lowered import LoweredAudio, LoweredLip
@@ -322,7 +323,7 @@ def lse(
     gap = len(wav16k) / PROTOCOL.sample_rate - len(crops) / PROTOCOL.fps
     if abs(gap) > 0.1:  # syncnet_python warns too; the shorter stream sets the window count
         log.warning("audio and video lengths differ by %.2f s; scoring the first %d windows", gap, n_win)
-    bgr = crops[..., ::-1] if color == "rgb" else crops
+    bgr = swap_rb(crops) if color == "rgb" else crops
     was_training = model.training
     model.eval()
     try:

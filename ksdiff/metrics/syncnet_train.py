@@ -39,7 +39,7 @@ from tqdm import tqdm
 from ksdiff import numerics
 from ksdiff.config import ExpertConfig  # defaults live with the config (the workflow reads num_threads torch-free)
 from ksdiff.io.files import atomic_torch_save
-from ksdiff.metrics.mouth_crops import face_crops
+from ksdiff.metrics.mouth_crops import face_crops, swap_rb
 from ksdiff.metrics.protocol import PROTOCOL
 from ksdiff.metrics.syncnet import (SAMPLES_PER_FRAME, build_syncnet, channels_last, embed_audio, embed_video, file_sha256,
                                    lse_from_embeddings, n_windows, syncnet_mfcc, video_layout)
@@ -59,7 +59,7 @@ class _Clip:
     @property
     def crops_bgr(self) -> np.ndarray:
         """All crops in BGR (a copy when they are RGB): for checks and tests, not the training loop."""
-        return np.ascontiguousarray(self.crops[..., ::-1]) if self.rgb else self.crops
+        return swap_rb(self.crops) if self.rgb else self.crops
 
 
 def prepare_clips(clips: Sequence[tuple], color: str = "rgb") -> list[_Clip]:
@@ -209,7 +209,7 @@ def check_sync(model: torch.nn.Module, clips: Sequence[tuple], shift: int = CHEC
             if n_win < 2 * PROTOCOL.syncnet_vshift:
                 log.warning("check_sync: clip %d has %d windows, fewer than the offset search needs; left out", k, n_win)
                 continue
-            bgr = np.ascontiguousarray(crops[..., ::-1] if color == "rgb" else crops)
+            bgr = swap_rb(crops) if color == "rgb" else np.ascontiguousarray(crops)
             video = embed_video(model, bgr, n_win)
             r = {name: lse_from_embeddings(video, embed_audio(model, syncnet_mfcc(a), n_win))
                  for name, a in (("sync", wav), ("delayed", delayed), ("mismatched", other))}
