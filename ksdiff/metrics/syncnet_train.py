@@ -209,7 +209,7 @@ def check_sync(model: torch.nn.Module, clips: Sequence[tuple], shift: int = CHEC
             if n_win < 2 * PROTOCOL.syncnet_vshift:
                 log.warning("check_sync: clip %d has %d windows, fewer than the offset search needs; left out", k, n_win)
                 continue
-            bgr = swap_rb(crops) if color == "rgb" else np.ascontiguousarray(crops)
+            bgr = swap_rb(crops) if color == "rgb" else crops  # embed_video makes it contiguous
             video = embed_video(model, bgr, n_win)
             r = {name: lse_from_embeddings(video, embed_audio(model, syncnet_mfcc(a), n_win))
                  for name, a in (("sync", wav), ("delayed", delayed), ("mismatched", other))}
