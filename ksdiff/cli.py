@@ -233,10 +233,10 @@ def main(argv: list[str] | None = None) -> int:
     # Before anything imports numpy or torch: their CPU code paths are chosen when they load.
     mode = numerics.pin(numerics.mode_of(raw_cfg(args)))
     if mode == "pinned":
-        # torch's pinned settings (oneDNN off, deterministic algorithms) now, not after the stage's module is
-        # imported: stages load torch lazily (LSE scoring only once it reaches SyncNet), and a check after the
-        # import missed them. Costs a torch import (about a second) in the stages that never use it.
-        numerics.torch_settings()
+        # torch's pinned settings (oneDNN off, deterministic algorithms) the moment torch loads, wherever: stages
+        # load it lazily (LSE scoring only once it reaches SyncNet), and a check after the stage's import missed
+        # them once; the stages that never use torch no longer load it only for its settings.
+        numerics.torch_settings_on_import()
     cfg = load_cfg(args)
     if args.command in KEEP_FREED_MEMORY:
         heap.keep_freed_memory()

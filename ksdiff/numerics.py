@@ -38,9 +38,12 @@ path that every CPU with AVX2 has, and then gives the same bits there:
 Each library reads its variable once, when it loads, so :func:`pin` must run before numpy or torch is
 imported: ``ksdiff``'s command line calls it first thing, and the test suite's conftest does. Once torch
 is loaded, :func:`torch_settings` switches oneDNN off and torch's deterministic algorithms on (and cuDNN's
-deterministic mode on a GPU, where bit equality across cards is not promised): the command line applies
-it before any stage loads (a stage may import torch late), and training and the SyncNet expert apply it
-themselves for callers outside the command line.
+deterministic mode on a GPU, where bit equality across cards is not promised). The command line has it
+applied the moment torch finishes loading, by whatever code loads it (:func:`torch_settings_on_import`: a
+stage may import torch late, LSE scoring only once it reaches SyncNet), so that the stages that never use
+torch (listing, probing, audio, landmarks, pose, QC, merging tables, the report: about 24 of the demo's jobs)
+do not load it for nothing (about a second each). Training and the SyncNet expert apply it themselves for
+callers outside the command line.
 ``numerics: fast`` in the config leaves every library its own choice in the stages that read it
 (training, the expert, inference, scoring: ksdiff.stage_config): faster, and numbers that depend on the
 processor. Preprocessing is not given the
@@ -48,6 +51,8 @@ key and so always runs pinned: its tables are what every method trains on, and p
 """
 from __future__ import annotations
 
+import importlib.abc
+import importlib.util
 import logging
 import os
 import sys
@@ -139,6 +144,35 @@ def torch_settings(mode: str | None = None) -> None:
     torch.backends.cudnn.benchmark = False
 
 
+class _SettingsOnTorchImport(importlib.abc.MetaPathFinder):
+    """Finds torch with the other finders, and has its loader apply :func:`torch_settings` right after
+    torch's own module code has run: before any caller's ``import torch`` returns."""
+
+    def find_spec(self, fullname, path, target=None):
+        if fullname != "torch":
+            return None
+        sys.meta_path.remove(self)  # once: torch's own spec comes from the finders after this one
+        spec = importlib.util.find_spec("torch")
+        if spec is None or spec.loader is None:
+            return spec
+        run_module = spec.loader.exec_module
+
+        def exec_module(module):
+            run_module(module)
+            torch_settings()
+
+        spec.loader.exec_module = exec_module  # this spec's loader instance only
+        return spec
+
+
+def torch_settings_on_import() -> None:
+    """:func:`torch_settings` now if torch is loaded, else the moment it is, whoever imports it."""
+    if "torch" in sys.modules:
+        torch_settings()
+    elif not any(isinstance(f, _SettingsOnTorchImport) for f in sys.meta_path):
+        sys.meta_path.insert(0, _SettingsOnTorchImport())
+
+
 def describe() -> dict:
     """What actually ran: recorded beside trained weights and printed in every report."""
     mode = _state["mode"] or "unset"
@@ -163,8 +197,11 @@ def summary(info: dict | None) -> str:
     if not info:
         return "numerics not recorded"
     if info.get("mode") == "pinned" and not info.get("not_pinned"):
-        onednn = "oneDNN off" if info.get("onednn") is False else "oneDNN ON (set after torch loaded?)"
-        onednn += {False: ", NNPACK off", True: ", NNPACK ON (set after torch loaded?)"}.get(info.get("nnpack"), "")
+        if "onednn" not in info:  # the process never loaded torch (a stage with no torch work): nothing to pin
+            onednn = "torch not loaded"
+        else:
+            onednn = "oneDNN off" if info["onednn"] is False else "oneDNN ON (set after torch loaded?)"
+            onednn += {False: ", NNPACK off", True: ", NNPACK ON (set after torch loaded?)"}.get(info.get("nnpack"), "")
         return (f"numerics pinned (ATen {info.get('aten_capability', '?')}, {onednn}, MKL CBWR {info.get('MKL_CBWR')}, "
                 f"OpenBLAS {info.get('OPENBLAS_CORETYPE')}, {info.get('OPENBLAS_NUM_THREADS') or '?'} thread): the same on any x86-64 CPU with AVX2")
     if info.get("mode") == "pinned":
