@@ -339,6 +339,29 @@ def test_kel_sampling_respects_spacing_mask_and_seed():
     assert torch.equal(tokens, again)
 
 
+def test_kel_sampling_steps_its_gru_layer_bit_for_bit():
+    """Sampling runs the GRU one frame at a time through torch.gru_cell (no nn.GRU call per frame); its
+    keyframes must be exactly those of the layer itself stepped frame by frame: trained models and their
+    recorded weights depend on these bits (the demo's KSDiff conditions its denoiser on sampled keyframes)."""
+    cfg = tiny()
+    kel = KEL(cfg, 3, min_spacing=2).eval()
+    f, mask = torch.randn(4, 30, cfg.d_model), torch.ones(4, 30, dtype=torch.bool)
+    mask[2, 20:] = False
+    got = kel.sample(f, mask, torch.Generator().manual_seed(3))
+    gen, since = torch.Generator().manual_seed(3), torch.full((4,), 2)
+    with torch.no_grad():
+        feat, token, state, want = kel.feat_in(f), torch.zeros(4, 1, 4), None, []
+        for t in range(30):
+            h, state = kel.gru(feat[:, t: t + 1] + kel.prev_in(token), state)
+            out = kel.out(h[:, 0])
+            ind, since = kel.spaced(kel.decide(torch.sigmoid(out[:, 0]), torch.rand((4,), generator=gen)) & mask[:, t],
+                                    since)
+            token = torch.cat([out[:, 1:] * ind[:, None], ind[:, None].float()], dim=-1)[:, None]
+            want.append(token)
+    assert 0 < got[..., -1].sum() < got[..., -1].numel()  # some keyframes, not all: the draws mattered
+    assert torch.equal(got, torch.cat(want, dim=1))
+
+
 @pytest.mark.parametrize("mode", ["free_running", "sampled"])
 def test_kel_keyframes_for_the_denoiser_are_free_of_ground_truth(mode):
     """free_running: the keyframes conditioning the denoiser in training do not depend on the ground truth

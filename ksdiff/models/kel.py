@@ -112,15 +112,20 @@ class KEL(nn.Module):
         """Autoregressive keyframes from path features -> (B, T, Dm + 1) condition tokens."""
         b, n, _ = f.shape
         feat = self.feat_in(f)
-        token = f.new_zeros(b, 1, self.motion_dim + 1)
+        token = f.new_zeros(b, self.motion_dim + 1)
         since = torch.full((b,), self.min_spacing, device=f.device)  # frames since the last keyframe
-        state, tokens = None, []
+        h = f.new_zeros(b, feat.shape[-1])  # the GRU's state; zeros, as nn.GRU starts from
+        # One GRU step as torch.gru_cell with the layer's own weights: the same operations as self.gru on a
+        # one-frame sequence (the same bits: tests/test_models.py), without nn.GRU's per-call checks, a quarter
+        # of the step's time on a CPU (102 -> 77 us at the demo's batch of 16).
+        weights = (self.gru.weight_ih_l0, self.gru.weight_hh_l0, self.gru.bias_ih_l0, self.gru.bias_hh_l0)
+        tokens = []
         for t in range(n):
-            h, state = self.gru(feat[:, t : t + 1] + self.prev_in(token), state)
-            out = self.out(h[:, 0])
+            h = torch.gru_cell(feat[:, t] + self.prev_in(token), h, *weights)
+            out = self.out(h)
             p, value = torch.sigmoid(out[:, 0]), out[:, 1:]
             draw = noise.draw(torch.rand, (b,), generator).to(f.device) if self.cfg.kel_sampling == "bernoulli" else None
             ind, since = self.spaced(self.decide(p, draw) & mask[:, t], since)
-            token = keyframe_tokens(ind, value)[:, None]
+            token = keyframe_tokens(ind, value)
             tokens.append(token)
-        return torch.cat(tokens, dim=1)
+        return torch.stack(tokens, dim=1)
