@@ -12,7 +12,7 @@ rule syncnet_expert:
     log:
         f"{LOGS}/{{dataset}}/syncnet_expert.log",
     # Every evaluation waits for it: started first, it trains beside the models instead of after them.
-    priority: 10
+    priority: PRIORITY["syncnet_expert"]
     threads: EXPERT_THREADS
     resources:
         mem_mb=6000,
@@ -42,6 +42,7 @@ rule evaluate:
         f"{LOGS}/{{dataset}}/evaluate/{{method}}/{{shard}}.log",
     wildcard_constraints:
         method="|".join(TRAINED + BASELINES),
+    priority: PRIORITY["evaluate"]
     threads: 1
     resources:
         mem_mb=4000,
@@ -66,6 +67,7 @@ rule evaluate_ground_truth:
         opts=opts("evaluate_ground_truth"),
     log:
         f"{LOGS}/{{dataset}}/evaluate/ground_truth/{{shard}}.log",
+    priority: PRIORITY["evaluate_ground_truth"]
     threads: 1
     resources:
         mem_mb=4000,
@@ -90,6 +92,7 @@ rule merge_metrics:
         f"{LOGS}/{{dataset}}/evaluate/{{method}}.log",
     wildcard_constraints:
         method="|".join(TRAINED + BASELINES + ["ground_truth"]),
+    priority: PRIORITY["merge_metrics"]
     threads: 1
     resources:
         mem_mb=2000,
@@ -121,6 +124,7 @@ rule external_check:
         f"{LOGS}/{{dataset}}/external_check/{{method}}/{{shard}}.log",
     wildcard_constraints:
         method="|".join(EXTERNAL),
+    priority: PRIORITY["external_check"]
     threads: 1
     resources:
         mem_mb=2000,
@@ -168,6 +172,7 @@ rule evaluate_external:
         f"{LOGS}/{{dataset}}/evaluate/ext-{{method}}/{{shard}}.log",
     wildcard_constraints:
         method="|".join(EXTERNAL),
+    priority: PRIORITY["evaluate_external"]
     threads: 1
     resources:
         mem_mb=4000,
@@ -192,6 +197,7 @@ rule merge_external_metrics:
         f"{LOGS}/{{dataset}}/evaluate/ext-{{method}}.log",
     wildcard_constraints:
         method="|".join(EXTERNAL),
+    priority: PRIORITY["merge_external_metrics"]
     threads: 1
     resources:
         mem_mb=2000,

@@ -15,6 +15,7 @@ rule train:
         f"{LOGS}/{{dataset}}/train/{{method}}.log",
     wildcard_constraints:
         method="|".join(TRAINED) or "^$",
+    priority: PRIORITY["train"]
     threads: TRAIN_THREADS
     resources:
         mem_mb=8000,
@@ -44,6 +45,7 @@ rule infer:
         f"{LOGS}/{{dataset}}/infer/{{method}}/{{shard}}.log",
     wildcard_constraints:
         method="|".join(TRAINED) or "^$",
+    priority: PRIORITY["infer"]
     threads: 1
     resources:
         mem_mb=4000,
@@ -68,6 +70,7 @@ rule baseline:
         f"{LOGS}/{{dataset}}/infer/{{method}}/{{shard}}.log",
     wildcard_constraints:
         method="|".join(BASELINES) or "^$",
+    priority: PRIORITY["baseline"]
     threads: 1
     resources:
         mem_mb=1000,
