@@ -126,9 +126,10 @@ EXPERT_THREADS = plan.expert_threads(config) or workflow.cores
 # arbitrarily): the one with the most work still to come after it, so that the run does not end on one long job
 # beside an idle core. The SyncNet expert first (every score waits for it), a method's inference as soon as its
 # training ends (seconds, and it makes the method's scoring ready), training, ground truth's scoring (126 s in the
-# demo, then the sanity table), the other scores (about 70 s each), merging. On the demo's job times with 2 cores,
-# simulated over 2,000 arbitrary orders of equals (benchmarks/bench_schedule.py), the expert's priority alone ended
-# the work after the statistics in 1,250 s on average, at worst 1,388 s; these 1,228 s, at worst 1,246 s.
+# demo, then the sanity table), the other scores (about 70 s each), merging. On the jobs of a demo run made before
+# this table, 2 cores, simulated over 2,000 arbitrary orders of equals (benchmarks/bench_schedule.py), the workflow
+# took 1,345 s on average with the expert's priority alone (1 in 10 orders over 1,398 s, the worst 1,494 s) and
+# 1,323 s with these (over 1,336 s, the worst 1,354 s); the next run, with them, took 1,334 s.
 PRIORITY = {"syncnet_expert": 10, "infer": 6, "baseline": 6, "train": 5, "evaluate_ground_truth": 4,
             "external_check": 3, "evaluate": 2, "evaluate_external": 2, "merge_metrics": 1,
             "merge_external_metrics": 1}
