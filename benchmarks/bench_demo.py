@@ -52,8 +52,9 @@ def readme_command() -> str:
     raise RuntimeError("README.md has no '# 1.' set-up command")
 
 
-def parse_log(path: Path) -> dict:
-    """Jobs (rule, threads, start s, end s from the first job's start) and the cores Snakemake was given."""
+def parse_log(path: Path, files: bool = False) -> dict:
+    """Jobs (rule, threads, start s, end s from the first job's start) and the cores Snakemake was given;
+    with ``files``, each job's input and output paths too (bench_schedule.py derives the dependencies)."""
     text = path.read_text().splitlines()
     cores = next((int(m.group(1)) for m in map(re.compile(r"^Provided cores: (\d+)").match, text) if m), 1)
     jobs, open_, stamp, current, t0 = [], {}, None, None, None
@@ -75,6 +76,10 @@ def parse_log(path: Path) -> dict:
             m = re.match(r"^\s+threads: (\d+)$", line)
             if m:
                 current["threads"] = int(m.group(1))
+                continue
+            m = re.match(r"^\s+(input|output): (.*)$", line)
+            if m and files:
+                current[m.group(1)] = [p.strip() for p in m.group(2).split(",") if p.strip()]
                 continue
         m = re.match(r"^Finished jobid: (\d+)", line)
         if m and m.group(1) in open_:

@@ -19,41 +19,24 @@ from __future__ import annotations
 
 import argparse
 import ast
-import datetime as dt
 import json
 import random
 import re
 import statistics
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-STAMP = re.compile(r"\[(\w+ \w+ +\d+ [\d:]+ \d+)\]")
+from bench_demo import ROOT, parse_log  # the Snakemake log parser of the demo's benchmark (run as a script)
 
 
-def parse_log(path: Path) -> list[dict]:
-    """Every job that ran: rule, threads, inputs, outputs, seconds (the log's stamps, at least 0.5 s)."""
-    jobs, cur, now = {}, None, None
-    for line in path.read_text().splitlines():
-        if m := STAMP.match(line):
-            now = dt.datetime.strptime(m.group(1), "%a %b %d %H:%M:%S %Y")
-        elif m := re.match(r"(?:local)?(?:rule|checkpoint) (\w+):$", line):
-            cur = {"rule": m.group(1), "start": now, "threads": 1, "input": [], "output": [], "wildcards": ""}
-        elif cur is not None and (m := re.match(r"\s+(input|output|wildcards|threads|jobid): (.*)", line)):
-            key, val = m.groups()
-            if key in ("input", "output"):
-                cur[key] = [v.strip() for v in val.split(",") if v.strip()]
-            elif key == "threads":
-                cur["threads"] = int(val)
-            elif key == "jobid":
-                jobs[int(val)] = cur
-            else:
-                cur[key] = val
-        elif m := re.match(r"Finished jobid: (\d+)", line):
-            jobs[int(m.group(1))]["end"] = now
-    done = [j for j in jobs.values() if "end" in j and j["rule"] != "all"]
-    for j in done:
-        j["seconds"] = max((j["end"] - j["start"]).total_seconds(), 0.5)
-    return done
+def load_jobs(path: Path) -> list[dict]:
+    """Every job that ran (bench_demo.parse_log, with its files), timed in seconds (at least 0.5 s: the log's
+    stamps are whole seconds), with empty file lists where the log shows none."""
+    jobs = [j for j in parse_log(path, files=True)["jobs"] if j["rule"] != "all"]
+    for j in jobs:
+        j["seconds"] = max(j["end"] - j["start"], 0.5)
+        j.setdefault("input", [])
+        j.setdefault("output", [])
+    return jobs
 
 
 def dependencies(jobs: list[dict]) -> list[set[int]]:
@@ -107,9 +90,9 @@ def main() -> None:
     ap.add_argument("--trials", type=int, default=2000)
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks/out/schedule.json")
     args = ap.parse_args()
-    jobs = parse_log(args.log)
+    jobs = load_jobs(args.log)
     deps = dependencies(jobs)
-    actual = (max(j["end"] for j in jobs) - min(j["start"] for j in jobs)).total_seconds()
+    actual = max(j["end"] for j in jobs) - min(j["start"] for j in jobs)
     res = {"log": str(args.log), "jobs": len(jobs), "cores": args.cores, "trials": args.trials,
            "work_core_s": sum(j["seconds"] * min(j["threads"], args.cores) for j in jobs), "actual_s": actual,
            "policies": {}}

@@ -128,8 +128,8 @@ EXPERT_THREADS = plan.expert_threads(config) or workflow.cores
 # training ends (seconds, and it makes the method's scoring ready), training, ground truth's scoring (126 s in the
 # demo, then the sanity table), the other scores (about 70 s each), merging. On the jobs of a demo run made before
 # this table, 2 cores, simulated over 2,000 arbitrary orders of equals (benchmarks/bench_schedule.py), the workflow
-# took 1,345 s on average with the expert's priority alone (1 in 10 orders over 1,398 s, the worst 1,494 s) and
-# 1,323 s with these (over 1,336 s, the worst 1,354 s); the next run, with them, took 1,334 s.
+# took 1,344 s on average with the expert's priority alone (1 in 10 orders over 1,396 s, the worst 1,484 s) and
+# 1,323 s with these (over 1,336 s, the worst 1,356 s); the next run, with them, took 1,334 s.
 PRIORITY = {"syncnet_expert": 10, "infer": 6, "baseline": 6, "train": 5, "evaluate_ground_truth": 4,
             "external_check": 3, "evaluate": 2, "evaluate_external": 2, "merge_metrics": 1,
             "merge_external_metrics": 1}
