@@ -57,6 +57,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from readme import replace_section  # noqa: E402  benchmarks/readme.py, beside this script
 
+from ksdiff.data import clip_arrays as ca  # noqa: E402
 from ksdiff.data import dataset as ds  # noqa: E402
 from ksdiff.data import motion, pack_reader, pack_windows  # noqa: E402
 from ksdiff.data.stats import write_stats  # noqa: E402
@@ -180,7 +181,7 @@ def generate(root: Path, n_clips: int, dim: int, materialized: bool) -> None:
     info = {"feature_kind": kind, "feat_dim": dim, "feat_rate_hz": RATE, "feature_checkpoint": "", "expr_dim": K}
     train = [c for c, s in zip(ids, split) if s == "train"]
     # as ksdiff.data.stats writes them, the list of training clips included (a real start-up cost)
-    write_stats(root / "stats.parquet", ds.Stats(
+    write_stats(root / "stats.parquet", ca.Stats(
         {"head": np.zeros(6, np.float32), "expr": np.zeros(K, np.float32), "feat": np.zeros(dim, np.float32)},
         {"head": np.ones(6, np.float32), "expr": np.ones(K, np.float32), "feat": np.ones(dim, np.float32)},
         {**info, "representation": motion.REPRESENTATION, "expr_scale": "pooled", "head_names": list(motion.HEAD_NAMES),
@@ -237,7 +238,7 @@ def measure(root: Path, launched: float, paging: str = "prefetch") -> dict:
         pack_reader.MappedPack.ADVICE = mmap.MADV_NORMAL
         pack_windows.PackedWindowDataset.__getitems__ = None  # the DataLoader's fetcher then takes windows one by one
     peak = rss_anon_mb()
-    stats = ds.Stats.read(root / "stats.parquet")
+    stats = ca.Stats.read(root / "stats.parquet")
     mcfg = KSDiffConfig.from_dict({"feat_dim": int(stats.attrs["feat_dim"]), "expr_dim": K, "feat_rate_hz": RATE,
                                    "fps": FPS})
     t0 = time.time()

@@ -139,17 +139,17 @@ def check_inference(args, model_path: Path, results: Path, fps: float) -> dict:
     import numpy as np
     import torch
 
-    from ksdiff.data import dataset as ds
+    from ksdiff.data import clip_arrays as ca
     from ksdiff.infer import ClipSpeech, build_from_checkpoint, clip_seed, load_checkpoint, sample_clips
     from ksdiff.models.transcript import tokenizer
 
     payload = load_checkpoint(model_path)
-    stats = ds.Stats.from_dict(payload["stats"])
+    stats = ca.Stats.from_dict(payload["stats"])
     models = {dev: build_from_checkpoint(payload, torch.device(dev)) for dev in ("cpu", args.device)}
-    clips = ds.usable_clips(results, "test")
+    clips = ca.usable_clips(results, "test")
     speech = []
     for clip in clips:
-        a = ds.load_clip(results, clip, fps, tokenizer(models["cpu"].cfg))
+        a = ca.load_clip(results, clip, fps, tokenizer(models["cpu"].cfg))
         speech.append(ClipSpeech(a.feat, a.feat_valid, a.prosody, a.words, clip_seed(0, clip)))
     cpu = [sample_clips(models["cpu"], stats, [x], 2)[0] for x in speech]
     if torch.cuda.is_available():

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ksdiff.data import dataset as ds
+from ksdiff.data import clip_arrays as ca
 from ksdiff.data import motion
 
 log = logging.getLogger(__name__)
@@ -127,9 +127,7 @@ def speech_features(x: np.ndarray, sr: int, cfg: dict, payload: dict) -> tuple[n
         raise GenerateError(f"audio too short: {e}") from e
     feat = np.stack(cols["feat"]).astype(np.float32)
     check_features(payload, attrs, feat.shape[1])
-    from ksdiff.models.prosody import prosody_features
-
-    return feat, prosody_features(cols["f0_hz"], cols["voiced"], cols["energy_db"])
+    return feat, ca.prosody_features(cols["f0_hz"], cols["voiced"], cols["energy_db"])
 
 
 def transcript_words(x: np.ndarray, sr: int, cfg: dict, transcript: str | None) -> list[tuple]:
@@ -194,7 +192,7 @@ def generate_motion(cfg: dict, audio: str, ref: str, checkpoint: str, transcript
     n_frames = max(1, int(round(len(x) / sr * fps)))
     r = model.cfg.feat_per_frame
     feat, pros = speech_features(x, sr, cfg, payload)
-    feat, pros, fmask = ds.align_features(feat, pros, n_frames * r)
+    feat, pros, fmask = ca.align_features(feat, pros, n_frames * r)
     if model.cfg.use_transcript and payload["method"] == "ksdiff":
         rows = transcript_words(x, sr, cfg, transcript)
         words = frame_tokens(model.cfg, [w[0] for w in rows], np.array([w[1] for w in rows], float),
@@ -202,7 +200,7 @@ def generate_motion(cfg: dict, audio: str, ref: str, checkpoint: str, transcript
         log.info("transcript: %s", " ".join(w[0] for w in rows) or "(no words)")
     else:
         words = np.zeros(n_frames, dtype=np.int64)  # the model takes no transcript
-    stats = ds.Stats.from_dict(payload["stats"])
+    stats = ca.Stats.from_dict(payload["stats"])
     head, expr = sample_motion(model, stats, feat, fmask, pros, words, 1, int(seed), steps=steps,
                                guidance=icfg.guidance, pose_frame=pose_frame(payload))
     cols = motion.coeffs_from_motion(head[0], expr[0], anchor, fps, pose_frame=pose_frame(payload))

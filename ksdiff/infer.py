@@ -62,6 +62,7 @@ import pyarrow.compute as pc
 import torch
 
 from ksdiff.config import BASELINES
+from ksdiff.data import clip_arrays as ca
 from ksdiff.data import dataset as ds
 from ksdiff.data import motion
 from ksdiff.data.pack_reader import (PACK_DIR, PackSet, StalePackError, clip_arrays, pack_indexes, read_indexes,
@@ -131,7 +132,7 @@ def check_features(payload: dict, feat_attrs: dict, dim: int) -> None:
 
 @dataclass
 class ClipSpeech:
-    """One clip's speech arrays (ksdiff.data.dataset.ClipArrays, from its pack) and its sampling seed."""
+    """One clip's speech arrays (ksdiff.data.clip_arrays.ClipArrays, from its pack) and its sampling seed."""
 
     feat: np.ndarray
     feat_valid: np.ndarray
@@ -140,7 +141,7 @@ class ClipSpeech:
     seed: int
 
 
-def sample_motion(model, stats: ds.Stats, feat: np.ndarray, feat_valid: np.ndarray, prosody: np.ndarray,
+def sample_motion(model, stats: ca.Stats, feat: np.ndarray, feat_valid: np.ndarray, prosody: np.ndarray,
                   words: np.ndarray, n_samples: int, seed: int, steps: int | None = None,
                   guidance: float | None = None, pose_frame: str = "absolute") -> tuple[np.ndarray, np.ndarray]:
     """Raw speech arrays -> de-normalised head (S, T, 6) and expr (S, T, K) for ``n_samples`` samples.
@@ -158,7 +159,7 @@ def _padded(tensors: list[torch.Tensor]) -> torch.Tensor:
     return torch.cat([torch.cat([t, t.new_zeros(t.shape[0], n - t.shape[1], *t.shape[2:])], 1) for t in tensors])
 
 
-def sample_clips(model, stats: ds.Stats, clips: list[ClipSpeech], n_samples: int, steps: int | None = None,
+def sample_clips(model, stats: ca.Stats, clips: list[ClipSpeech], n_samples: int, steps: int | None = None,
                  guidance: float | None = None, pose_frame: str = "absolute") -> list[tuple[np.ndarray, np.ndarray]]:
     """sample_motion for several clips in one batch: [(head (S, T_k, 6), expr (S, T_k, K))] per clip.
 
@@ -210,9 +211,9 @@ def mismatched_partner(results: Path, clip: str) -> str:
     """The test clip whose ground truth stands in for ``clip``: deterministic, another speaker if possible."""
     sp = parquet.read_table(results / "splits.parquet", "splits").to_pandas()
     speaker = dict(zip(sp["clip_id"], sp["speaker_id"]))
-    tests = [c for c in ds.usable_clips(results, "test") if c != clip]
+    tests = [c for c in ca.usable_clips(results, "test") if c != clip]
     if not tests:
-        raise ds.ClipError("mismatched: no other usable test clip to borrow motion from")
+        raise ca.ClipError("mismatched: no other usable test clip to borrow motion from")
     order = sorted(tests + [clip])
     i = order.index(clip)
     ring = order[i + 1:] + order[:i]
@@ -224,7 +225,7 @@ def baseline_motion(method: str, results: Path, clip: str, n_frames: int) -> tup
     """head (1, T, 6), expr (1, T, K) of a non-learned baseline, plus attrs describing it (``pose_frame``: how
     its head rotation is to be placed, see ksdiff.data.motion)."""
     if method == "static":
-        stats = ds.Stats.read(results / "stats.parquet")
+        stats = ca.Stats.read(results / "stats.parquet")
         head = np.repeat(stats.mean["head"][None], n_frames, axis=0)
         expr = np.zeros((n_frames, len(stats.mean["expr"])), dtype=np.float32)
         return head[None], expr[None], {"pose_frame": stats.pose_frame}
@@ -232,7 +233,7 @@ def baseline_motion(method: str, results: Path, clip: str, n_frames: int) -> tup
         partner = mismatched_partner(results, clip)
         t = parquet.read_table(results / "coeffs" / f"{partner}.parquet", "coeffs")
         if not t.ok:
-            raise ds.ClipError(f"mismatched: partner {partner} has no coefficients ({t.reason})")
+            raise ca.ClipError(f"mismatched: partner {partner} has no coefficients ({t.reason})")
         head, expr, _ = motion.motion_from_coeffs(t, pose_frame="reference")  # relative to the partner's reference
         return loop_to_length(head, n_frames)[None], loop_to_length(expr, n_frames)[None], \
             {"partner": partner, "pose_frame": "reference"}
@@ -363,7 +364,7 @@ class Predictor:
         if i is None:
             if clip in why:
                 return why[clip]
-            missing = [f for f in INPUT_FOLDERS if not ds.clip_path(self.results, f, clip).exists()]
+            missing = [f for f in INPUT_FOLDERS if not ca.clip_path(self.results, f, clip).exists()]
             return (f"{missing[0]}: output missing" if missing else
                     f"in no pack of {self.results / PACK_DIR}: run `ksdiff pack` for its shard first")
         b = packs.record(i, whole=True)
@@ -373,12 +374,12 @@ class Predictor:
         payload, model, _ = self.loaded
         arrays = clip_arrays(b, self.fps, tokenizer(model.cfg))  # the record batch already in hand
         # what every prediction of the clip carries, as its coeffs table's attrs hold it
-        ca, template = arrays.coeffs_attrs, template_of(b)
-        attrs = {k: ca[k] for k in ("backend", "n_expr") if k in ca}
+        cattrs, template = arrays.coeffs_attrs, template_of(b)
+        attrs = {k: cattrs[k] for k in ("backend", "n_expr") if k in cattrs}
         if template is not None:
             attrs["template"] = template
-        if "basis" in ca:
-            attrs["basis"] = ca["basis"]
+        if "basis" in cattrs:
+            attrs["basis"] = cattrs["basis"]
         attrs.update(fps=self.fps, clip_id=clip, anchor=arrays.anchor.to_dict())
         anchor, n_frames = arrays.anchor, arrays.n_frames
         check_features(payload, arrays.feat_attrs, arrays.feat.shape[1])
@@ -407,7 +408,7 @@ class Predictor:
             return
         payload, model, _ = self.loaded
         try:
-            got = sample_clips(model, ds.Stats.from_dict(payload["stats"]), [r.speech for r in ready.values()],
+            got = sample_clips(model, ca.Stats.from_dict(payload["stats"]), [r.speech for r in ready.values()],
                                self.n_samples, steps=self.steps, guidance=self.icfg.guidance,
                                pose_frame=pose_frame(payload))
         except Exception as e:  # every clip of the batch reports it
@@ -449,7 +450,7 @@ class Predictor:
         anchor, n_frames, attrs = gt
         try:
             head, expr, extra = baseline_motion(self.method, self.results, clip, n_frames)
-        except (ds.ClipError, FileNotFoundError) as e:
+        except (ca.ClipError, FileNotFoundError) as e:
             parquet.write_failure(out, "coeffs", str(e), status=parquet.SKIPPED,
                                   attrs={"clip_id": clip, "method": self.method})
             log.warning("%s skipped: %s", clip, e)

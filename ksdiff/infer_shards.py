@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from ksdiff.data.dataset import clip_path
+from ksdiff.data.clip_arrays import clip_path
 from ksdiff.data.shards import ClipWork, is_current, n_shards, options_hash, run_loop, shard_name, shard_rows
 from ksdiff.infer import CheckpointError, Predictor
 from ksdiff.io import parquet

@@ -7,6 +7,7 @@ import torch
 
 from fabricate import fabricate_results
 from ksdiff import config
+from ksdiff.data import clip_arrays as ca
 from ksdiff.data import dataset as ds
 from ksdiff.data import motion
 from ksdiff.data.stats import build_stats
@@ -63,7 +64,7 @@ def test_invalid_frames_are_interpolated_and_masked(fake):
 
 
 def test_stats_use_only_usable_training_clips(fake):
-    st = ds.Stats.read(fake["root"] / "stats.parquet")
+    st = ca.Stats.read(fake["root"] / "stats.parquet")
     # spk0_clip1 is QC-unusable, spk0_clip2 has failed features: neither enters
     assert st.attrs["clips"] == ["spk0_clip0", "spk1_clip0", "spk1_clip1", "spk1_clip2"]
     assert st.mean["feat"].shape == (fake["feat_dim"],) and st.mean["expr"].shape == (fake["n_expr"],)
@@ -73,17 +74,17 @@ def test_stats_use_only_usable_training_clips(fake):
 
 
 def test_normalisation_round_trip(fake):
-    st = ds.Stats.read(fake["root"] / "stats.parquet")
+    st = ca.Stats.read(fake["root"] / "stats.parquet")
     x = np.random.default_rng(0).normal(size=(50, fake["n_expr"])).astype(np.float32)
     np.testing.assert_allclose(st.denormalise("expr", st.normalise("expr", x)), x, atol=1e-5)
-    back = ds.Stats.from_dict(st.to_dict())
+    back = ca.Stats.from_dict(st.to_dict())
     np.testing.assert_array_equal(back.mean["feat"], st.mean["feat"])
 
 
 def test_training_windows_are_normalised(fake):
-    st = ds.Stats.read(fake["root"] / "stats.parquet")
-    clips = ds.load_clips(fake["root"], ds.usable_clips(fake["root"], "train"), FPS)
-    norm = [ds.normalise_clip(c, st, 2) for c in clips]
+    st = ca.Stats.read(fake["root"] / "stats.parquet")
+    clips = ca.load_clips(fake["root"], ca.usable_clips(fake["root"], "train"), FPS)
+    norm = [ca.normalise_clip(c, st, 2) for c in clips]
     allx = np.concatenate([c.expr[c.valid] for c in norm])
     np.testing.assert_allclose(allx.mean(0), 0.0, atol=1e-4)
     # expression components share one scale (the basis is orthonormal: keep their relative sizes)
@@ -95,13 +96,13 @@ def test_training_windows_are_normalised(fake):
 
 
 def test_windows_masks_and_previous_frames(fake):
-    st = ds.Stats.read(fake["root"] / "stats.parquet")
-    clips = ds.load_clips(fake["root"], ["spk1_clip1"], FPS)
-    c = ds.normalise_clip(clips[0], st, 2)
+    st = ca.Stats.read(fake["root"] / "stats.parquet")
+    clips = ca.load_clips(fake["root"], ["spk1_clip1"], FPS)
+    c = ca.normalise_clip(clips[0], st, 2)
     window, n_prev = 30, 5
-    w0 = ds.cut_window(c, 0, window, n_prev)
+    w0 = ca.cut_window(c, 0, window, n_prev)
     assert not w0["prev_mask"].any()  # a clip start has no previous frames
-    w = ds.cut_window(c, 12, window, n_prev)
+    w = ca.cut_window(c, 12, window, n_prev)
     # prev frames are frames 7..11, right-aligned; 10 and 11 are invalid fits
     np.testing.assert_array_equal(w["prev_head"], c.head[7:12])
     np.testing.assert_array_equal(w["prev_mask"], [True, True, True, False, False])
@@ -110,7 +111,7 @@ def test_windows_masks_and_previous_frames(fake):
     np.testing.assert_array_equal(w["feat"], c.feat[24:84])
 
     # a window running past the clip end is cropped; collate pads and masks it
-    tail = ds.cut_window(c, c.n_frames - 10, window, n_prev)
+    tail = ca.cut_window(c, c.n_frames - 10, window, n_prev)
     b = ds.collate([w, tail])
     assert b["head"].shape == (2, window, 6) and b["feat"].shape == (2, 2 * window, fake["feat_dim"])
     assert b["mask"][1, :10].all() and not b["mask"][1, 10:].any()
@@ -127,12 +128,12 @@ def test_transcript_tokens_follow_transcript_timing(fake):
     start, end = t.column("start_s"), t.column("end_s")
     for kind, n_ids in (("phones", N_PHONE_TOKENS), ("words", 64)):
         cfg = KSDiffConfig(transcript_tokens=kind, vocab_size=64)
-        words = ds.load_clips(fake["root"], ["spk1_clip0"], FPS, tokenizer(cfg))[0].words
+        words = ca.load_clips(fake["root"], ["spk1_clip0"], FPS, tokenizer(cfg))[0].words
         for k, frame_t in enumerate((np.arange(len(words)) + 0.5) / FPS):
             inside = np.any((frame_t >= start) & (frame_t < end))
             assert (words[k] > 0) == inside
         assert words.max() < n_ids
-    assert not ds.load_clips(fake["root"], ["spk1_clip0"], FPS)[0].words.any()  # no tokenizer: no transcript
+    assert not ca.load_clips(fake["root"], ["spk1_clip0"], FPS)[0].words.any()  # no tokenizer: no transcript
 
 
 def test_step_sampler_is_a_function_of_the_step():
@@ -150,9 +151,9 @@ def test_step_sampler_is_a_function_of_the_step():
 
 
 def test_failed_tables_are_skipped_with_reason(fake, caplog):
-    with pytest.raises(ds.ClipError, match="features: failed: audio: no audio stream"):
-        ds.load_clip(fake["root"], "spk0_clip2", FPS)
-    assert [c.clip_id for c in ds.load_clips(fake["root"], ["spk0_clip2", "spk1_clip0"], FPS)] == ["spk1_clip0"]
+    with pytest.raises(ca.ClipError, match="features: failed: audio: no audio stream"):
+        ca.load_clip(fake["root"], "spk0_clip2", FPS)
+    assert [c.clip_id for c in ca.load_clips(fake["root"], ["spk0_clip2", "spk1_clip0"], FPS)] == ["spk1_clip0"]
     assert "spk0_clip2 left out" in caplog.text
 
 
@@ -240,7 +241,7 @@ def test_stats_describe_the_relative_pose(fake):
     """Normalisation statistics are those of the relative targets (the training speakers' own pose is gone)."""
     from scipy.spatial.transform import Rotation
 
-    st = ds.Stats.read(fake["root"] / "stats.parquet")
+    st = ca.Stats.read(fake["root"] / "stats.parquet")
     assert st.attrs["representation"] == motion.REPRESENTATION and st.pose_frame == "reference"
     rel = []
     for c in st.attrs["clips"]:

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from ksdiff import config
-from ksdiff.data.dataset import STATS_NAMES, Stats
+from ksdiff.data.clip_arrays import STATS_NAMES, Stats
 from ksdiff.data.stats import build_stats
 from ksdiff.extract.coeffs import fit_basis
 from ksdiff.io import parquet

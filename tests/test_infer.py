@@ -10,7 +10,7 @@ import torch
 from ksdiff.training import loop as train_mod
 from fabricate import fabricate_with_stats, pack_results, tiny_model_cfg
 from ksdiff import cli, config
-from ksdiff.data import dataset as ds
+from ksdiff.data import clip_arrays as ca
 from ksdiff.data import motion
 from ksdiff.io.files import sha256_file
 from ksdiff.extract.coeffs import decode_landmarks, load_basis
@@ -99,7 +99,7 @@ def test_static_baseline_is_the_training_mean_face(setup, tmp_path):
     out = tmp_path / "s.parquet"
     predict_clip(cfg, str(root), "spk3_clip0", str(out), method="static")
     p = read_table(out, "coeffs")
-    st = ds.Stats.read(root / "stats.parquet")
+    st = ca.Stats.read(root / "stats.parquet")
     n = gt_table(root, "spk3_clip0").table.num_rows
     assert p.table.num_rows == n and set(p.column("sample")) == {0} and p.attrs["method"] == "static"
     assert np.all(np.stack(p.column("expr")) == 0)
@@ -249,11 +249,11 @@ def test_a_model_reads_its_clips_from_the_packs_only(setup, tmp_path, monkeypatc
                         lambda model, stats, clips, *a, **k: speech.extend(clips) or real_sample(model, stats, clips, *a, **k))
     predict_clip(cfg, str(root), clip, str(out), checkpoint=str(ck), n_samples=2, seed=5)
     assert not [p for p in opened if p.endswith(f"{clip}.parquet")], opened
-    ds.load_clip(root, clip, 25.0)  # the control: reading the tables is seen
+    ca.load_clip(root, clip, 25.0)  # the control: reading the tables is seen
     assert sum(p.endswith(f"{clip}.parquet") for p in opened) == 3
     monkeypatch.undo()
     model = build_from_checkpoint(load_checkpoint(str(ck)), torch.device("cpu"))
-    a = ds.load_clip(root, clip, 25.0, tokenizer(model.cfg))
+    a = ca.load_clip(root, clip, 25.0, tokenizer(model.cfg))
     (s,) = speech
     for name in ("feat", "feat_valid", "prosody", "words"):
         assert np.array_equal(getattr(s, name), getattr(a, name)), name
@@ -346,7 +346,7 @@ def test_trained_model_lip_error_is_clearly_below_the_mean_face(setup, tmp_path)
     cfg = make_cfg(steps=300, val_every=100, ckpt_every=300)
     ck = tmp_path / "model.pt"
     train_mod.train(cfg, str(root), str(ck))
-    clips = ds.usable_clips(root, "val") + ds.usable_clips(root, "test")
+    clips = ca.usable_clips(root, "val") + ca.usable_clips(root, "test")
     err = {"model": [], "static": [], "mismatched": []}
     for clip in clips:
         for m in err:

@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from fabricate import tiny_model_cfg
+from ksdiff.data import clip_arrays as ca
 from ksdiff.data import dataset as ds
 from ksdiff.infer import Predictor, predict_clip
 from ksdiff.io.parquet import read_table
@@ -71,7 +72,7 @@ def test_clip_generators_draw_what_each_clip_draws_alone():
 
 def test_a_shard_predicted_in_batches_equals_clip_by_clip(setup, tmp_path):  # noqa: F811
     root, ck, cfg = setup
-    clips = sorted(ds.usable_clips(root, "test")) + sorted(ds.usable_clips(root, "val"))
+    clips = sorted(ca.usable_clips(root, "test")) + sorted(ca.usable_clips(root, "val"))
     bad = "spk0_clip_missing"  # a clip without inputs, inside the first batch
     order = clips[:1] + [bad] + clips[1:]
     batched = Predictor({**cfg, "infer": {**cfg["infer"], "batch_size": 3}}, str(root), order, checkpoint=str(ck))

@@ -11,7 +11,8 @@ from ksdiff.models.dpse import DPSE, PooledCrossAttention, masked_pool, resample
 from ksdiff.models.kel import KEL
 from ksdiff.models.msdc import MSDC
 from ksdiff.models.seams import window_joins, window_seams
-from ksdiff.models.prosody import ProsodyFiLM, prosody_features
+from ksdiff.data.clip_arrays import prosody_features
+from ksdiff.models.prosody import ProsodyFiLM
 from ksdiff.models.transcript import (PHONE_ID, SILENCE, UNKNOWN, TranscriptEncoder, frame_phone_ids,
                                      frame_word_ids, hash_word, n_tokens)
 

@@ -3,9 +3,12 @@ files; resumable pack jobs; statistics and the expression basis as map-reduce.""
 from __future__ import annotations
 
 import ctypes
+import json
 import mmap
 import os
 import shutil
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -13,8 +16,9 @@ import pyarrow as pa
 import pytest
 import torch
 
-from fabricate import fabricate_with_stats, tiny_model_cfg
+from fabricate import fabricate_results, fabricate_with_stats, tiny_model_cfg
 from ksdiff import config
+from ksdiff.data import clip_arrays as ca
 from ksdiff.data import dataset as ds
 from ksdiff.data import pack_reader, pack_windows, packs
 from ksdiff.data.stats import build_stats, merge_stats, stats_part
@@ -51,10 +55,10 @@ def packed(tmp_path_factory):
 
 
 def in_memory(root, split, mcfg, tok, stats):
-    """Today's path (dataset.load_clips, everything in memory), as train.prepare_data builds it."""
-    clips = ds.load_clips(root, ds.usable_clips(root, split), FPS, tok)
-    r = ds.feat_per_frame(ds.check_consistent(clips)["feat_rate_hz"], FPS)
-    return ds.WindowDataset([ds.normalise_clip(c, stats, r) for c in clips], mcfg.window, mcfg.n_prev), clips
+    """Today's path (clip_arrays.load_clips, everything in memory), as train.prepare_data builds it."""
+    clips = ca.load_clips(root, ca.usable_clips(root, split), FPS, tok)
+    r = ca.feat_per_frame(ca.check_consistent(clips)["feat_rate_hz"], FPS)
+    return ds.WindowDataset([ca.normalise_clip(c, stats, r) for c in clips], mcfg.window, mcfg.n_prev), clips
 
 
 def from_packs(root, split, mcfg, tok, stats):
@@ -77,13 +81,13 @@ def test_packs_yield_exactly_the_in_memory_batches(packed, tokens, caplog):
     root, _ = packed
     mcfg = KSDiffConfig.from_dict(tiny_model_cfg(transcript_tokens=tokens))
     tok = tokenizer(mcfg)
-    stats = ds.Stats.read(root / "stats.parquet")
+    stats = ca.Stats.read(root / "stats.parquet")
     mem, clips = in_memory(root, "train", mcfg, tok, stats)
     pk = from_packs(root, "train", mcfg, tok, stats)
     assert "clip spk0_clip2 left out: skipped: features: failed: audio: no audio stream" in caplog.text
     assert [c.clip_id for c in pk.clips] == [c.clip_id for c in mem.clips]  # same clips (bad ones left out), same order
     assert (pk.lengths() == mem.lengths()).all()
-    assert pk.packs.info() == ds.check_consistent(clips)
+    assert pk.packs.info() == ca.check_consistent(clips)
     sampler = ds.StepBatchSampler(mem.lengths(), mcfg.window, 6, seed=3, n_steps=25)
     for keys in sampler:
         assert_same_batch(ds.collate([mem[k] for k in keys]), ds.collate([pk[k] for k in keys]))
@@ -104,7 +108,7 @@ def test_packs_yield_exactly_the_in_memory_batches(packed, tokens, caplog):
 def test_a_resumed_loader_sees_the_uninterrupted_batches(packed):
     root, _ = packed
     mcfg = KSDiffConfig.from_dict(tiny_model_cfg())
-    stats = ds.Stats.read(root / "stats.parquet")
+    stats = ca.Stats.read(root / "stats.parquet")
     pk = from_packs(root, "train", mcfg, tokenizer(mcfg), stats)
 
     def run(start, workers):
@@ -143,8 +147,8 @@ def test_pack_jobs_keep_current_clips_and_repack_changed_ones(packed, tmp_path):
     third = read_table(index, "pack_index").to_pandas().set_index("clip_id")
     assert set(third.index[third.action == "ran"]) == {"spk1_clip0", "spk0_clip2"}
     ps = pack_reader.PackSet([index], ["spk1_clip0", "spk0_clip0"])
-    assert np.array_equal(ps.clip(0).expr, ds.load_clip(root, "spk1_clip0", FPS).expr)
-    assert np.array_equal(ps.clip(1).head, ds.load_clip(root, "spk0_clip0", FPS).head)
+    assert np.array_equal(ps.clip(0).expr, ca.load_clip(root, "spk1_clip0", FPS).expr)
+    assert np.array_equal(ps.clip(1).head, ca.load_clip(root, "spk0_clip0", FPS).head)
 
 
 def test_a_pack_its_index_does_not_describe_is_refused(packed, tmp_path):
@@ -153,7 +157,7 @@ def test_a_pack_its_index_does_not_describe_is_refused(packed, tmp_path):
     shutil.copytree(src, root)
     shutil.copy(root / "packs" / "00001.arrow", root / "packs" / "00000.arrow")  # e.g. a job killed between the two
     ps = pack_reader.PackSet([root / "packs" / "00000.parquet"])
-    with pytest.raises(ds.ClipError, match="rerun `ksdiff pack`"):
+    with pytest.raises(ca.ClipError, match="rerun `ksdiff pack`"):
         ps.record(0)
 
 
@@ -166,9 +170,9 @@ def test_stats_as_map_reduce_equal_the_single_job(packed, tmp_path):
         stats_part(cfg, str(root / "qc.parquet"), str(root / "splits.parquet"), str(index), str(parts[-1]))
     merge_stats(cfg, [str(p) for p in parts], str(tmp_path / "stats.parquet"))
     build_stats(cfg, str(root / "qc.parquet"), str(root / "splits.parquet"), str(root), str(tmp_path / "single.parquet"))
-    single, merged = ds.Stats.read(tmp_path / "single.parquet"), ds.Stats.read(tmp_path / "stats.parquet")
+    single, merged = ca.Stats.read(tmp_path / "single.parquet"), ca.Stats.read(tmp_path / "stats.parquet")
     assert len(read_stats_clips(parts[0])) and len(read_stats_clips(parts[1]))  # both shards hold training clips
-    for name in ds.STATS_NAMES:
+    for name in ca.STATS_NAMES:
         for a, b in ((single.mean[name], merged.mean[name]), (single.std[name], merged.std[name])):
             assert np.max(np.abs(a - b) / np.maximum(np.abs(a), 1e-12)) < 1e-6, name
     assert merged.attrs == single.attrs
@@ -176,6 +180,33 @@ def test_stats_as_map_reduce_equal_the_single_job(packed, tmp_path):
 
 def read_stats_clips(path):
     return read_table(path, "stats_part").attrs["clips"]
+
+
+def test_packing_and_the_statistics_run_without_torch(tmp_path):
+    """pack, stats-part and merge-stats come before every model, on the workflow's critical path: the commands
+    run in a process that never loads torch (about 1.3 s a job) and give the same statistics as in-process."""
+    root = tmp_path / "results"
+    fabricate_results(root, n_speakers=5)  # no packs yet: the pack job builds every clip's arrays
+    clips = sorted(p.stem for p in (root / "coeffs").glob("*.parquet"))
+    write_manifest(root / "manifest" / "00000.parquet", clips)
+    opts = json.dumps(config.defaults())
+    code = ("import json, sys\nfrom ksdiff import cli\n"
+            f"r, o = {str(root)!r}, {opts!r}\n"
+            "rcs = [cli.main(['pack', '--manifest', r + '/manifest/00000.parquet', '--results', r,"
+            " '--out', r + '/packs/00000.parquet', '--opts', o]),\n"
+            "       cli.main(['stats-part', '--qc', r + '/qc.parquet', '--splits', r + '/splits.parquet',"
+            " '--index', r + '/packs/00000.parquet', '--out', r + '/part.parquet', '--opts', o]),\n"
+            "       cli.main(['merge-stats', '--parts', r + '/part.parquet', '--out', r + '/merged.parquet', '--opts', o])]\n"
+            "print(json.dumps([rcs, 'torch' in sys.modules]))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert json.loads(r.stdout.strip().splitlines()[-1]) == [[0, 0, 0], False]
+    build_stats(config.defaults(), str(root / "qc.parquet"), str(root / "splits.parquet"), str(root),
+                str(tmp_path / "single.parquet"))
+    single, merged = ca.Stats.read(tmp_path / "single.parquet"), ca.Stats.read(root / "merged.parquet")
+    for name in ca.STATS_NAMES:
+        np.testing.assert_allclose(merged.mean[name], single.mean[name], rtol=1e-6, atol=1e-9)
+        np.testing.assert_allclose(merged.std[name], single.std[name], rtol=1e-6, atol=1e-9)
 
 
 def test_expression_basis_as_map_reduce_equals_the_single_job(tmp_path):

@@ -90,8 +90,8 @@ def test_resume_after_a_kill_matches_an_uninterrupted_run(results, tmp_path, mon
     assert a.keys() == b.keys()
     for k in a:
         torch.testing.assert_close(b[k], a[k], rtol=1e-5, atol=1e-6, msg=k)
-    ca, cb = val_curve(full.parent), val_curve(part.parent)
-    assert cb == pytest.approx(ca, rel=1e-5)
+    va, vb = val_curve(full.parent), val_curve(part.parent)
+    assert vb == pytest.approx(va, rel=1e-5)
     # the killed run's log rows after step 6 were dropped, not duplicated
     with open(part.parent / "train_log.csv", newline="") as f:
         rows = [(r["step"], r["phase"], r["metric"]) for r in csv.DictReader(f)]
@@ -137,7 +137,7 @@ def test_cli_trains_a_configured_method_variant(results, tmp_path):
 def test_validation_lip_error_is_the_leaderboards_lve_and_can_select_the_weights(results, tmp_path):
     import numpy as np
 
-    from ksdiff.data import dataset as ds
+    from ksdiff.data import clip_arrays as ca
     from ksdiff.extract.coeffs import decode_landmarks, load_basis
     from ksdiff.infer import build_from_checkpoint, sample_motion
     from ksdiff.metrics.lve import lve
@@ -156,7 +156,7 @@ def test_validation_lip_error_is_the_leaderboards_lve_and_can_select_the_weights
     assert p["step"] == best
     # the logged number is the pinned LVE on decoded landmarks of the same samples
     model = build_from_checkpoint(p, torch.device("cpu"))
-    stats = ds.Stats.from_dict(p["stats"])
+    stats = ca.Stats.from_dict(p["stats"])
     basis = load_basis(results / "basis.npz")
 
     def landmarks(e):  # aligned landmarks of expression coefficients, identity template at the origin
@@ -165,8 +165,8 @@ def test_validation_lip_error_is_the_leaderboards_lve_and_can_select_the_weights
         return decode_landmarks(pose, np.zeros((478, 3)), basis)[0]
 
     errors = []
-    for k, clip in enumerate(ds.usable_clips(results, "val")):
-        a = ds.load_clip(results, clip, 25.0, tokenizer(model.cfg))
+    for k, clip in enumerate(ca.usable_clips(results, "val")):
+        a = ca.load_clip(results, clip, 25.0, tokenizer(model.cfg))
         _, expr = sample_motion(model, stats, a.feat, a.feat_valid, a.prosody, a.words, 1,
                                 config.TrainConfig().val_seed + k)
         errors.append(lve(landmarks(expr[0])[a.valid], landmarks(a.expr)[a.valid], PROTOCOL.lve_lip_indices,

@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from ksdiff.data import dataset as ds
+from ksdiff.data import clip_arrays as ca
 from ksdiff.data import motion as motion_mod
 from ksdiff.io import parquet, schemas
 
@@ -65,7 +65,7 @@ class MappedPack:
         path = Path(path)
         with open(path, "rb") as f:
             if path.stat().st_size == 0:
-                raise ds.ClipError(f"{path}: empty pack")
+                raise ca.ClipError(f"{path}: empty pack")
             self.map = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
         self.map.madvise(self.ADVICE)
         # The footer (the batches' offsets, read at open) in one request, not a fault per page: an IPC file
@@ -80,7 +80,7 @@ class MappedPack:
         self.reader = pa.ipc.open_file(buf)
         got = (self.reader.schema.metadata or {}).get(b"pack_id", b"").decode()
         if pack_id is not None and got != pack_id:
-            raise ds.ClipError(f"{path}: pack {got!r} is not the one its index describes ({pack_id!r}): "
+            raise ca.ClipError(f"{path}: pack {got!r} is not the one its index describes ({pack_id!r}): "
                                "rerun `ksdiff pack`")
 
     def prefetch(self, arrays: Sequence[pa.Array]) -> None:
@@ -175,12 +175,12 @@ class PackSet:
         return {**self.__dict__, "_maps": {}}
 
     def info(self) -> dict:
-        """What ``dataset.check_consistent`` returns, from the indexes (ClipError when clips disagree)."""
+        """What ``clip_arrays.check_consistent`` returns, from the indexes (ClipError when clips disagree)."""
         if len(self) == 0:
-            raise ds.ClipError("no usable clips")
+            raise ca.ClipError("no usable clips")
         keys = self._info.group_by(list(_INFO_COLUMNS)).aggregate([]).to_pylist()
         if len(keys) > 1:
-            raise ds.ClipError(f"clips disagree in feature kind/dim/rate/checkpoint or n_expr: {keys}")
+            raise ca.ClipError(f"clips disagree in feature kind/dim/rate/checkpoint or n_expr: {keys}")
         k = keys[0]
         return {"feature_kind": k["feature_kind"], "feat_dim": int(k["feat_dim"]),
                 "feat_rate_hz": float(k["feat_rate_hz"]), "feature_checkpoint": json.loads(k["feature_checkpoint"]),
@@ -207,7 +207,7 @@ class PackSet:
     def clip_id(self, i: int) -> str:
         return self.clip_ids[i].as_py()
 
-    def clip(self, i: int, fps: float = 0.0, tokenize=None) -> ds.ClipArrays:
+    def clip(self, i: int, fps: float = 0.0, tokenize=None) -> ca.ClipArrays:
         """Clip ``i`` as ``load_clip`` returns it (tokens from ``tokenize``, or zeros when None)."""
         return clip_arrays(self.record(i, whole=True), fps, tokenize)
 
@@ -255,11 +255,11 @@ def template_of(b: pa.RecordBatch) -> list[list[float]] | None:
     return t.reshape(-1, 3).tolist() if len(t) else None
 
 
-def clip_arrays(b: pa.RecordBatch, fps: float, tokenize=None) -> ds.ClipArrays:
+def clip_arrays(b: pa.RecordBatch, fps: float, tokenize=None) -> ca.ClipArrays:
     """A clip's record batch -> the ClipArrays ``load_clip`` built from its tables."""
     n = b.column("n_frames")[0].as_py()
     a = {k: np.array(v) for k, v in window_arrays(b, 0, n).items()}  # writable copies: the caller owns them
-    return ds.ClipArrays(b.column("clip_id")[0].as_py(), a["head"], a["expr"], a["valid"], a["feat"], a["feat_valid"],
+    return ca.ClipArrays(b.column("clip_id")[0].as_py(), a["head"], a["expr"], a["valid"], a["feat"], a["feat_valid"],
                          a["prosody"], window_tokens(b, n, fps, tokenize),
                          motion_mod.Anchor.from_dict(json.loads(b.column("anchor")[0].as_py())),
                          json.loads(b.column("coeffs_attrs")[0].as_py()), json.loads(b.column("feat_attrs")[0].as_py()))

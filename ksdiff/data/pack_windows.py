@@ -13,7 +13,7 @@ import numpy as np
 import pyarrow as pa
 from torch.utils.data import Dataset
 
-from ksdiff.data import dataset as ds
+from ksdiff.data import clip_arrays as ca
 from ksdiff.data.pack_reader import (PACK_DIR, PackSet, pack_indexes, read_indexes, window_arrays, window_slices,
                                      window_tokens)
 
@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 
 class PackedClip:
     """A clip of a PackedWindowDataset: id and length at once, its normalised arrays (a
-    ``dataset.NormClip``) built on first use and held by this object only."""
+    ``clip_arrays.NormClip``) built on first use and held by this object only."""
 
     def __init__(self, data: "PackedWindowDataset", i: int):
         self._data, self._i = data, i
@@ -62,14 +62,14 @@ class PackedWindowDataset(Dataset):
     Keys, lengths and window values are the in-memory dataset's: a window reads frames
     [start - n_prev, start + window) of its clip from the map, normalises only those
     (element-wise, so the same float32 values as normalising the whole clip) and cuts
-    them with ``dataset.cut_window``. Nothing per clip is held but its pack, record
+    them with ``clip_arrays.cut_window``. Nothing per clip is held but its pack, record
     batch and length (about 16 bytes), so memory does not grow with the dataset.
     """
 
-    def __init__(self, packs: PackSet, stats: ds.Stats, r: int, window: int, n_prev: int, fps: float,
+    def __init__(self, packs: PackSet, stats: ca.Stats, r: int, window: int, n_prev: int, fps: float,
                  tokenize=None):
         if len(packs) == 0:
-            raise ds.ClipError("no clips to cut windows from")
+            raise ca.ClipError("no clips to cut windows from")
         self.packs, self.stats, self.r = packs, stats, int(r)
         self.window, self.n_prev, self.fps, self.tokenize = int(window), int(n_prev), float(fps), tokenize
         self.clips = PackedClips(self)
@@ -83,16 +83,16 @@ class PackedWindowDataset(Dataset):
     def clip_ids(self) -> list[str]:
         return self.packs.clip_ids.to_pylist()
 
-    def _norm(self, b: pa.RecordBatch, clip_id: str, lo: int, hi: int, words: np.ndarray) -> ds.NormClip:
+    def _norm(self, b: pa.RecordBatch, clip_id: str, lo: int, hi: int, words: np.ndarray) -> ca.NormClip:
         r = b.column("r")[0].as_py()
         if r != self.r:
-            raise ds.ClipError(f"clip {clip_id}: {r} feature frames per motion frame, the dataset has {self.r}")
+            raise ca.ClipError(f"clip {clip_id}: {r} feature frames per motion frame, the dataset has {self.r}")
         a = window_arrays(b, lo, hi)
         # prosody is not normalised: copied, so that no view of the read-only map reaches torch
-        return ds.normalise_clip(ds.ClipArrays(clip_id, a["head"], a["expr"], a["valid"], a["feat"], a["feat_valid"],
+        return ca.normalise_clip(ca.ClipArrays(clip_id, a["head"], a["expr"], a["valid"], a["feat"], a["feat_valid"],
                                                a["prosody"].copy(), words, None, {}, {}), self.stats, self.r)
 
-    def norm_clip(self, i: int) -> ds.NormClip:
+    def norm_clip(self, i: int) -> ca.NormClip:
         """Clip ``i`` whole, normalised (validation samples whole clips)."""
         b = self.packs.record(i, whole=True)
         n = int(self.packs.n_frames[i])
@@ -110,7 +110,7 @@ class PackedWindowDataset(Dataset):
     def _cut(self, i: int, start: int, lo: int, end: int, b: pa.RecordBatch) -> dict:
         clip_id = self.packs.clip_id(i)
         words = window_tokens(b, end, self.fps, self.tokenize, lo)
-        item = ds.cut_window(self._norm(b, clip_id, lo, end, words), start - lo, self.window, self.n_prev)
+        item = ca.cut_window(self._norm(b, clip_id, lo, end, words), start - lo, self.window, self.n_prev)
         item["start"] = start
         return item
 
@@ -133,25 +133,25 @@ class PackedWindowDataset(Dataset):
         return [self._cut(*t) for t in todo]
 
 
-def window_datasets(results: str | Path, stats: ds.Stats, window: int, n_prev: int, fps: float, tokenize=None):
+def window_datasets(results: str | Path, stats: ca.Stats, window: int, n_prev: int, fps: float, tokenize=None):
     """(train, val, info): the usable training and validation clips of results/{dataset}'s packs as window
     datasets (val None when there is none; clips not packed are logged with their reason and left out)
-    and the training clips' feature kind/dim/rate/checkpoint and expr_dim (``dataset.check_consistent``).
+    and the training clips' feature kind/dim/rate/checkpoint and expr_dim (``clip_arrays.check_consistent``).
     Reads the qc and splits tables and the packs' indexes, nothing per clip."""
     results = Path(results)
     indexes = pack_indexes(results)
     if not indexes:
         raise FileNotFoundError(f"{results / PACK_DIR}: no training packs: run `ksdiff pack` for every shard")
     table = read_indexes(indexes)
-    train = PackSet(indexes, ds.usable_clips(results, "train"), table)
+    train = PackSet(indexes, ca.usable_clips(results, "train"), table)
     info = train.info()
-    r = ds.feat_per_frame(info["feat_rate_hz"], fps)
-    val_packs = PackSet(indexes, ds.usable_clips(results, "val"), table)
+    r = ca.feat_per_frame(info["feat_rate_hz"], fps)
+    val_packs = PackSet(indexes, ca.usable_clips(results, "val"), table)
     val = None
     if len(val_packs):
         vinfo = val_packs.info()
         if vinfo != info:
-            raise ds.ClipError(f"val clips differ from train clips: {vinfo} vs {info}")
+            raise ca.ClipError(f"val clips differ from train clips: {vinfo} vs {info}")
         val = PackedWindowDataset(val_packs, stats, r, window, n_prev, fps, tokenize)
     else:
         log.warning("no usable validation clips: validation loss will not be computed")

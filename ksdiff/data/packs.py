@@ -3,7 +3,7 @@
 Reading them: ksdiff.data.pack_reader (clips, record batches), ksdiff.data.pack_windows (training windows).
 
 ``ksdiff pack`` (one job per shard) reads each clip's coeffs, features and transcript
-tables once, builds the aligned arrays ``dataset.load_clip`` builds, and writes them into
+tables once, builds the aligned arrays ``clip_arrays.load_clip`` builds, and writes them into
 ``results/{dataset}/packs/{shard}.arrow`` with an index ``packs/{shard}.parquet`` (one row
 per clip of the shard: packed with its record batch and length, or not and why; the index is
 also the job's shard summary). Schemas: ksdiff.io.schemas.PACK and PACK_INDEX.
@@ -28,7 +28,7 @@ written beside the old one and replaces it at the end, so a killed job redoes it
 (about a minute for 1000 clips), never leaves a pack its index does not describe: the
 index names the pack's ``pack_id`` (stored in the pack's schema metadata) and a mismatch
 is refused. A clip that cannot be packed gets a reasoned ``skipped`` row (a step failed,
-tables disagree: ``dataset.ClipError``) or a ``failed`` row (an unexpected error, retried
+tables disagree: ``clip_arrays.ClipError``) or a ``failed`` row (an unexpected error, retried
 by the next run); neither stops the shard.
 
 Inference reads packs too (ksdiff.infer.Predictor): a test clip's arrays, its anchor and the identity
@@ -49,7 +49,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from ksdiff.data import dataset as ds
+from ksdiff.data import clip_arrays as ca
 from ksdiff.data.pack_reader import open_pack, pack_file
 from ksdiff.data.shards import ERROR, KEPT, RAN, options_hash
 from ksdiff.io import parquet, schemas
@@ -61,7 +61,7 @@ log = logging.getLogger(__name__)
 INPUT_FOLDERS = ("coeffs", "features", "transcripts")  # the per-clip tables a clip's arrays are made of
 
 
-def clip_batch(c: ds.ClipArrays, words: list[str], start_s, end_s, inputs: str = "") -> pa.RecordBatch:
+def clip_batch(c: ca.ClipArrays, words: list[str], start_s, end_s, inputs: str = "") -> pa.RecordBatch:
     """One clip's arrays (``load_clip`` without tokens) and transcript as a one-row record batch."""
     r = len(c.feat) // max(c.n_frames, 1)
 
@@ -101,7 +101,7 @@ def inputs_signature(results: Path, clip: str) -> str:
     sig = []
     for folder in INPUT_FOLDERS:
         try:
-            st = ds.clip_path(results, folder, clip).stat()
+            st = ca.clip_path(results, folder, clip).stat()
             sig.append([st.st_mtime_ns, st.st_size])
         except OSError:
             sig.append([0, 0])
@@ -109,8 +109,8 @@ def inputs_signature(results: Path, clip: str) -> str:
 
 
 def _read_clip(results: Path, clip: str, fps: float, inputs: str) -> pa.RecordBatch:
-    c = ds.load_clip(results, clip, fps)  # raises ClipError with the reason
-    tt = parquet.read_table(ds.clip_path(results, "transcripts", clip), "transcript")
+    c = ca.load_clip(results, clip, fps)  # raises ClipError with the reason
+    tt = parquet.read_table(ca.clip_path(results, "transcripts", clip), "transcript")
     return clip_batch(c, tt.table.column("word").to_pylist(), tt.column("start_s"), tt.column("end_s"), inputs)
 
 
@@ -128,7 +128,7 @@ def _old_pack(path: Path, opts_hash: str):
     index) before it runs, the pack beside it stays."""
     try:
         reader = open_pack(path)
-    except (OSError, pa.ArrowInvalid, ds.ClipError):
+    except (OSError, pa.ArrowInvalid, ca.ClipError):
         return {}, None
     if (reader.schema.metadata or {}).get(b"options_hash", b"").decode() != opts_hash:
         return {}, None
@@ -164,7 +164,7 @@ def pack_shard(cfg: dict, manifest: str, results: str, out: str) -> int:
                 action = RAN
                 try:
                     batch = _read_clip(results_p, clip, fps, sig)
-                except ds.ClipError as e:  # a reasoned refusal (a step failed, tables disagree), recorded
+                except ca.ClipError as e:  # a reasoned refusal (a step failed, tables disagree), recorded
                     row.update(status=parquet.SKIPPED, reason=str(e))
                 except MemoryError:
                     raise

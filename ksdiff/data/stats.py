@@ -2,7 +2,7 @@
 
 Rows: ``head`` and ``expr`` (over valid motion frames, in the representation of
 ksdiff.data.motion), ``feat`` (over real speech-feature frames). Prosody needs no
-row: ksdiff.models.prosody normalises F0 and energy per clip, so the contour is
+row: ksdiff.data.clip_arrays.prosody_features normalises F0 and energy per clip, so the contour is
 kept and the speaker's pitch range and recording level are removed.
 
 Expression coefficients share ONE scale, the RMS of their per-component standard
@@ -27,7 +27,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from ksdiff.data import dataset, motion
+from ksdiff.data import clip_arrays as ca
+from ksdiff.data import motion
 from ksdiff.data.pack_reader import PackSet
 from ksdiff.io import parquet
 
@@ -71,9 +72,9 @@ class _Moments:
         return self.mean.astype(np.float32), np.maximum(std, MIN_STD).astype(np.float32)
 
 
-def partial_stats(clips: Iterable[dataset.ClipArrays]) -> dict:
+def partial_stats(clips: Iterable[ca.ClipArrays]) -> dict:
     """Moments of some training clips (one shard's, or all): what ``finish_stats`` merges."""
-    acc = {n: _Moments() for n in dataset.STATS_NAMES}
+    acc = {n: _Moments() for n in ca.STATS_NAMES}
     ids, infos, first = [], [], None
     for c in clips:
         acc["head"].add(c.head[c.valid])
@@ -83,27 +84,27 @@ def partial_stats(clips: Iterable[dataset.ClipArrays]) -> dict:
         if first is None:
             first = c
         ids.append(c.clip_id)
-    info = dataset.check_consistent(infos) if infos else None
+    info = ca.check_consistent(infos) if infos else None
     return {"moments": acc, "info": info, "clips": ids,
             "first": None if first is None else {"clip_id": first.clip_id, "coeffs_attrs": {
                 k: first.coeffs_attrs[k] for k in ("backend", "basis") if k in first.coeffs_attrs}}}
 
 
-def finish_stats(parts: list[dict]) -> dataset.Stats:
+def finish_stats(parts: list[dict]) -> ca.Stats:
     """Merge partial moments (e.g. one per shard) into the stats table's values."""
-    acc = {n: _Moments() for n in dataset.STATS_NAMES}
+    acc = {n: _Moments() for n in ca.STATS_NAMES}
     infos = [p["info"] for p in parts if p["info"] is not None]
     if not infos:
-        raise dataset.ClipError("no usable clips")
+        raise ca.ClipError("no usable clips")
     if any(i != infos[0] for i in infos):
-        raise dataset.ClipError(f"clips disagree in feature kind/dim/rate/checkpoint or n_expr: {infos}")
+        raise ca.ClipError(f"clips disagree in feature kind/dim/rate/checkpoint or n_expr: {infos}")
     for p in parts:
         for n in acc:
             acc[n].merge(p["moments"][n])
     mean, std = {}, {}
     for n, m in acc.items():
         if m.n == 0:
-            raise dataset.ClipError(f"no valid {n} frames in the training clips")
+            raise ca.ClipError(f"no valid {n} frames in the training clips")
         mean[n], std[n] = m.result()
     first = min((p["first"] for p in parts if p["first"]), key=lambda f: f["clip_id"])["coeffs_attrs"]
     # Pooling rests on the landmark basis being orthonormal; FLAME's expression (and jaw) values are not.
@@ -123,31 +124,31 @@ def finish_stats(parts: list[dict]) -> dataset.Stats:
         coeffs_backend=first.get("backend", ""),
         basis=first.get("basis", ""),
     )
-    return dataset.Stats(mean, std, attrs)
+    return ca.Stats(mean, std, attrs)
 
 
-def compute_stats(clips: list[dataset.ClipArrays]) -> dataset.Stats:
+def compute_stats(clips: list[ca.ClipArrays]) -> ca.Stats:
     """Stats of already loaded clips (the training clips)."""
-    dataset.check_consistent(clips)
+    ca.check_consistent(clips)
     return finish_stats([partial_stats(clips)])
 
 
-def write_stats(path, stats: dataset.Stats) -> None:
-    names = list(dataset.STATS_NAMES)
+def write_stats(path, stats: ca.Stats) -> None:
+    names = list(ca.STATS_NAMES)
     parquet.write_table(path, "stats", {"name": names, "mean": [stats.mean[n] for n in names],
                                         "std": [stats.std[n] for n in names]}, attrs=stats.attrs)
 
 
 def build_stats(cfg: dict, qc: str, splits: str, results: str, out: str) -> int:
     """`ksdiff stats`: mean/std of head, expr and speech features over usable training clips."""
-    ids = dataset.usable_clips(results, "train", qc=qc, splits=splits)
+    ids = ca.usable_clips(results, "train", qc=qc, splits=splits)
     if not ids:
-        raise dataset.ClipError("no usable training clips: see the QC table for the reasons")
+        raise ca.ClipError("no usable training clips: see the QC table for the reasons")
     clips = []
     for c in tqdm(ids, desc="stats", unit="clip", disable=None):
         try:
-            clips.append(dataset.load_clip(results, c, float(cfg["fps"])))
-        except dataset.ClipError as e:
+            clips.append(ca.load_clip(results, c, float(cfg["fps"])))
+        except ca.ClipError as e:
             log.warning("clip %s left out of the statistics: %s", c, e)
     stats = compute_stats(clips)
     write_stats(out, stats)
@@ -160,7 +161,7 @@ def build_stats(cfg: dict, qc: str, splits: str, results: str, out: str) -> int:
 
 
 def write_stats_part(path, part: dict, shard: str) -> None:
-    names = list(dataset.STATS_NAMES)
+    names = list(ca.STATS_NAMES)
     m = part["moments"]
     parquet.write_table(path, "stats_part", {
         "name": names, "n": [int(m[n].n) for n in names],
@@ -181,7 +182,7 @@ def read_stats_part(path) -> dict:
 def stats_part(cfg: dict, qc: str, splits: str, index: str, out: str) -> int:
     """`ksdiff stats-part`: moments of one shard's usable training clips, read from its pack (``index``)."""
     results = Path(index).parent.parent
-    train = set(dataset.usable_clips(results, "train", qc=qc, splits=splits))
+    train = set(ca.usable_clips(results, "train", qc=qc, splits=splits))
     shard_ids = parquet.read_table(index, "pack_index").table.column("clip_id").to_pylist()
     ps = PackSet([index], sorted(c for c in shard_ids if c in train))
     part = partial_stats(ps.clip(i) for i in range(len(ps)))

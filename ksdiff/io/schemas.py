@@ -319,7 +319,7 @@ VERSIONS["shard"] = 1
 
 # Training packs (ksdiff.data.packs): a shard's usable clips as training-ready arrays in one
 # Arrow IPC file, results/{dataset}/packs/{shard}.arrow, read through a memory map. One record
-# batch per clip holding one row: the arrays ksdiff.data.dataset.load_clip builds (not
+# batch per clip holding one row: the arrays ksdiff.data.clip_arrays.load_clip builds (not
 # normalised: stats may change without repacking), flattened row-major; their widths are the
 # row's expr_dim / feat_dim / r (feature frames per motion frame). Word tokens depend on the
 # model's tokeniser (phones or hashed words, vocab_size), so the transcript's words and times

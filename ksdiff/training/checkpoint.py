@@ -24,7 +24,7 @@ import torch
 
 from ksdiff import __version__, numerics
 from ksdiff.config import TrainConfig
-from ksdiff.data import dataset as ds
+from ksdiff.data import clip_arrays as ca
 from ksdiff.data import motion
 from ksdiff.models import METHODS, KSDiffConfig, build_model
 from ksdiff.training.data import TrainData
@@ -43,7 +43,7 @@ class CheckpointError(ValueError):
 # ---------------------------------------------------------------------------- writing
 
 
-def fingerprint(mcfg: dict, tcfg: TrainConfig, stats: ds.Stats, clips: list[str], chunks: int = 1) -> str:
+def fingerprint(mcfg: dict, tcfg: TrainConfig, stats: ca.Stats, clips: list[str], chunks: int = 1) -> str:
     """What a resumable run must agree on: model and trajectory-relevant training config, stats, clips, and
     the micro-batches a step's noise is drawn in (ksdiff.training.loop; 1 = one stream, left out so
     single-process checkpoints keep their fingerprint)."""

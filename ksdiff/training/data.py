@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch.utils.data import Sampler
 
+from ksdiff.data import clip_arrays as ca
 from ksdiff.data import dataset as ds
 from ksdiff.data import motion
 from ksdiff.data.pack_windows import window_datasets
@@ -28,8 +29,8 @@ log = logging.getLogger(__name__)
 class TrainData:
     train: ds.WindowDataset
     val: ds.WindowDataset | None
-    stats: ds.Stats
-    info: dict  # feature kind/dim/rate/checkpoint, expr_dim (see dataset.check_consistent)
+    stats: ca.Stats
+    info: dict  # feature kind/dim/rate/checkpoint, expr_dim (see clip_arrays.check_consistent)
     basis: dict
 
 
@@ -59,14 +60,14 @@ def prepare_data(cfg: dict, results: Path, window: int, n_prev: int, tokenize) -
     stats_path = results / "stats.parquet"
     if not stats_path.exists():
         raise FileNotFoundError(f"{stats_path} missing: run `ksdiff stats` first")
-    stats = ds.Stats.read(stats_path)
+    stats = ca.Stats.read(stats_path)
     train, val, info = window_datasets(results, stats, window, n_prev, fps, tokenize)  # read from the packs
     for key in ("feature_kind", "feat_dim", "expr_dim", "feature_checkpoint"):
         if key in stats.attrs and stats.attrs[key] != info[key]:
-            raise ds.ClipError(f"stats were computed with {key}={stats.attrs[key]!r} but the clips have "
+            raise ca.ClipError(f"stats were computed with {key}={stats.attrs[key]!r} but the clips have "
                                f"{info[key]!r}: rerun `ksdiff stats`")
     if stats.attrs.get("representation", motion.REPRESENTATION) != motion.REPRESENTATION:
-        raise ds.ClipError("stats use another motion representation: rerun `ksdiff stats`")
+        raise ca.ClipError("stats use another motion representation: rerun `ksdiff stats`")
     return TrainData(train, val, stats, info, read_basis(results))
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ksdiff.data import clip_arrays as ca
 from ksdiff.data import dataset as ds
 from ksdiff.metrics.lve import lve
 from ksdiff.metrics.protocol import PROTOCOL
@@ -53,7 +54,7 @@ class LipError:
     ground truth's 95th-percentile frame-to-frame change, normalised units).
     """
 
-    def __init__(self, val: ds.WindowDataset, stats: ds.Stats, basis: dict, n_samples: int):
+    def __init__(self, val: ds.WindowDataset, stats: ca.Stats, basis: dict, n_samples: int):
         comps = np.asarray(basis["components"], dtype=np.float64)
         self.lips = comps.reshape(len(comps), -1, 3)[:, list(PROTOCOL.lve_lip_indices)]  # (K, n_lip, 3)
         self.val, self.stats, self.n_samples = val, stats, n_samples
