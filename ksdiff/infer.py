@@ -65,7 +65,7 @@ from ksdiff.config import BASELINES
 from ksdiff.data import clip_arrays as ca
 from ksdiff.data import dataset as ds
 from ksdiff.data import motion
-from ksdiff.data.pack_reader import (PACK_DIR, PackSet, StalePackError, clip_arrays, pack_indexes, read_indexes,
+from ksdiff.data.pack_reader import (PACK_DIR, PackSet, StalePackError, pack_indexes, read_indexes, record_arrays,
                                      template_of)
 from ksdiff.data.packs import INPUT_FOLDERS, inputs_signature
 from ksdiff.io import parquet
@@ -372,7 +372,7 @@ class Predictor:
             raise StalePackError(f"{clip}: its coeffs, features or transcript table changed after it was packed: "
                                  "rerun `ksdiff pack` for its shard")
         payload, model, _ = self.loaded
-        arrays = clip_arrays(b, self.fps, tokenizer(model.cfg))  # the record batch already in hand
+        arrays = record_arrays(b, self.fps, tokenizer(model.cfg))  # the record batch already in hand
         # what every prediction of the clip carries, as its coeffs table's attrs hold it
         cattrs, template = arrays.coeffs_attrs, template_of(b)
         attrs = {k: cattrs[k] for k in ("backend", "n_expr") if k in cattrs}

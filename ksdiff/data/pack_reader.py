@@ -209,7 +209,7 @@ class PackSet:
 
     def clip(self, i: int, fps: float = 0.0, tokenize=None) -> ca.ClipArrays:
         """Clip ``i`` as ``load_clip`` returns it (tokens from ``tokenize``, or zeros when None)."""
-        return clip_arrays(self.record(i, whole=True), fps, tokenize)
+        return record_arrays(self.record(i, whole=True), fps, tokenize)
 
 
 def window_slices(b: pa.RecordBatch, lo: int, hi: int) -> dict:
@@ -255,7 +255,7 @@ def template_of(b: pa.RecordBatch) -> list[list[float]] | None:
     return t.reshape(-1, 3).tolist() if len(t) else None
 
 
-def clip_arrays(b: pa.RecordBatch, fps: float, tokenize=None) -> ca.ClipArrays:
+def record_arrays(b: pa.RecordBatch, fps: float, tokenize=None) -> ca.ClipArrays:
     """A clip's record batch -> the ClipArrays ``load_clip`` built from its tables."""
     n = b.column("n_frames")[0].as_py()
     a = {k: np.array(v) for k, v in window_arrays(b, 0, n).items()}  # writable copies: the caller owns them
