@@ -9,11 +9,15 @@ GEMM), enough to turn a sync check from pass to fail. Each library can be told a
 path that every CPU with AVX2 has, and then gives the same bits there:
 
 - ATen (torch's own kernels): ``ATEN_CPU_CAPABILITY=avx2``.
-- MKL (torch's matrix products): Conditional Numerical Reproducibility, ``MKL_CBWR=AVX2,STRICT`` (MKL's
-  documented promise of the same results on every Intel CPU with AVX2; on other CPUs MKL's guide says its
-  automatic branch is used instead), and ``MKL_ENABLE_INSTRUCTIONS=AVX2``, which caps that branch at AVX2.
-  So on AMD processors the equality rests on measurement, not on a promise: tests/test_numerics.py
-  compares a trained expert's and model's sha256 with the ones recorded on the reference machine.
+- MKL (torch's matrix products and vector math): Conditional Numerical Reproducibility,
+  ``MKL_CBWR=AVX2,STRICT`` (MKL's documented promise of the same results on every Intel CPU with AVX2), and
+  ``MKL_ENABLE_INSTRUCTIONS=AVX2``, which caps that branch at AVX2. On other makers' processors MKL runs its
+  AUTO branch instead, with other kernels and other bits (measured: an AMD EPYC trains other weights than
+  the same machine with MKL seeing an Intel processor), so once torch loads, pinned numerics have MKL run the
+  AVX2 branch on every processor (ksdiff.mkl_dispatch, which says why that is sound) and record the branch
+  that runs. MKL's vector sqrt, tan, atan, asin and acos still differ by maker (they start from rcpps/rsqrtps),
+  so pinned code does not call them on CPU tensors; tests/test_numerics.py checks both, and compares a
+  trained expert's and model's sha256 with the ones recorded on the reference machine.
 - oneDNN (torch's convolutions by default) is switched off (``torch.backends.mkldnn.enabled = False``), so
   convolutions run as ATen's unfold + MKL's GEMM. Capping oneDNN at AVX2 (``ONEDNN_MAX_CPU_ISA``, set
   too) is not enough: its JIT kernels choose their blocking, and with it the order of their sums, from
@@ -59,6 +63,8 @@ import sys
 
 from threadpoolctl import threadpool_limits
 
+from ksdiff import mkl_dispatch
+
 log = logging.getLogger(__name__)
 
 MODES = ("pinned", "fast")
@@ -77,7 +83,7 @@ KEEP_IF_SET = ("OPENBLAS_CORETYPE",)  # a machine's own workaround for broken ke
 # cuBLAS needs a fixed workspace to be deterministic (torch's reproducibility notes).
 GPU_ENV = {"CUBLAS_WORKSPACE_CONFIG": ":4096:8"}
 
-_state = {"mode": None, "late": []}
+_state = {"mode": None, "late": [], "mkl": ""}
 
 
 def mode_of(cfg: dict | None) -> str:
@@ -118,7 +124,7 @@ def pin(mode: str = DEFAULT_MODE) -> str:
 
         if torch.backends.cpu.get_cpu_capability() not in ("AVX2", "DEFAULT"):
             late.append(f"ATen (torch was imported before the pin and runs {torch.backends.cpu.get_cpu_capability()})")
-    _state["late"] = late
+    _state["late"] = late + [x for x in _state["late"] if x.startswith("MKL")]  # torch_settings' own, if it ran
     if late:
         log.warning("numerics pinned too late for: %s; these numbers may differ on another processor", "; ".join(late))
     return mode
@@ -130,6 +136,12 @@ def torch_settings(mode: str | None = None) -> None:
 
     if (mode or _state["mode"] or DEFAULT_MODE) != "pinned":
         return
+    if not _state["mkl"]:  # once a process; before torch's first matrix product, when MKL picks its kernels
+        _state["mkl"] = mkl_dispatch.use_avx2_branch() or "AVX2"
+        if _state["mkl"] != "AVX2":
+            _state["late"].append(f"MKL ({_state['mkl']})")
+            log.warning("numerics pinned without MKL's AVX2 branch: %s; numbers may differ on another processor",
+                        _state["mkl"])
     torch.backends.mkldnn.enabled = False  # see the module's docstring: oneDNN's blocking follows the caches
     torch.backends.nnpack.set_flags(False)  # and so does NNPACK's, which torch uses once oneDNN is off
     # warn_only: an op without a deterministic implementation (a few CUDA ones) warns instead of stopping a run.
@@ -185,6 +197,7 @@ def describe() -> dict:
         out["deterministic_algorithms"] = bool(torch.are_deterministic_algorithms_enabled())
         out["onednn"] = bool(torch.backends.mkldnn.enabled)
         out["nnpack"] = bool(torch._C._get_nnpack_enabled())
+        out["mkl_branch"] = mkl_dispatch.branch()  # AVX2 pinned; AUTO: MKL's own choice for a non-Intel CPU
     for var in PINNED_ENV:
         out[var] = os.environ.get(var, "")
     if _state["late"]:
@@ -202,7 +215,8 @@ def summary(info: dict | None) -> str:
         else:
             onednn = "oneDNN off" if info["onednn"] is False else "oneDNN ON (set after torch loaded?)"
             onednn += {False: ", NNPACK off", True: ", NNPACK ON (set after torch loaded?)"}.get(info.get("nnpack"), "")
-        return (f"numerics pinned (ATen {info.get('aten_capability', '?')}, {onednn}, MKL CBWR {info.get('MKL_CBWR')}, "
+        mkl = f"MKL branch {info['mkl_branch']}" if info.get("mkl_branch") else f"MKL CBWR {info.get('MKL_CBWR')}"
+        return (f"numerics pinned (ATen {info.get('aten_capability', '?')}, {onednn}, {mkl}, "
                 f"OpenBLAS {info.get('OPENBLAS_CORETYPE')}, {info.get('OPENBLAS_NUM_THREADS') or '?'} thread): the same on any x86-64 CPU with AVX2")
     if info.get("mode") == "pinned":
         return "numerics pinned only in part (" + "; ".join(info["not_pinned"]) + "): may differ on another processor"

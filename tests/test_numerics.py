@@ -15,11 +15,12 @@ from tests.conftest import REPO
 PROBE = REPO / "tests" / "numerics_probe.py"
 
 # sha256 of the probe's weights (tests/numerics_probe.py, numerics pinned, the pinned stack in envs/),
-# recorded on an AMD EPYC with AVX-512 (4th generation) on 5 Dec 2026 (expert re-recorded with NNPACK off and batch 8). The pinned weights equal these on
-# every setting below, so another processor computing other weights shows here, by name.
+# recorded on an AMD EPYC with AVX-512 (4th generation) on 7 Dec 2026, with torch's MKL running its AVX2 branch
+# (ksdiff.mkl_dispatch) and fused Adam. The pinned weights equal these on every setting below, so another
+# processor computing other weights shows here, by name.
 RECORDED = {
-    "expert": "3a80f92c9078bc010d1021bdf01742173d33a92640e4f1df4677e05d032ea08a",
-    "model": "7d44107cf6d5cd4776c157648c9ae45733fcf4cc7c5232c9bf2b295c6d87e730",
+    "expert": "714183d93466e2bf80f36c262879e2d4defe305f958e345a94d782f3af85d7f5",
+    "model": "d06332cc4c8b373a98b696335beb3a69b1d9f94af42b3d79f722fa50ebb3ca01",
 }
 
 # What other processors (or a user's environment) would make the libraries pick, imitated on this one:
@@ -31,12 +32,13 @@ SETTINGS = {
 }
 
 
-def run_probe(mode: str, setting: dict, probe=PROBE) -> dict:
+def run_probe(mode: str, setting: dict, probe=PROBE, option: str = "") -> dict:
     """A probe script's JSON line, run in a fresh interpreter under ``mode`` with ``setting`` in its environment
-    (also tests/test_syncnet_lowered.py's, with its own probe)."""
+    (also tests/test_syncnet_lowered.py's, with its own probe); ``option``: numerics_probe.py's second argument."""
     env = {k: v for k, v in os.environ.items() if k not in numerics.PINNED_ENV or k in numerics.KEEP_IF_SET}
     env.update(setting)
-    r = subprocess.run([sys.executable, str(probe), mode], capture_output=True, text=True, env=env, timeout=600)
+    r = subprocess.run([sys.executable, str(probe), mode, *([option] if option else [])], capture_output=True,
+                       text=True, env=env, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     return json.loads(r.stdout.strip().splitlines()[-1])
 
@@ -60,6 +62,7 @@ def test_the_suite_itself_runs_pinned():
 def test_pinned_weights_do_not_depend_on_the_cpu_settings(pinned):
     for name, got in pinned.items():
         assert got["numerics"]["mode"] == "pinned" and got["numerics"]["aten_capability"] == "AVX2", (name, got)
+        assert got["numerics"]["mkl_branch"] == "AVX2" and "not_pinned" not in got["numerics"], (name, got)
         assert (got["expert"], got["model"]) == (pinned["native"]["expert"], pinned["native"]["model"]), name
 
 
@@ -67,6 +70,30 @@ def test_the_settings_do_change_unpinned_weights():
     """Not a vacuous check: without the pin, the same settings give other expert weights."""
     fast = {name: run_probe("fast", SETTINGS[name])["expert"] for name in ("avx2-only", "no-simd")}
     assert fast["avx2-only"] != fast["no-simd"]
+
+
+def test_mkl_seeing_the_other_maker_trains_other_weights(pinned):
+    """What ksdiff.mkl_dispatch is for: MKL's CNR branch follows the processor's maker (AUTO on AMD, AVX2 on
+    Intel) unless pinned, and the branches train other weights. Made to see the other maker, the pin is
+    reported as partial, and the weights differ from the pinned ones: an Intel and an AMD machine would
+    have disagreed without it."""
+    other = run_probe("pinned", {}, option="other-maker")
+    assert other["numerics"]["mkl_branch"] == "AUTO", other["numerics"]
+    assert any(x.startswith("MKL") for x in other["numerics"]["not_pinned"]), other["numerics"]
+    assert other["expert"] != pinned["native"]["expert"] and other["model"] != pinned["native"]["model"]
+    assert "pinned only in part" in numerics.summary(other["numerics"])
+
+
+def test_pinned_work_calls_no_vector_math_that_differs_by_processor_maker():
+    """MKL's vector sqrt, tan, atan, asin, acos, log10 and log2 (and float64 log) start from rcpps/rsqrtps, whose
+    approximations differ between Intel and AMD processors even on MKL's AVX2 branch (its kernels,
+    disassembled: ksdiff.mkl_dispatch). Training both models, sampling and scoring LSE, pinned, call none of them
+    on CPU tensors (fused Adam, the schedule's square roots from numpy, rsqrt in the norms); the audit catches
+    a torch.sqrt made on purpose, so an empty list is not an audit that saw nothing."""
+    got = run_probe("pinned", {}, option="audit")
+    assert got["control_caught"] is True
+    assert got["vendor_dependent_calls"] == [], got["vendor_dependent_calls"]
+    assert (got["expert"], got["model"]) == (RECORDED["expert"], RECORDED["model"])  # the audit changes nothing
 
 
 def test_pinned_weights_equal_the_recorded_ones(pinned):

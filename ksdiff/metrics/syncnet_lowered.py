@@ -55,7 +55,9 @@ CONV, BN, POOL = (nn.Conv2d, nn.Conv3d), (nn.BatchNorm2d, nn.BatchNorm3d), (nn.M
 def fold_batchnorm(conv: nn.Module, bn: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
     """(weight, bias) of ``conv`` followed by ``bn`` in eval mode (its running statistics) as one convolution:
     the weight scaled per output channel, in ``conv.weight``'s shape."""
-    alpha = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+    # 1 / sqrt as BatchNorm computes it (ATen's rsqrt is that): torch.sqrt on the CPU is MKL's, which differs
+    # between processor makers (ksdiff.mkl_dispatch)
+    alpha = bn.weight * torch.rsqrt(bn.running_var + bn.eps)
     w = conv.weight * alpha.view(-1, *([1] * (conv.weight.ndim - 1)))
     return w, conv.bias * alpha + (bn.bias - bn.running_mean * alpha)
 

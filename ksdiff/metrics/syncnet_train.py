@@ -141,7 +141,8 @@ def _train(clips: Sequence[tuple], cfg: ExpertConfig, out_path: str | Path | Non
     data = prepare_clips(clips, cfg.color)
     model = channels_last(build_syncnet(cfg.embed_dim).to(cfg.device))  # the convolutions' fast layout
     model.train()
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    # fused: the IEEE square root of ATen's vector code, not MKL's, which differs by processor maker (ksdiff.mkl_dispatch)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, fused=torch.device(cfg.device).type in ("cpu", "cuda"))
     ones = torch.ones(cfg.batch_size, device=cfg.device)
     y = torch.cat([ones, torch.zeros_like(ones)])
     losses = []

@@ -41,13 +41,20 @@ class GaussianDiffusion(nn.Module):
         self.n_steps = len(betas)
         self.register_buffer("betas", torch.tensor(betas, dtype=torch.float32), persistent=False)
         self.register_buffer("alphas_cumprod", torch.tensor(alphas_cumprod, dtype=torch.float32), persistent=False)
+        # The square roots in float64 by numpy (IEEE sqrt, correctly rounded), not torch.sqrt at every step: on
+        # the CPU that runs MKL's vector sqrt, which starts from the processor's rsqrt approximation and so
+        # differs between Intel and AMD processors (ksdiff.mkl_dispatch).
+        self._ab = alphas_cumprod
+        self.register_buffer("sqrt_ab", torch.tensor(np.sqrt(alphas_cumprod), dtype=torch.float32), persistent=False)
+        self.register_buffer("sqrt_1m_ab", torch.tensor(np.sqrt(1.0 - alphas_cumprod), dtype=torch.float32),
+                             persistent=False)
 
     def sample_t(self, batch_size: int, device: torch.device) -> torch.Tensor:
         return torch.randint(0, self.n_steps, (batch_size,), device=device)
 
     def q_sample(self, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-        a = self.alphas_cumprod[t].view(-1, *([1] * (x0.dim() - 1)))
-        return a.sqrt() * x0 + (1 - a).sqrt() * noise
+        shape = (-1, *([1] * (x0.dim() - 1)))
+        return self.sqrt_ab[t].view(shape) * x0 + self.sqrt_1m_ab[t].view(shape) * noise
 
     def ddim_timesteps(self, steps: int) -> list[int]:
         """``steps`` training steps, evenly spaced from T-1 down to 0; one step is T-1 (pure noise in: the
@@ -70,16 +77,16 @@ class GaussianDiffusion(nn.Module):
         """Run DDIM from pure noise; ``predict_x0(x_t, t (B,)) -> x0``. Noise is drawn on the CPU
         from ``generator`` (so a seed gives the same motion on any device) and moved over; a
         ksdiff.models.noise.ClipGenerators draws each clip's rows from its own generator."""
-        ac = self.alphas_cumprod
         x = draw(torch.randn, shape, generator).to(device)
         ts = self.ddim_timesteps(steps)
         for i, t in enumerate(ts):
             x0 = predict_x0(x, torch.full((shape[0],), t, device=device, dtype=torch.long))
-            a_t = ac[t]
-            a_prev = ac[ts[i + 1]] if i + 1 < len(ts) else ac.new_tensor(1.0)
-            eps = (x - a_t.sqrt() * x0) / (1 - a_t).sqrt()
-            sigma = eta * ((1 - a_prev) / (1 - a_t) * (1 - a_t / a_prev)).sqrt()
-            x = a_prev.sqrt() * x0 + (1 - a_prev - sigma**2).clamp(min=0).sqrt() * eps
+            # The step's coefficients are scalars: Python floats from the float64 schedule (math.sqrt is IEEE).
+            a_t = float(self._ab[t])
+            a_prev = float(self._ab[ts[i + 1]]) if i + 1 < len(ts) else 1.0
+            eps = (x - math.sqrt(a_t) * x0) / math.sqrt(1 - a_t)
+            sigma = eta * math.sqrt((1 - a_prev) / (1 - a_t) * (1 - a_t / a_prev))
+            x = math.sqrt(a_prev) * x0 + math.sqrt(max(1 - a_prev - sigma**2, 0.0)) * eps
             if eta > 0 and i + 1 < len(ts):
                 x = x + sigma * draw(torch.randn, shape, generator).to(device)
         return x

@@ -32,7 +32,8 @@ class MaskedGroupNorm(nn.Module):
         count = (m.sum(dim=(2, 3), keepdim=True) * (c // self.groups)).clamp(min=1.0)
         mean = (xg * m).sum(dim=(2, 3), keepdim=True) / count
         var = (((xg - mean) ** 2) * m).sum(dim=(2, 3), keepdim=True) / count
-        y = ((xg - mean) / torch.sqrt(var + self.eps)).view(b, c, n)
+        # rsqrt, ATen's own (1 / IEEE sqrt): torch.sqrt on the CPU is MKL's, which differs by processor maker
+        y = ((xg - mean) * torch.rsqrt(var + self.eps)).view(b, c, n)
         return y * self.weight[:, None] + self.bias[:, None]
 
 
