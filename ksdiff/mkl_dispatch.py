@@ -18,9 +18,9 @@ safe because the branch is plain AVX2 and FMA code that runs on any processor wi
 (what ``MKL_ENABLE_INSTRUCTIONS=AVX2`` already caps it to); it is equal across makers because the kernels
 of that branch that ksdiff runs use only instructions whose results IEEE 754 fixes (add, multiply, FMA,
 divide, square root, compares, table lookups): checked by disassembling them. MKL's vector sqrt, tan, atan,
-asin and acos are the exception (they start from ``rsqrtps``/``rcpps``, whose approximations differ
-between makers), so pinned code never calls them on CPU tensors (ksdiff.numerics.sqrt and fused Adam;
-tests/test_numerics.py checks a whole training and scoring run for them).
+asin, acos, log10 and log2 are the exception (they start from ``rsqrtps``/``rcpps``, whose approximations
+differ between makers), so pinned code never calls them on CPU tensors (fused Adam, square roots from numpy
+or ATen's rsqrt; tests/test_numerics.py audits a training, sampling and scoring run for them).
 
 Only libtorch_cpu.so's own MKL is touched (numpy uses OpenBLAS), only in pinned numerics, and only when its
 code is the expected one; anything else is reported (:func:`branch` says which branch runs) and the numbers
@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 
 # mkl_service.h: MKL_CBWR_BRANCH asks for the branch; the branch codes.
 MKL_CBWR_BRANCH = 1
-BRANCHES = {2: "AUTO", 3: "COMPATIBLE", 4: "SSE2", 6: "SSSE3", 7: "SSE4_1", 8: "SSE4_2", 9: "AVX", 10: "AVX2",
+BRANCHES = {1: "OFF", 2: "AUTO", 3: "COMPATIBLE", 4: "SSE2", 6: "SSSE3", 7: "SSE4_1", 8: "SSE4_2", 9: "AVX", 10: "AVX2",
             11: "AVX512_MIC", 12: "AVX512", 13: "AVX512_MIC_E1", 14: "AVX512_E1"}
 # The start of mkl_serv_intel_cpu_true: `mov eax, [rip + disp32]` (the cache), then `test eax, eax; js` (not
 # yet asked: ask CPUID). Anything else is another MKL, whose cache this module does not know how to find.

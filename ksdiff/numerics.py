@@ -15,8 +15,8 @@ path that every CPU with AVX2 has, and then gives the same bits there:
   AUTO branch instead, with other kernels and other bits (measured: an AMD EPYC trains other weights than
   the same machine with MKL seeing an Intel processor), so once torch loads, pinned numerics have MKL run the
   AVX2 branch on every processor (ksdiff.mkl_dispatch, which says why that is sound) and record the branch
-  that runs. MKL's vector sqrt, tan, atan, asin and acos still differ by maker (they start from rcpps/rsqrtps),
-  so pinned code does not call them on CPU tensors; tests/test_numerics.py checks both, and compares a
+  that runs. MKL's vector sqrt, tan, atan, asin, acos, log10 and log2 still differ by maker (they start from
+  rcpps/rsqrtps), so pinned code does not call them on CPU tensors; tests/test_numerics.py checks both, and compares a
   trained expert's and model's sha256 with the ones recorded on the reference machine.
 - oneDNN (torch's convolutions by default) is switched off (``torch.backends.mkldnn.enabled = False``), so
   convolutions run as ATen's unfold + MKL's GEMM. Capping oneDNN at AVX2 (``ONEDNN_MAX_CPU_ISA``, set
