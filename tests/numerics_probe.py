@@ -5,8 +5,8 @@
 Run by tests/test_numerics.py with other CPU settings in the environment (each library reads its own
 once, when it loads, so every setting needs its own process). Prints the sha256 of each trained
 state_dict (float32 tensors in key order) and what ran (ksdiff.numerics.describe).
-``other-maker``: torch's MKL is made to see a processor of the other maker than this one's MKL would pin
-(ksdiff.mkl_dispatch), so the pin's effect shows on any machine. ``audit``: the run also samples the model
+``other-maker``: the pin makes torch's MKL see a non-Intel processor instead of an Intel one
+(ksdiff.mkl_dispatch), so MKL runs its AUTO branch on any machine and the pin's effect shows. ``audit``: the run also samples the model
 and scores LSE with the expert, and lists the vector-math calls whose results differ by processor maker
 (VENDOR_DEPENDENT) that ran on CPU tensors; a control call shows that the list would catch one.
 """
