@@ -84,6 +84,21 @@ def test_mkl_seeing_the_other_maker_trains_other_weights(pinned):
     assert "pinned only in part" in numerics.summary(other["numerics"])
 
 
+def test_a_process_whose_mkl_ran_before_the_pin_says_so():
+    """MKL picks its branch at its first call: a process that multiplied matrices before torch_settings ran
+    keeps the branch it had (AUTO on a non-Intel processor), and its numerics record must say so rather than
+    claim the pin. On an Intel processor MKL chose AVX2 by itself, and the record says pinned."""
+    code = ("import json\nfrom ksdiff import numerics\nnumerics.pin('pinned')\nimport torch\n"
+            "a = torch.ones(64, 64)\na @ a\nnumerics.torch_settings()\nprint(json.dumps(numerics.describe()))")
+    env = {k: v for k, v in os.environ.items() if k not in numerics.PINNED_ENV or k in numerics.KEEP_IF_SET}
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    info = json.loads(r.stdout.strip().splitlines()[-1])
+    partial = any(x.startswith("MKL") for x in info.get("not_pinned", []))
+    assert info["mkl_branch"] in ("AVX2", "AUTO") and partial == (info["mkl_branch"] != "AVX2"), info
+    assert ("pinned only in part" in numerics.summary(info)) == partial
+
+
 def test_pinned_work_calls_no_vector_math_that_differs_by_processor_maker():
     """MKL's vector sqrt, tan, atan, asin, acos, log10 and log2 (and float64 log) start from rcpps/rsqrtps, whose
     approximations differ between Intel and AMD processors even on MKL's AVX2 branch (its kernels,
