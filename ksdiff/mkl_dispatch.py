@@ -1,11 +1,11 @@
 """MKL's reproducible AVX2 branch on every x86-64 processor, whoever made it.
 
-torch's CPU wheel carries MKL inside libtorch_cpu.so; it does torch's matrix products (``MKL_CBWR``) and its
-vector math (torch.exp, log, sqrt, ... on float tensors). ``MKL_CBWR=AVX2`` asks MKL for its Conditional
+torch's CPU wheel carries MKL inside libtorch_cpu.so; it does torch's matrix products, its FFTs (torch.stft)
+and its vector math (torch.exp, log, sqrt, ... on float tensors). ``MKL_CBWR=AVX2`` asks MKL for its Conditional
 Numerical Reproducibility branch for AVX2, which MKL's guide promises gives the same results on every
 *Intel* processor with AVX2; on other makers' processors "the AUTO branch is used instead". MKL says so
-itself: asked for its branch (``mkl_serv_cbwr_get``), it answers AUTO on an AMD EPYC and AVX2 on an Intel
-processor, and the two branches run other kernels (``mkl_blas_cnr_def_sgemm_kernel_0_zen`` against
+itself: asked for its branch (``mkl_serv_cbwr_get``), it answers AUTO on an AMD EPYC, and AVX2 once it sees
+an Intel processor, and the two branches run other kernels (``mkl_blas_cnr_def_sgemm_kernel_0_zen`` against
 ``mkl_blas_avx2_sgemm_kernel_0_cnr``) whose sums round differently. Measured on an AMD EPYC with MKL made to
 see an Intel processor (benchmarks/README.md, "Numerics across processors"): 2,139 of 3,993 small matrix
 products differ in their bits, and the pinned SyncNet expert and KSDiff train to other weights. Numbers
@@ -29,11 +29,8 @@ are marked as not pinned rather than claimed equal.
 from __future__ import annotations
 
 import ctypes
-import logging
 import sys
 from pathlib import Path
-
-log = logging.getLogger(__name__)
 
 # mkl_service.h: MKL_CBWR_BRANCH asks for the branch; the branch codes.
 MKL_CBWR_BRANCH = 1
