@@ -29,7 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from readme import replace_section  # noqa: E402  benchmarks/readme.py, beside this script
+from readme import cpu_model, replace_section  # noqa: E402  benchmarks/readme.py, beside this script
 
 # One variant, in a fresh interpreter: argv = the maker MKL sees (intel|other), MKL_CBWR value.
 CHILD = r"""
@@ -117,7 +117,7 @@ def main() -> int:
                       "vector_differ": sorted(k for k in va if va[k] != vb[k])})
     kernels = approximate_kernels()
     res = {"date": time.strftime("%Y-%m-%d"), "cpu": platform.processor() or platform.machine(),
-           "cpu_model": _cpu_model(), "pairs": pairs, "gflops": {n: r["gflops"] for n, r in runs.items()},
+           "cpu_model": cpu_model(), "pairs": pairs, "gflops": {n: r["gflops"] for n, r in runs.items()},
            "branch": {n: r["branch"] for n, r in runs.items()}, "approximate_avx2_kernels": kernels}
     (ROOT / "benchmarks" / "out" / "mkl_makers.json").write_text(json.dumps(res, indent=1))
     rows = "\n".join(
@@ -144,16 +144,6 @@ makers (rcpps, rsqrtps, their AVX-512 forms, x87 transcendentals): {approx}. Wit
     readme.write_text(replace_section(readme.read_text(), "MKL and the processor's maker", body))
     print(body)
     return 0
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.machine()
 
 
 if __name__ == "__main__":
