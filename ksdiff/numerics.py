@@ -38,6 +38,15 @@ path that every CPU with AVX2 has, and then gives the same bits there:
   gives numbers that depend on the machine's core count (measured: the external audio check's peak
   correlation, 1.0000000000000193 with one thread, ...0013 with two). ksdiff's numpy work is small
   beside torch's; the workflow's jobs already ran it on one thread.
+- numpy's own vector math (its ufuncs: exp, log, log10, power, arctan2, tanh, the inverse trigonometric
+  functions, in float32 and float64) dispatches on the CPU's instruction sets. On a CPU with AVX-512 it runs
+  Intel's SVML kernels, whose bits differ from the AVX2 kernels an AVX2-only CPU runs (measured: float64 exp,
+  log and arctan2 differ on 25-30% of random inputs, float32 log10 on 42%; benchmarks/README.md, "numpy's
+  vector math"), and some of those SVML kernels start from rcp14ps/rsqrt14ps. ``NPY_DISABLE_CPU_FEATURES``
+  (:data:`NUMPY_AVX512`) switches numpy 1.26's AVX-512 targets off, so every CPU with AVX2 runs numpy's AVX2
+  kernels, built from instructions whose results IEEE 754 fixes (its compiled code, disassembled, has
+  rcp14ps/rsqrt14ps only in the SVML kernels). numpy sorts are unaffected in value but not in ties: its
+  AVX-512 argsort orders equal keys otherwise, one more reason.
 
 Each library reads its variable once, when it loads, so :func:`pin` must run before numpy or torch is
 imported: ``ksdiff``'s command line calls it first thing, and the test suite's conftest does. Once torch
@@ -79,6 +88,10 @@ PINNED_ENV = {
     "OPENBLAS_CORETYPE": "Haswell",
     "OPENBLAS_NUM_THREADS": "1",  # not a code path: a count no core count can lower (see above)
 }
+# numpy 1.26's AVX-512 dispatch targets (numpy.core._multiarray_umath.__cpu_dispatch__); a name numpy does not
+# dispatch on would make it warn at import, so the list follows the pinned numpy (describe() checks it held).
+NUMPY_AVX512 = "AVX512F AVX512CD AVX512_KNL AVX512_KNM AVX512_SKX AVX512_CLX AVX512_CNL AVX512_ICL"
+PINNED_ENV["NPY_DISABLE_CPU_FEATURES"] = NUMPY_AVX512
 KEEP_IF_SET = ("OPENBLAS_CORETYPE",)  # a machine's own workaround for broken kernels wins
 # cuBLAS needs a fixed workspace to be deterministic (torch's reproducibility notes).
 GPU_ENV = {"CUBLAS_WORKSPACE_CONFIG": ":4096:8"}
@@ -117,6 +130,8 @@ def pin(mode: str = DEFAULT_MODE) -> str:
     late = []
     if "numpy" in sys.modules and "OPENBLAS_CORETYPE" in changed:
         late.append("OpenBLAS (numpy was imported before the pin)")
+    if "numpy" in sys.modules and "NPY_DISABLE_CPU_FEATURES" in changed and numpy_avx512():
+        late.append(f"numpy's vector math (numpy was imported before the pin and runs {', '.join(numpy_avx512())})")
     if "numpy" in sys.modules and "OPENBLAS_NUM_THREADS" in changed:
         threadpool_limits(1, user_api="blas")  # unlike its kernels, OpenBLAS's thread count can change once loaded
     if "torch" in sys.modules and changed - {"OPENBLAS_CORETYPE", "OPENBLAS_NUM_THREADS"}:
@@ -128,6 +143,21 @@ def pin(mode: str = DEFAULT_MODE) -> str:
     if late:
         log.warning("numerics pinned too late for: %s; these numbers may differ on another processor", "; ".join(late))
     return mode
+
+
+def numpy_avx512() -> list[str]:
+    """numpy's AVX-512 dispatch targets that are on in this process (empty on an AVX2-only CPU or pinned)."""
+    from numpy.core._multiarray_umath import __cpu_dispatch__, __cpu_features__  # numpy is loaded: no cost
+
+    return [f for f in __cpu_dispatch__ if f.startswith("AVX512") and __cpu_features__.get(f)]
+
+
+def numpy_simd() -> str:
+    """The widest of numpy's dispatch targets that runs in this process (its vector math's code path)."""
+    from numpy.core._multiarray_umath import __cpu_baseline__, __cpu_dispatch__, __cpu_features__
+
+    on = [f for f in __cpu_dispatch__ if __cpu_features__.get(f)]
+    return on[-1] if on else __cpu_baseline__[-1]
 
 
 def torch_settings(mode: str | None = None) -> None:
@@ -198,10 +228,15 @@ def describe() -> dict:
         out["onednn"] = bool(torch.backends.mkldnn.enabled)
         out["nnpack"] = bool(torch._C._get_nnpack_enabled())
         out["mkl_branch"] = mkl_dispatch.branch()  # AVX2 pinned; AUTO: MKL's own choice for a non-Intel CPU
+    late = list(_state["late"])
+    if "numpy" in sys.modules:
+        out["numpy_simd"] = numpy_simd()
+        if mode == "pinned" and numpy_avx512() and not any(x.startswith("numpy") for x in late):
+            late.append(f"numpy's vector math (runs {', '.join(numpy_avx512())})")  # a numpy with other targets
     for var in PINNED_ENV:
         out[var] = os.environ.get(var, "")
-    if _state["late"]:
-        out["not_pinned"] = list(_state["late"])
+    if late:
+        out["not_pinned"] = late
     return out
 
 
@@ -216,7 +251,8 @@ def summary(info: dict | None) -> str:
             onednn = "oneDNN off" if info["onednn"] is False else "oneDNN ON (set after torch loaded?)"
             onednn += {False: ", NNPACK off", True: ", NNPACK ON (set after torch loaded?)"}.get(info.get("nnpack"), "")
         mkl = f"MKL branch {info['mkl_branch']}" if info.get("mkl_branch") else f"MKL CBWR {info.get('MKL_CBWR')}"
-        return (f"numerics pinned (ATen {info.get('aten_capability', '?')}, {onednn}, {mkl}, "
+        numpy = f"numpy {info['numpy_simd']}, " if info.get("numpy_simd") else ""
+        return (f"numerics pinned (ATen {info.get('aten_capability', '?')}, {onednn}, {mkl}, {numpy}"
                 f"OpenBLAS {info.get('OPENBLAS_CORETYPE')}, {info.get('OPENBLAS_NUM_THREADS') or '?'} thread): the same on any x86-64 CPU with AVX2")
     if info.get("mode") == "pinned":
         return "numerics pinned only in part (" + "; ".join(info["not_pinned"]) + "): may differ on another processor"

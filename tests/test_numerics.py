@@ -27,9 +27,31 @@ RECORDED = {
 # the machine's own choice, an AVX2-only CPU's, and no vector extensions at all.
 SETTINGS = {
     "native": {},
-    "avx2-only": {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"},
-    "no-simd": {"ATEN_CPU_CAPABILITY": "default", "ONEDNN_MAX_CPU_ISA": "SSE41", "MKL_ENABLE_INSTRUCTIONS": "SSE4_2"},
+    "avx2-only": {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2",
+                  "NPY_DISABLE_CPU_FEATURES": numerics.NUMPY_AVX512},
+    "no-simd": {"ATEN_CPU_CAPABILITY": "default", "ONEDNN_MAX_CPU_ISA": "SSE41", "MKL_ENABLE_INSTRUCTIONS": "SSE4_2",
+                "NPY_DISABLE_CPU_FEATURES": "SSSE3 SSE41 POPCNT SSE42 AVX F16C FMA3 AVX2 " + numerics.NUMPY_AVX512},
 }
+
+# sha256 of numpy's vector math on fixed inputs (NUMPY_MATH below) under pinned numerics: numpy's AVX2 kernels,
+# recorded on the same AMD EPYC (AVX-512) on 7 Dec 2026. An AVX2-only CPU runs these kernels by itself.
+RECORDED_NUMPY = "4d1882a64c2f70593fde42579775e845b782ea33f9c941590658c70ac254821e"
+NUMPY_MATH = """
+import hashlib, json, sys
+from ksdiff import numerics
+numerics.pin(sys.argv[1])
+import numpy as np
+rng = np.random.default_rng(0)
+h = hashlib.sha256()
+for dt in (np.float32, np.float64):  # the functions ksdiff's preprocessing, metrics and reports call
+    x = rng.uniform(-3, 3, 1 << 16).astype(dt)
+    p = np.abs(x) + dt(0.01)
+    for y in (np.exp(x), np.log(p), np.log10(p), np.power(p, x), np.arctan2(x, p), np.tanh(x), np.arcsin(x / 3),
+              np.expm1(x), np.sin(x), np.cos(x)):
+        h.update(y.tobytes())
+print(json.dumps({"sha256": h.hexdigest(), "numpy_simd": numerics.numpy_simd(), "avx512": numerics.numpy_avx512(),
+                  "numerics": numerics.describe()}))
+"""
 
 
 def run_probe(mode: str, setting: dict, probe=PROBE, option: str = "") -> dict:
@@ -137,6 +159,30 @@ def test_every_ksdiff_command_computes_pinned_even_if_it_loads_torch_late(tmp_pa
     assert json.loads(r.stdout.strip().splitlines()[-1]) == [0, False, False, False, True, True, "AVX2", False]
 
 
+def numpy_math(mode: str) -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in numerics.PINNED_ENV or k in numerics.KEEP_IF_SET}
+    r = subprocess.run([sys.executable, "-c", NUMPY_MATH, mode], capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def test_pinned_numpy_vector_math_equals_the_recorded_bits():
+    """numpy's ufuncs run Intel's SVML kernels on a CPU with AVX-512 and other kernels, with other bits, on an
+    AVX2-only one (float64 exp, log, arctan2; float32 log10, ...). Pinned, numpy runs its AVX2 kernels on both,
+    and their bits equal the ones recorded; unpinned on an AVX-512 CPU, they differ (the pin is what holds)."""
+    pinned = numpy_math("pinned")
+    assert (pinned["numpy_simd"], pinned["avx512"]) == ("AVX2", []), pinned
+    assert "not_pinned" not in pinned["numerics"]
+    assert pinned["sha256"] == RECORDED_NUMPY, (
+        "numpy's vector math gives other bits here than on the reference machine under pinned numerics "
+        f"(ksdiff/numerics.py; what ran: {pinned['numerics']})")
+    own = numpy_math("fast")  # numpy's own choice on this CPU
+    if own["avx512"]:
+        assert own["sha256"] != pinned["sha256"], "numpy's AVX-512 kernels gave the AVX2 kernels' bits"
+    else:  # an AVX2-only CPU runs the AVX2 kernels by itself
+        assert own["sha256"] == pinned["sha256"]
+
+
 @pytest.mark.parametrize("numpy_first", [False, True])
 def test_pinned_openblas_runs_one_thread_whatever_the_core_count(numpy_first):
     """OpenBLAS splits some sums over its threads and runs no more threads than the process has cores, so pinned
@@ -151,3 +197,16 @@ def test_pinned_openblas_runs_one_thread_whatever_the_core_count(numpy_first):
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert r.returncode == 0, r.stderr[-2000:]
     assert json.loads(r.stdout.strip().splitlines()[-1]) == [1]
+
+
+def test_a_process_that_loaded_numpy_before_the_pin_says_so():
+    """numpy reads NPY_DISABLE_CPU_FEATURES once, at import: a process (a notebook) that imported numpy before the
+    pin keeps its AVX-512 kernels on a CPU that has them, and its numerics record says so instead of claiming
+    the pin; on an AVX2-only CPU nothing was missed and none is claimed missing."""
+    code = ("import json, numpy\nfrom ksdiff import numerics\nnumerics.pin('pinned')\n"
+            "print(json.dumps([numerics.numpy_avx512(), numerics.describe().get('not_pinned', [])]))")
+    env = {k: v for k, v in os.environ.items() if k not in numerics.PINNED_ENV}
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    avx512, not_pinned = json.loads(r.stdout.strip().splitlines()[-1])
+    assert any(x.startswith("numpy's vector math") for x in not_pinned) == bool(avx512), not_pinned
