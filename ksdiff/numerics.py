@@ -47,6 +47,10 @@ path that every CPU with AVX2 has, and then gives the same bits there:
   kernels, built from instructions whose results IEEE 754 fixes (its compiled code, disassembled, has
   rcp14ps/rsqrt14ps only in the SVML kernels). numpy sorts are unaffected in value but not in ties: its
   AVX-512 argsort orders equal keys otherwise, one more reason.
+- OpenCV (warps, resizes and blurs in rendering, the synthetic corpus and the metrics' mouth crops) dispatches
+  the same way; ``OPENCV_CPU_DISABLE=AVX512-SKX`` caps it at AVX2. Measured, the operations ksdiff calls gave
+  the same bits with and without its AVX-512 code (float32 Gaussian blurs differ between AVX2 and SSE3, which
+  pinned numerics do not cover), so this only keeps an OpenCV whose AVX-512 code grows from changing that.
 
 Each library reads its variable once, when it loads, so :func:`pin` must run before numpy or torch is
 imported: ``ksdiff``'s command line calls it first thing, and the test suite's conftest does. Once torch
@@ -92,6 +96,7 @@ PINNED_ENV = {
 # dispatch on would make it warn at import, so the list follows the pinned numpy (describe() checks it held).
 NUMPY_AVX512 = "AVX512F AVX512CD AVX512_KNL AVX512_KNM AVX512_SKX AVX512_CLX AVX512_CNL AVX512_ICL"
 PINNED_ENV["NPY_DISABLE_CPU_FEATURES"] = NUMPY_AVX512
+PINNED_ENV["OPENCV_CPU_DISABLE"] = "AVX512-SKX"  # OpenCV's name for its one AVX-512 target
 KEEP_IF_SET = ("OPENBLAS_CORETYPE",)  # a machine's own workaround for broken kernels wins
 # cuBLAS needs a fixed workspace to be deterministic (torch's reproducibility notes).
 GPU_ENV = {"CUBLAS_WORKSPACE_CONFIG": ":4096:8"}
@@ -132,6 +137,12 @@ def pin(mode: str = DEFAULT_MODE) -> str:
         late.append("OpenBLAS (numpy was imported before the pin)")
     if "numpy" in sys.modules and "NPY_DISABLE_CPU_FEATURES" in changed and numpy_avx512():
         late.append(f"numpy's vector math (numpy was imported before the pin and runs {', '.join(numpy_avx512())})")
+    if "cv2" in sys.modules and "OPENCV_CPU_DISABLE" in changed:
+        import cv2  # already loaded: no import cost
+
+        # e.g. "SSE SSE2 SSE3 *SSE4.1 ... *AVX2 *AVX512-SKX": '*' dispatched, a trailing '?' switched off
+        if "AVX512-SKX" in cv2.getCPUFeaturesLine().replace("*", "").split():
+            late.append("OpenCV (cv2 was imported before the pin and runs AVX-512)")
     if "numpy" in sys.modules and "OPENBLAS_NUM_THREADS" in changed:
         threadpool_limits(1, user_api="blas")  # unlike its kernels, OpenBLAS's thread count can change once loaded
     if "torch" in sys.modules and changed - {"OPENBLAS_CORETYPE", "OPENBLAS_NUM_THREADS"}:

@@ -49,8 +49,9 @@ for dt in (np.float32, np.float64):  # the functions ksdiff's preprocessing, met
     for y in (np.exp(x), np.log(p), np.log10(p), np.power(p, x), np.arctan2(x, p), np.tanh(x), np.arcsin(x / 3),
               np.expm1(x), np.sin(x), np.cos(x)):
         h.update(y.tobytes())
+import cv2
 print(json.dumps({"sha256": h.hexdigest(), "numpy_simd": numerics.numpy_simd(), "avx512": numerics.numpy_avx512(),
-                  "numerics": numerics.describe()}))
+                  "opencv": cv2.getCPUFeaturesLine().split(), "numerics": numerics.describe()}))
 """
 
 
@@ -172,6 +173,7 @@ def test_pinned_numpy_vector_math_equals_the_recorded_bits():
     and their bits equal the ones recorded; unpinned on an AVX-512 CPU, they differ (the pin is what holds)."""
     pinned = numpy_math("pinned")
     assert (pinned["numpy_simd"], pinned["avx512"]) == ("AVX2", []), pinned
+    assert not {"AVX512-SKX", "*AVX512-SKX"} & set(pinned["opencv"]), pinned["opencv"]  # OpenCV capped too
     assert "not_pinned" not in pinned["numerics"]
     assert pinned["sha256"] == RECORDED_NUMPY, (
         "numpy's vector math gives other bits here than on the reference machine under pinned numerics "
@@ -199,14 +201,16 @@ def test_pinned_openblas_runs_one_thread_whatever_the_core_count(numpy_first):
     assert json.loads(r.stdout.strip().splitlines()[-1]) == [1]
 
 
-def test_a_process_that_loaded_numpy_before_the_pin_says_so():
-    """numpy reads NPY_DISABLE_CPU_FEATURES once, at import: a process (a notebook) that imported numpy before the
-    pin keeps its AVX-512 kernels on a CPU that has them, and its numerics record says so instead of claiming
+def test_a_process_that_loaded_numpy_or_opencv_before_the_pin_says_so():
+    """numpy and OpenCV read their variables once, at import: a process (a notebook) that imported them before the
+    pin keeps their AVX-512 kernels on a CPU that has them, and its numerics record says so instead of claiming
     the pin; on an AVX2-only CPU nothing was missed and none is claimed missing."""
-    code = ("import json, numpy\nfrom ksdiff import numerics\nnumerics.pin('pinned')\n"
-            "print(json.dumps([numerics.numpy_avx512(), numerics.describe().get('not_pinned', [])]))")
+    code = ("import json, numpy, cv2\nfrom ksdiff import numerics\nnumerics.pin('pinned')\n"
+            "cv_avx512 = 'AVX512-SKX' in cv2.getCPUFeaturesLine().replace('*', '').split()\n"
+            "print(json.dumps([numerics.numpy_avx512(), numerics.describe().get('not_pinned', []), cv_avx512]))")
     env = {k: v for k, v in os.environ.items() if k not in numerics.PINNED_ENV}
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert r.returncode == 0, r.stderr[-2000:]
-    avx512, not_pinned = json.loads(r.stdout.strip().splitlines()[-1])
+    avx512, not_pinned, cv_avx512 = json.loads(r.stdout.strip().splitlines()[-1])
     assert any(x.startswith("numpy's vector math") for x in not_pinned) == bool(avx512), not_pinned
+    assert any(x.startswith("OpenCV") for x in not_pinned) == cv_avx512, not_pinned
