@@ -41,8 +41,9 @@ path that every CPU with AVX2 has, and then gives the same bits there:
 - numpy's own vector math (its ufuncs: exp, log, log10, power, arctan2, tanh, the inverse trigonometric
   functions, in float32 and float64) dispatches on the CPU's instruction sets. On a CPU with AVX-512 it runs
   Intel's SVML kernels, whose bits differ from the AVX2 kernels an AVX2-only CPU runs (measured: float64 exp,
-  log and arctan2 differ on 25-30% of random inputs, float32 log10 on 42%; benchmarks/README.md, "numpy's
-  vector math"), and some of those SVML kernels start from rcp14ps/rsqrt14ps. ``NPY_DISABLE_CPU_FEATURES``
+  log and arctan2 differ on about a quarter of random inputs, float32 log10 on 42%, by 1 to 4 ulp;
+  benchmarks/README.md, "numpy's vector math"; enough to change 25 of the demo's 60 synthetic videos), and some
+  of those SVML kernels start from rcp14ps/rsqrt14ps. ``NPY_DISABLE_CPU_FEATURES``
   (:data:`NUMPY_AVX512`) switches numpy 1.26's AVX-512 targets off, so every CPU with AVX2 runs numpy's AVX2
   kernels, built from instructions whose results IEEE 754 fixes (its compiled code, disassembled, has
   rcp14ps/rsqrt14ps only in the SVML kernels). numpy sorts are unaffected in value but not in ties: its
