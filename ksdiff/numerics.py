@@ -157,19 +157,27 @@ def pin(mode: str = DEFAULT_MODE) -> str:
     return mode
 
 
-def numpy_avx512() -> list[str]:
-    """numpy's AVX-512 dispatch targets that are on in this process (empty on an AVX2-only CPU or pinned)."""
-    from numpy.core._multiarray_umath import __cpu_dispatch__, __cpu_features__  # numpy is loaded: no cost
+def _numpy_cpu():
+    """numpy's (baseline, dispatch targets, features) lists; numpy is already loaded when this is called."""
+    try:  # numpy 2 renamed numpy.core (which then warns) to numpy._core
+        from numpy._core import _multiarray_umath as umath
+    except ImportError:
+        from numpy.core import _multiarray_umath as umath
+    return umath.__cpu_baseline__, umath.__cpu_dispatch__, umath.__cpu_features__
 
-    return [f for f in __cpu_dispatch__ if f.startswith("AVX512") and __cpu_features__.get(f)]
+
+def numpy_avx512() -> list[str]:
+    """numpy's AVX-512 dispatch targets that are on in this process (empty on an AVX2-only CPU or pinned).
+    numpy 2 names its AVX-512 group X86_V4, which NUMPY_AVX512 does not switch off: it shows here."""
+    _, dispatch, features = _numpy_cpu()
+    return [f for f in dispatch if (f.startswith("AVX512") or f == "X86_V4") and features.get(f)]
 
 
 def numpy_simd() -> str:
     """The widest of numpy's dispatch targets that runs in this process (its vector math's code path)."""
-    from numpy.core._multiarray_umath import __cpu_baseline__, __cpu_dispatch__, __cpu_features__
-
-    on = [f for f in __cpu_dispatch__ if __cpu_features__.get(f)]
-    return on[-1] if on else __cpu_baseline__[-1]
+    baseline, dispatch, features = _numpy_cpu()
+    on = [f for f in dispatch if features.get(f)]
+    return on[-1] if on else baseline[-1]
 
 
 def torch_settings(mode: str | None = None) -> None:
