@@ -29,7 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from readme import cpu_model, replace_section  # noqa: E402  benchmarks/readme.py, beside this script
+from readme import APPROX, cpu_model, write_section  # noqa: E402  benchmarks/readme.py, beside this script
 
 # One variant, in a fresh interpreter: argv = the maker MKL sees (intel|other), MKL_CBWR value.
 CHILD = r"""
@@ -72,8 +72,6 @@ VARIANTS = {  # name -> (maker MKL sees, MKL_CBWR)
 }
 PAIRS = (("AVX2,STRICT, as on Intel", "AVX2,STRICT, as on AMD/other"),
          ("COMPATIBLE,STRICT, as on Intel", "COMPATIBLE,STRICT, as on AMD/other"))
-APPROX = re.compile(r"\t(v?rcp(?:ps|ss|14ps|14ss|28ps|28ss)|v?rsqrt(?:ps|ss|14ps|14ss|28ps|28ss)|"
-                    r"fsin|fcos|fsincos|fptan|fpatan|f2xm1|fyl2x|fyl2xp1) ")
 
 
 def measure(maker: str, cbwr: str) -> dict:
@@ -140,8 +138,7 @@ ksdiff's pinned numerics run the first row's Intel column on every processor (ks
 7 Dec 2026 they ran whichever column the machine's maker gave. MKL's AVX2 vector-math kernels (that branch) with instructions whose results differ between
 makers (rcpps, rsqrtps, their AVX-512 forms, x87 transcendentals): {approx}. Without any: {clean}.
 """
-    readme = ROOT / "benchmarks" / "README.md"
-    readme.write_text(replace_section(readme.read_text(), "MKL and the processor's maker", body))
+    write_section("MKL and the processor's maker", body)
     print(body)
     return 0
 

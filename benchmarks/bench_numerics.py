@@ -28,7 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from readme import replace_section  # noqa: E402  benchmarks/readme.py, beside this script
+from readme import write_section  # noqa: E402  benchmarks/readme.py, beside this script
 
 # One mode's measurement, run as `python -c CHILD mode steps` in a fresh interpreter.
 CHILD = r"""
@@ -108,8 +108,7 @@ ATen {res['numerics']['pinned'].get('aten_capability')}). {args.steps} steps per
 |---|---:|---:|---:|
 {rows}
 """
-    readme = ROOT / "benchmarks" / "README.md"
-    readme.write_text(replace_section(readme.read_text(), "Numerics: pinned against fast", body))
+    write_section("Numerics: pinned against fast", body)
     print(body)
     return 0
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -31,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(ROOT))
 
-from readme import cpu_model, replace_section  # noqa: E402  benchmarks/readme.py, beside this script
+from readme import APPROX, cpu_model, write_section  # noqa: E402  benchmarks/readme.py, beside this script
 
 from ksdiff.numerics import NUMPY_AVX512  # noqa: E402  importing ksdiff.numerics loads no numpy or torch
 
@@ -73,8 +72,6 @@ VARIANTS = {  # name -> NPY_DISABLE_CPU_FEATURES ("" = numpy's own choice)
     "baseline (no AVX2)": "SSSE3 SSE41 POPCNT SSE42 AVX F16C FMA3 AVX2 " + NUMPY_AVX512,
 }
 REFERENCE = "AVX2 (pinned)"
-APPROX = re.compile(r"\t(v?rcp(?:ps|ss|14ps|14ss|28ps|28ss)|v?rsqrt(?:ps|ss|14ps|14ss|28ps|28ss)|"
-                    r"fsin|fcos|fsincos|fptan|fpatan|f2xm1|fyl2x|fyl2xp1) ")
 
 
 def measure(disable: str, out: Path) -> dict:
@@ -172,8 +169,7 @@ part in its last bits between machines. numpy's compiled functions with instruct
 not fix (rcpps, rsqrtps, their AVX-512 forms, x87 transcendentals; fsqrt is exact): {approx}. Those are SVML's
 AVX-512 kernels only; the AVX2 kernels pinned numerics run have none, so their bits do not depend on the maker.
 """
-    readme = ROOT / "benchmarks" / "README.md"
-    readme.write_text(replace_section(readme.read_text(), "numpy's vector math", body))
+    write_section("numpy's vector math", body)
     print(body)
     return 0
 

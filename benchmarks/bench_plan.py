@@ -39,7 +39,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from readme import replace_section  # noqa: E402  benchmarks/readme.py, beside this script
+from readme import write_section  # noqa: E402  benchmarks/readme.py, beside this script
 
 BIN = Path(sys.executable).parent
 SNAKEMAKE = str(BIN / "snakemake")
@@ -163,8 +163,7 @@ def write_readme(res: dict) -> None:
                          f"| {o['amortised_s_per_clip'][s]:.4f} |")
         lines += ["", f"Worst step: {o['max_amortised_s_per_clip']:.4f} s per clip (target < 0.05 s). "
                   "Snakemake's own per-job cost (about 1.3 s locally, issue 10) is paid once per shard."]
-    readme = ROOT / "benchmarks" / "README.md"
-    readme.write_text(replace_section(readme.read_text() if readme.exists() else "", "Workflow planning", "\n".join(lines)))
+    write_section("Workflow planning", "\n".join(lines))
 
 
 def main() -> None:

@@ -136,8 +136,9 @@ def pin(mode: str = DEFAULT_MODE) -> str:
     late = []
     if "numpy" in sys.modules and "OPENBLAS_CORETYPE" in changed:
         late.append("OpenBLAS (numpy was imported before the pin)")
-    if "numpy" in sys.modules and "NPY_DISABLE_CPU_FEATURES" in changed and numpy_avx512():
-        late.append(f"numpy's vector math (numpy was imported before the pin and runs {', '.join(numpy_avx512())})")
+    missed = numpy_avx512() if "numpy" in sys.modules and "NPY_DISABLE_CPU_FEATURES" in changed else []
+    if missed:
+        late.append(f"numpy's vector math (numpy was imported before the pin and runs {', '.join(missed)})")
     if "cv2" in sys.modules and "OPENCV_CPU_DISABLE" in changed:
         import cv2  # already loaded: no import cost
 
@@ -251,8 +252,9 @@ def describe() -> dict:
     late = list(_state["late"])
     if "numpy" in sys.modules:
         out["numpy_simd"] = numpy_simd()
-        if mode == "pinned" and numpy_avx512() and not any(x.startswith("numpy") for x in late):
-            late.append(f"numpy's vector math (runs {', '.join(numpy_avx512())})")  # a numpy with other targets
+        missed = numpy_avx512() if mode == "pinned" else []
+        if missed and not any(x.startswith("numpy") for x in late):
+            late.append(f"numpy's vector math (runs {', '.join(missed)})")  # a numpy with other targets
     for var in PINNED_ENV:
         out[var] = os.environ.get(var, "")
     if late:
