@@ -28,7 +28,7 @@ import numpy as np
 
 from ksdiff.data import hdtf_annotations as ann
 from ksdiff.io import parquet
-from ksdiff.io.video import ENCODER_THREADS, VideoError
+from ksdiff.io.video import ENCODER_THREADS, X264_PARAMS, VideoError
 
 log = logging.getLogger(__name__)
 
@@ -171,13 +171,18 @@ def cut_clip(path: Path, start: float, dur: float, window: tuple, out: Path, siz
              interlaced: bool, threads: int = 1) -> None:
     """One span -> ``size`` x ``size`` mp4 at ``fps`` with the source's audio (AAC), written atomically."""
     x, y, w, h = window
-    vf = f"{_deinterlace(interlaced)},fps={fps},crop={w}:{h}:{x}:{y},scale={size}:{size}:flags=lanczos,setsar=1"
+    # accurate_rnd+bitexact: swscale's SIMD scalers round otherwise than its C one (measured: another frame with
+    # FFmpeg's SIMD off, -cpuflags 0), so without them the clip would depend on the processor's instruction sets.
+    vf = (f"{_deinterlace(interlaced)},fps={fps},crop={w}:{h}:{x}:{y},"
+          f"scale={size}:{size}:flags=lanczos+accurate_rnd+bitexact,setsar=1")
     tmp = out.with_name(f".{out.stem}.tmp.mp4")  # a dot name: the manifest never scans it
     # ``threads`` decode (exact whatever the count); the encoder's count is fixed (ksdiff.io.video.ENCODER_THREADS):
-    # libx264's output depends on it, and Snakemake gives a rule fewer threads on a machine with fewer cores.
+    # libx264's output depends on it, and Snakemake gives a rule fewer threads on a machine with fewer cores; and on
+    # the CPU's instruction sets unless x264 runs cpu-independent (ksdiff.io.video.X264_PARAMS).
     cmd = ["ffmpeg", "-nostdin", "-v", "error", "-y", "-threads", str(threads), "-ss", f"{start:.3f}", "-t", f"{dur:.3f}",
            "-i", str(path), "-map", "0:v:0", "-map", "0:a:0?", "-vf", vf, "-c:v", "libx264", "-preset", "veryfast",
-           "-crf", "18", "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "128k", "-threads", str(ENCODER_THREADS),
+           "-crf", "18", "-pix_fmt", "yuv420p", "-x264-params", X264_PARAMS, "-c:a", "aac", "-b:a", "128k",
+           "-threads", str(ENCODER_THREADS),
            "-movflags", "+faststart", str(tmp)]
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode != 0 or not tmp.exists() or tmp.stat().st_size == 0:

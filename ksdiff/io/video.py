@@ -23,6 +23,15 @@ log = logging.getLogger(__name__)
 # landmark and metric downstream moved with the core count. 2 is what every record here was made with (CI's
 # machines have 2 cores); decoding stays threaded, since H.264 decoding is exact whatever the thread count.
 ENCODER_THREADS = 2
+# libx264's cpu-independent mode, for the same reason across processors. Left to itself x264 picks some
+# algorithms by the CPU's instruction sets: its SSSE3-and-up "x9" intra-mode searches decide otherwise than the
+# plain search, and its macroblock-tree cost propagation starts from approximate reciprocals (rcpps, rcp14ps)
+# whose bits differ between AVX2 and AVX-512 and between vendors. So the same frames made other bytes on an
+# AVX2-only AMD EPYC than on an AVX-512 one (all 60 of the demo's synthetic videos) and other bytes with x264's
+# assembly off. ``cpu-independent=1`` is x264's switch for exact reproducibility across CPUs: those two use
+# their canonical C versions and the rest of x264's assembly is bit-exact with C (its checkasm), so auto and
+# asm=0 write the same file (tests/test_video_threads.py). Measured, it costs no encoding time.
+X264_PARAMS = "cpu-independent=1"
 
 
 class VideoError(RuntimeError):
@@ -177,7 +186,8 @@ def write_video(
         with av.open(tmp, mode="w", options={"movflags": "+faststart"} if faststart else {}) as c:
             vs = c.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
             vs.pix_fmt = "yuv420p"
-            vs.options = {"crf": str(crf), "preset": "veryfast", "threads": str(ENCODER_THREADS)}
+            vs.options = {"crf": str(crf), "preset": "veryfast", "threads": str(ENCODER_THREADS),
+                          "x264-params": X264_PARAMS}
             ast = None
             if audio is not None:
                 audio = np.asarray(audio, dtype=np.float32)
