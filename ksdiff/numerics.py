@@ -52,6 +52,9 @@ path that every CPU with AVX2 has, and then gives the same bits there:
   the same way; ``OPENCV_CPU_DISABLE=AVX512-SKX`` caps it at AVX2. Measured, the operations ksdiff calls gave
   the same bits with and without its AVX-512 code (float32 Gaussian blurs differ between AVX2 and SSE3, which
   pinned numerics do not cover), so this only keeps an OpenCV whose AVX-512 code grows from changing that.
+- Video encoding is held where the files are written, not here, since it holds in both modes: libx264 picks
+  some algorithms by the instruction sets unless it runs cpu-independent, and FFmpeg's SIMD scaler rounds
+  otherwise than its C one unless asked to be bit-exact (ksdiff.io.video.X264_PARAMS, hdtf_prepare.cut_clip).
 
 Each library reads its variable once, when it loads, so :func:`pin` must run before numpy or torch is
 imported: ``ksdiff``'s command line calls it first thing, and the test suite's conftest does. Once torch
