@@ -25,12 +25,13 @@ log = logging.getLogger(__name__)
 ENCODER_THREADS = 2
 # libx264's cpu-independent mode, for the same reason across processors. Left to itself x264 picks some
 # algorithms by the CPU's instruction sets: its SSSE3-and-up "x9" intra-mode searches decide otherwise than the
-# plain search, and its macroblock-tree cost propagation starts from approximate reciprocals (rcpps, rcp14ps)
-# whose bits differ between AVX2 and AVX-512 and between vendors. So the same frames made other bytes on an
+# plain search, and its macroblock-tree cost propagation divides in float differently per instruction set (the
+# AVX2 version refines rcpps's approximate reciprocal, whose bits differ between vendors; the AVX-512 version
+# divides exactly). So the same frames made other bytes on an
 # AVX2-only AMD EPYC than on an AVX-512 one (all 60 of the demo's synthetic videos) and other bytes with x264's
 # assembly off. ``cpu-independent=1`` is x264's switch for exact reproducibility across CPUs: those two use
 # their canonical C versions and the rest of x264's assembly is bit-exact with C (its checkasm), so auto and
-# asm=0 write the same file (tests/test_video_threads.py). Measured, it costs no encoding time.
+# asm=0 write the same file (tests/test_video_cpu.py). Measured, it costs no encoding time.
 X264_PARAMS = "cpu-independent=1"
 
 
