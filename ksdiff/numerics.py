@@ -52,6 +52,8 @@ path that every CPU with AVX2 has, and then gives the same bits there:
   the same way; ``OPENCV_CPU_DISABLE=AVX512-SKX`` caps it at AVX2. Measured, the operations ksdiff calls gave
   the same bits with and without its AVX-512 code (float32 Gaussian blurs differ between AVX2 and SSE3, which
   pinned numerics do not cover), so this only keeps an OpenCV whose AVX-512 code grows from changing that.
+  It is set only where the CPU has that target: elsewhere OpenCV would run AVX2 anyway and prints a warning
+  ("Trying to disable unavailable CPU feature") into every job's log that loads it.
 - Video encoding is held where the files are written, not here, since it holds in both modes: libx264 picks
   some algorithms by the instruction sets unless it runs cpu-independent, and FFmpeg's SIMD scaler rounds
   otherwise than its C one unless asked to be bit-exact (ksdiff.io.video.X264_PARAMS, hdtf_prepare.cut_clip).
@@ -101,11 +103,30 @@ PINNED_ENV = {
 NUMPY_AVX512 = "AVX512F AVX512CD AVX512_KNL AVX512_KNM AVX512_SKX AVX512_CLX AVX512_CNL AVX512_ICL"
 PINNED_ENV["NPY_DISABLE_CPU_FEATURES"] = NUMPY_AVX512
 PINNED_ENV["OPENCV_CPU_DISABLE"] = "AVX512-SKX"  # OpenCV's name for its one AVX-512 target
+# The CPU flags (Linux's names) OpenCV's AVX512-SKX target needs; without all of them it never runs that code.
+OPENCV_AVX512_FLAGS = ("avx512f", "avx512cd", "avx512bw", "avx512dq", "avx512vl")
 KEEP_IF_SET = ("OPENBLAS_CORETYPE",)  # a machine's own workaround for broken kernels wins
 # cuBLAS needs a fixed workspace to be deterministic (torch's reproducibility notes).
 GPU_ENV = {"CUBLAS_WORKSPACE_CONFIG": ":4096:8"}
 
 _state = {"mode": None, "late": [], "mkl": ""}
+
+
+def cpu_flags() -> set[str] | None:
+    """The CPU's instruction-set flags as Linux names them (/proc/cpuinfo), or None where they cannot be read."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return None
+
+
+def _needless(var: str, flags: set[str] | None) -> bool:
+    """A pin that would switch off code this CPU cannot run: OpenCV warns about it in every process."""
+    return var == "OPENCV_CPU_DISABLE" and flags is not None and not set(OPENCV_AVX512_FLAGS) <= flags
 
 
 def mode_of(cfg: dict | None) -> str:
@@ -128,8 +149,9 @@ def pin(mode: str = DEFAULT_MODE) -> str:
     if mode == "fast":
         return mode
     changed = set()
+    flags = cpu_flags()
     for var, value in {**PINNED_ENV, **GPU_ENV}.items():
-        if (var in KEEP_IF_SET and os.environ.get(var)) or os.environ.get(var) == value:
+        if (var in KEEP_IF_SET and os.environ.get(var)) or os.environ.get(var) == value or _needless(var, flags):
             continue
         if var in os.environ:
             log.info("numerics pinned: %s=%s replaces %s", var, value, os.environ[var])
@@ -258,8 +280,11 @@ def describe() -> dict:
         missed = numpy_avx512() if mode == "pinned" else []
         if missed and not any(x.startswith("numpy") for x in late):
             late.append(f"numpy's vector math (runs {', '.join(missed)})")  # a numpy with other targets
-    for var in PINNED_ENV:
+    flags = cpu_flags()
+    for var, value in PINNED_ENV.items():
         out[var] = os.environ.get(var, "")
+        if not out[var] and mode == "pinned" and _needless(var, flags):  # the CPU itself holds the cap
+            out[var] = f"unset: the CPU lacks {value}"
     if late:
         out["not_pinned"] = late
     return out

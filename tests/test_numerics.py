@@ -164,7 +164,7 @@ def numpy_math(mode: str) -> dict:
     env = {k: v for k, v in os.environ.items() if k not in numerics.PINNED_ENV or k in numerics.KEEP_IF_SET}
     r = subprocess.run([sys.executable, "-c", NUMPY_MATH, mode], capture_output=True, text=True, env=env, timeout=120)
     assert r.returncode == 0, r.stderr[-2000:]
-    return json.loads(r.stdout.strip().splitlines()[-1])
+    return {**json.loads(r.stdout.strip().splitlines()[-1]), "stderr": r.stderr}
 
 
 def test_pinned_numpy_vector_math_equals_the_recorded_bits():
@@ -174,6 +174,8 @@ def test_pinned_numpy_vector_math_equals_the_recorded_bits():
     pinned = numpy_math("pinned")
     assert (pinned["numpy_simd"], pinned["avx512"]) == ("AVX2", []), pinned
     assert not {"AVX512-SKX", "*AVX512-SKX"} & set(pinned["opencv"]), pinned["opencv"]  # OpenCV capped too
+    # and without the warning OpenCV prints when told to switch off code an AVX2-only CPU does not have
+    assert "OPENCV" not in pinned["stderr"], pinned["stderr"][-2000:]
     assert "not_pinned" not in pinned["numerics"]
     assert pinned["sha256"] == RECORDED_NUMPY, (
         "numpy's vector math gives other bits here than on the reference machine under pinned numerics "
@@ -183,6 +185,27 @@ def test_pinned_numpy_vector_math_equals_the_recorded_bits():
         assert own["sha256"] != pinned["sha256"], "numpy's AVX-512 kernels gave the AVX2 kernels' bits"
     else:  # an AVX2-only CPU runs the AVX2 kernels by itself
         assert own["sha256"] == pinned["sha256"]
+
+
+def test_opencv_is_capped_only_on_a_cpu_that_has_its_avx512_target():
+    """OPENCV_CPU_DISABLE=AVX512-SKX on a CPU without that target switches nothing off and makes OpenCV warn in
+    every process: the pin sets it where the CPU has every flag the target needs (or where the flags are unknown)."""
+    skx = set(numerics.OPENCV_AVX512_FLAGS) | {"avx2", "fma"}
+    assert not numerics._needless("OPENCV_CPU_DISABLE", skx)
+    assert not numerics._needless("OPENCV_CPU_DISABLE", None)
+    assert numerics._needless("OPENCV_CPU_DISABLE", {"avx2", "fma"})
+    assert numerics._needless("OPENCV_CPU_DISABLE", skx - {"avx512bw"})  # a Xeon Phi's AVX-512: no SKX either
+    assert not numerics._needless("NPY_DISABLE_CPU_FEATURES", {"avx2", "fma"})  # numpy does not warn
+    flags = numerics.cpu_flags()
+    if flags is not None:  # Linux: the test's own machine
+        assert ("avx2" in flags) == ("AVX2" in opencv_features_line()), "cpu_flags() disagrees with OpenCV's detection"
+
+
+def opencv_features_line() -> str:
+    r = subprocess.run([sys.executable, "-c", "import cv2; print(cv2.getCPUFeaturesLine())"], capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    return r.stdout
 
 
 @pytest.mark.parametrize("numpy_first", [False, True])
