@@ -74,6 +74,7 @@ key and so always runs pinned: its tables are what every method trains on, and p
 """
 from __future__ import annotations
 
+import functools
 import importlib.abc
 import importlib.util
 import logging
@@ -112,19 +113,20 @@ GPU_ENV = {"CUBLAS_WORKSPACE_CONFIG": ":4096:8"}
 _state = {"mode": None, "late": [], "mkl": ""}
 
 
-def cpu_flags() -> set[str] | None:
+@functools.cache  # read once a process: pin() and every describe() (each checkpoint, each scoring) ask
+def cpu_flags() -> frozenset[str] | None:
     """The CPU's instruction-set flags as Linux names them (/proc/cpuinfo), or None where they cannot be read."""
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
                 if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
+                    return frozenset(line.split(":", 1)[1].split())
     except OSError:
         pass
     return None
 
 
-def _needless(var: str, flags: set[str] | None) -> bool:
+def _needless(var: str, flags: frozenset[str] | set[str] | None) -> bool:
     """A pin that would switch off code this CPU cannot run: OpenCV warns about it in every process."""
     return var == "OPENCV_CPU_DISABLE" and flags is not None and not set(OPENCV_AVX512_FLAGS) <= flags
 
