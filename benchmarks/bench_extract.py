@@ -132,7 +132,9 @@ def bench(n_frames: int, synthetic: bool = False) -> dict:
     import numpy as np
 
     from ksdiff.config import defaults
+    from ksdiff.extract import basis as B
     from ksdiff.extract import coeffs as C
+    from ksdiff.extract import pose as P
     from ksdiff.extract.landmarks import LandmarkOptions, track_frames
     from ksdiff.io.parquet import write_table
     from ksdiff.io.video import iter_frames, read_frames
@@ -195,11 +197,11 @@ def bench(n_frames: int, synthetic: bool = False) -> dict:
             best = min(best, c.cpu)
         return best
 
-    t_pose = timed(C.fit_pose, cfg, tmp / "clip.landmarks.parquet", tmp / "clip.parquet")
-    t_basis = timed(C.fit_basis, cfg, tmp / "splits.parquet", [str(tmp / "clip.parquet")], tmp / "basis.npz")
+    t_pose = timed(P.fit_pose, cfg, tmp / "clip.landmarks.parquet", tmp / "clip.parquet")
+    t_basis = timed(B.fit_basis, cfg, tmp / "splits.parquet", [str(tmp / "clip.parquet")], tmp / "basis.npz")
     t_coeffs = timed(C.project_coeffs, cfg, tmp / "clip.parquet", tmp / "basis.npz", tmp / "clip.coeffs.parquet")
     lm = default_cols["landmarks"].reshape(-1, 478, 3).astype(np.float64)
-    t_compute = timed(lambda: C.solve_pose(C.build_template(lm), lm))
+    t_compute = timed(lambda: P.solve_pose(P.build_template(lm), lm))
     r["fit"] = {
         "pose_fps": n_frames / t_pose,
         "coeffs_fps": n_frames / t_coeffs,

@@ -101,7 +101,7 @@ def run(root: Path, n_clips: int, mouth: str = "teeth", splits=("test", "val")) 
     from ksdiff.metrics.frames import Video, landmarks_px as _landmarks_px
     from ksdiff.metrics.scorers.lse import lse_of as scored_lse
     from ksdiff.metrics.test_set import test_clips
-    from ksdiff.extract.coeffs import load_basis
+    from ksdiff.extract.basis import load_basis
     from ksdiff.io import parquet
     from ksdiff.metrics.syncnet import load_syncnet
     from ksdiff.render.video import decode_sample, reference_frame, template_of

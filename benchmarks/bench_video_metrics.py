@@ -129,7 +129,7 @@ def demo(run: Path, scored: Path, out: Path) -> dict:
 
     from ksdiff import config
     from ksdiff.evaluate import evaluate_method
-    from ksdiff.extract.coeffs import load_basis
+    from ksdiff.extract.basis import load_basis
     from ksdiff.io import parquet
     from ksdiff.metrics.protocol import MEDIAPIPE_LIP_INDICES
     from ksdiff.render.video import decode_sample, template_of

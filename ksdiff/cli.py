@@ -64,9 +64,9 @@ command("transcript", "ksdiff.extract.transcript:transcribe", "word-timed transc
         ("--manifest", P), ("--clip", P), ("--audio", P), ("--out", P))
 command("landmarks", "ksdiff.extract.landmarks:extract_landmarks", "face detection + 478-point face mesh per frame",
         ("--manifest", P), ("--clip", P), ("--out", P))
-command("pose", "ksdiff.extract.coeffs:fit_pose", "rigid head pose + identity template of one clip",
+command("pose", "ksdiff.extract.pose:fit_pose", "rigid head pose + identity template of one clip",
         ("--landmarks", P), ("--out", P))
-command("basis", "ksdiff.extract.coeffs:fit_basis", "PCA expression basis on the training split",
+command("basis", "ksdiff.extract.basis:fit_basis", "PCA expression basis on the training split",
         ("--splits", P), ("--pose", {"nargs": "+", "required": True}), ("--out", P),
         ("--pose-dir", {"default": None, "help": "--pose are shard summaries of the clips' tables in this folder"}))
 command("coeffs", "ksdiff.extract.coeffs:project_coeffs", "motion coefficients (pose + expression) of one clip",
@@ -89,10 +89,10 @@ command("stats-part", "ksdiff.data.stats:stats_part", "moments of one shard's us
         ("--qc", P), ("--splits", P), ("--index", P), ("--out", P))
 command("merge-stats", "ksdiff.data.stats:merge_stats", "normalisation statistics from the shards' parts",
         ("--parts", {"nargs": "+", "required": True}), ("--out", P))
-command("basis-part", "ksdiff.extract.coeffs:basis_part", "expression displacement moments of one shard's training clips",
+command("basis-part", "ksdiff.extract.basis:basis_part", "expression displacement moments of one shard's training clips",
         ("--splits", P), ("--pose", {"required": True, "help": "the shard's pose summary"}), ("--out", P),
         ("--pose-dir", {"default": None, "help": "folder of the clips' pose tables"}))
-command("merge-basis", "ksdiff.extract.coeffs:merge_basis", "PCA expression basis from the shards' parts",
+command("merge-basis", "ksdiff.extract.basis:merge_basis", "PCA expression basis from the shards' parts",
         ("--parts", {"nargs": "+", "required": True}), ("--out", P))
 
 # --- model (issue 3) -------------------------------------------------------------

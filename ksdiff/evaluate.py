@@ -180,7 +180,7 @@ def evaluate_method(
     import pandas as pd
     from tqdm import tqdm
 
-    from ksdiff.extract.coeffs import load_basis
+    from ksdiff.extract.basis import load_basis
     from ksdiff.metrics.flame import lip_decoder
 
     results = Path(results)

@@ -9,7 +9,7 @@
 The checkpoint carries everything besides the two inputs: model weights and
 configuration, normalisation statistics, the speech-feature kind it was
 trained on, and the expression basis. The reference's own face becomes the
-identity (its landmarks, frontalised, as in ksdiff.extract.coeffs) and its
+identity (its landmarks, frontalised, as in ksdiff.extract.pose) and its
 placement and rotation in the picture the motion's anchor (ksdiff.data.motion):
 the model generates head pose relative to a reference frame, which is composed
 with the portrait's own fitted pose, so the generated head stays where and how
@@ -75,7 +75,7 @@ def reference_face(rgb: np.ndarray, cfg: dict) -> np.ndarray:
 def identity_and_anchor(landmarks: np.ndarray) -> tuple[np.ndarray, motion.Anchor]:
     """The reference's identity template (canonical frame, inter-ocular units) and its placement and rotation
     (the anchor's yaw/pitch/roll: the pose the landmark fit finds in the portrait)."""
-    from ksdiff.extract.coeffs import build_template, solve_pose
+    from ksdiff.extract.pose import build_template, solve_pose
     from ksdiff.geometry import matrix_to_euler
 
     template = build_template(landmarks[None])
@@ -88,8 +88,8 @@ def identity_and_anchor(landmarks: np.ndarray) -> tuple[np.ndarray, motion.Ancho
 
 
 def basis_from_payload(payload: dict):
-    """The expression basis stored in the checkpoint, as ksdiff.extract.coeffs.Basis."""
-    from ksdiff.extract.coeffs import Basis
+    """The expression basis stored in the checkpoint, as ksdiff.extract.basis.Basis."""
+    from ksdiff.extract.basis import Basis
 
     backend = payload["motion"].get("coeffs_backend") or "landmarks"
     if backend != "landmarks":
@@ -163,7 +163,7 @@ class Generated:
     audio: np.ndarray
     sample_rate: int
     fps: float
-    basis: object  # ksdiff.extract.coeffs.Basis from the checkpoint
+    basis: object  # ksdiff.extract.basis.Basis from the checkpoint
 
 
 def generate_motion(cfg: dict, audio: str, ref: str, checkpoint: str, transcript: str | None = None,

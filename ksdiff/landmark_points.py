@@ -3,7 +3,7 @@
 Landmark tables hold 478 points per frame (ksdiff.io.schemas.N_LANDMARKS). With
 ``landmarks.refine_landmarks: false`` MediaPipe meshes 468 points and the ten iris points
 (468-477) stay NaN in every frame; the pose fit, the expression basis and the coefficients
-then carry them as NaN too (ksdiff.extract.coeffs). A step that asks whether a frame "has
+then carry them as NaN too (ksdiff.extract.pose). A step that asks whether a frame "has
 landmarks" must then look at the 468 mesh points: the irises are missing by configuration,
 not because no face was found. With the irises present nothing changes (every point counts).
 """

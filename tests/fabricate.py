@@ -45,7 +45,7 @@ def fabricate_results(
     root = Path(root)
     rng = np.random.default_rng(seed)
     mix = np.random.default_rng(1000).normal(size=(feat_dim, n_expr)) / np.sqrt(feat_dim)  # shared across clips
-    # template in inter-ocular units and an orthonormal basis, as ksdiff.extract.coeffs writes them
+    # template in inter-ocular units and an orthonormal basis, as ksdiff.extract.pose and ksdiff.extract.basis write them
     template = np.random.default_rng(2000).normal(size=(N_LANDMARKS, 3)) * 0.5
     q, _ = np.linalg.qr(np.random.default_rng(3000).normal(size=(N_LANDMARKS * 3, n_expr)))
     basis = q.T

@@ -8,15 +8,9 @@ import numpy as np
 import pytest
 
 from ksdiff.config import defaults
-from ksdiff.extract.coeffs import (
-    RIGID_INDICES,
-    batch_umeyama,
-    decode_landmarks,
-    fit_basis,
-    fit_pose,
-    load_basis,
-    project_coeffs,
-)
+from ksdiff.extract.basis import fit_basis, load_basis
+from ksdiff.extract.coeffs import decode_landmarks, project_coeffs
+from ksdiff.extract.pose import RIGID_INDICES, batch_umeyama, fit_pose
 from ksdiff.geometry import euler_to_matrix, face_frame, umeyama
 from ksdiff.io.parquet import read_table, write_failure, write_table
 
@@ -139,7 +133,7 @@ def test_batch_umeyama_matches_geometry_umeyama():
 
 
 def test_rigid_points_exclude_mouth_jaw_eyelids_and_outline():
-    from ksdiff.extract.coeffs import FACE_OVAL
+    from ksdiff.extract.pose import FACE_OVAL
 
     mobile = {13, 14, 17, 61, 291, 0, 152, 148, 377, 159, 145, 386, 374}
     assert not (mobile | set(FACE_OVAL)) & set(RIGID_INDICES.tolist())

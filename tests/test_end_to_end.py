@@ -12,7 +12,7 @@ import yaml
 from ksdiff import config
 from ksdiff.data.clip_arrays import STATS_NAMES, Stats
 from ksdiff.data.stats import build_stats
-from ksdiff.extract.coeffs import fit_basis
+from ksdiff.extract.basis import fit_basis
 from ksdiff.io import parquet
 from tests.conftest import REPO
 

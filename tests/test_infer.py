@@ -13,7 +13,8 @@ from ksdiff import cli, config
 from ksdiff.data import clip_arrays as ca
 from ksdiff.data import motion
 from ksdiff.io.files import sha256_file
-from ksdiff.extract.coeffs import decode_landmarks, load_basis
+from ksdiff.extract.basis import load_basis
+from ksdiff.extract.coeffs import decode_landmarks
 from ksdiff.infer import CheckpointError, loop_to_length, mismatched_partner, predict_clip
 from ksdiff.io.parquet import read_table, write_failure
 from ksdiff.metrics.lve import lve

@@ -212,7 +212,8 @@ def test_packing_and_the_statistics_run_without_torch(tmp_path):
 def test_expression_basis_as_map_reduce_equals_the_single_job(tmp_path):
     from test_coeffs import synthetic_clip, write_landmarks
 
-    from ksdiff.extract.coeffs import basis_part, fit_basis, fit_pose, merge_basis
+    from ksdiff.extract.basis import basis_part, fit_basis, merge_basis
+    from ksdiff.extract.pose import fit_pose
 
     cfg = config.defaults()
     names = ["a", "b", "c", "d"]

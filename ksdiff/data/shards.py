@@ -258,7 +258,7 @@ STAGES: dict[str, Stage] = {
     "audio": Stage("ksdiff.extract.audio:extract_audio", "audio", _audio),
     "transcript": Stage("ksdiff.extract.transcript:transcribe", "transcript", _transcript),
     "landmarks": Stage("ksdiff.extract.landmarks:extract_landmarks", "landmarks", _landmarks),
-    "pose": Stage("ksdiff.extract.coeffs:fit_pose", "pose", _pose),
+    "pose": Stage("ksdiff.extract.pose:fit_pose", "pose", _pose),
     "coeffs": Stage("ksdiff.extract.coeffs:project_coeffs", "coeffs", _coeffs),
     "deca": Stage("ksdiff.extract.deca:fit_deca", "coeffs", _deca),
     "features": Stage("ksdiff.extract.features:extract_features", "features", _features),

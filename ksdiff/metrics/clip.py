@@ -39,7 +39,7 @@ class Row:
 class Resources:
     """What every clip of a run is scored with: loaded once per run."""
 
-    basis: object  # the dataset's expression basis (ksdiff.extract.coeffs.load_basis)
+    basis: object  # the dataset's expression basis (ksdiff.extract.basis.load_basis)
     syncnet: object | None = None  # SyncNet model, None: no LSE
     flame: tuple = (None, "no FLAME model configured")  # (LipDecoder or None, why not)
     lse_samples: int | None = None  # LSE on the first N samples only (None: all)

@@ -92,7 +92,7 @@ def decode_sample(table: parquet.Table, template: np.ndarray, basis, sample: int
 def load_basis_any(basis):
     """A loaded basis, or load it from a path."""
     if isinstance(basis, (str, Path)):
-        from ksdiff.extract.coeffs import load_basis
+        from ksdiff.extract.basis import load_basis
 
         return load_basis(basis)
     return basis

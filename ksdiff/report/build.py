@@ -101,7 +101,7 @@ def _motion_tables(results: Path, pred_dirs: dict[str, Path], clip: str, methods
 
 def clip_figures(cfg: dict, results: Path, pred_dirs: dict[str, Path], clip: str, methods: list[str], plots_dir: Path) -> list[dict]:
     """Head-pose trajectories and a frame strip (warp renderer) of one clip."""
-    from ksdiff.extract.coeffs import load_basis
+    from ksdiff.extract.basis import load_basis
     from ksdiff.render.video import decode_sample, reference_frame, select_sample, template_of
     from ksdiff.render.warp import FaceWarper
 

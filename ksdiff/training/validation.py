@@ -46,7 +46,7 @@ class LipError:
     Each validation clip is sampled whole (``sample_long``, fixed seed, the
     model's default sampler), de-normalised, and compared with its ground truth
     through the expression basis' lip rows: the pinned protocol's LVE (lip set,
-    variant) in template units, which are inter-ocular units (coeffs.TEMPLATE_IOD
+    variant) in template units, which are inter-ocular units (ksdiff.extract.pose.TEMPLATE_IOD
     = 1). The validation loss averages denoising errors over random noise levels;
     this is the number a researcher reads off the leaderboard, per checkpoint.
     ``measure`` also returns, from the same samples, the seams between sampling

@@ -22,7 +22,7 @@ rule splits:
         "ksdiff splits --manifest {input.manifest} --out {output} --opts {params.opts} > {log} 2>&1"
 
 
-# The expression basis as map-reduce (ksdiff.extract.coeffs): each shard's training clips'
+# The expression basis as map-reduce (ksdiff.extract.basis): each shard's training clips'
 # displacement moments, merged and diagonalised by one small job.
 rule basis_part:
     input:
