@@ -140,7 +140,8 @@ def check_inference(args, model_path: Path, results: Path, fps: float) -> dict:
     import torch
 
     from ksdiff.data import clip_arrays as ca
-    from ksdiff.infer import ClipSpeech, build_from_checkpoint, clip_seed, load_checkpoint, sample_clips
+    from ksdiff.infer import build_from_checkpoint, load_checkpoint
+    from ksdiff.infer_sampling import ClipSpeech, clip_seed, sample_clips
     from ksdiff.models.transcript import tokenizer
 
     payload = load_checkpoint(model_path)

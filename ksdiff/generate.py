@@ -169,7 +169,8 @@ class Generated:
 def generate_motion(cfg: dict, audio: str, ref: str, checkpoint: str, transcript: str | None = None,
                     seed: int = 0, steps: int | None = None) -> Generated:
     """The motion `ksdiff generate` animates ``ref`` with, before rendering."""
-    from ksdiff.infer import InferConfig, build_from_checkpoint, load_checkpoint, pose_frame, sample_motion
+    from ksdiff.infer import InferConfig, build_from_checkpoint, load_checkpoint, pose_frame
+    from ksdiff.infer_sampling import sample_motion
     from ksdiff.io.audio import AudioError, load_audio
     from ksdiff.models.transcript import frame_tokens
     from ksdiff.training.device import pick_device

@@ -23,27 +23,8 @@ reference pose is an input (the photo a method animates), not the motion: it
 is the pose of the one frame the renderer warps. Checkpoints from before the
 pose was anchored (representation head6-anchor-v1) generate absolute angles and
 are written as they were. The ``sample`` column numbers the samples; diversity
-metrics need several. Sampling is reproducible: the noise comes from a
-generator seeded with ``seed + crc32(clip id)``, so each clip has its own
-stream and the same seed always gives the same motion (on any device: the
-noise is drawn on the CPU). A shard job (ksdiff.infer_shards.infer_shard)
-samples ``infer.batch_size`` clips per batch on the chosen device (``Predictor``,
-``sample_clips``): each clip keeps its own noise stream, so batching changes a
-clip's motion only by float32 rounding.
-
-Baselines (no checkpoint; they read the clips' coeffs tables, and ``mismatched`` another clip's):
-  static      the mean face: the training mean head pose (relative to the
-              reference, so the head holds the clip's reference pose, shifted by
-              the training clips' average drift from their first frame) and zero
-              expression (the PCA mean shape), held still for the whole clip; one
-              sample.
-  mismatched  the ground truth of another test clip (next in sorted order with a
-              different speaker when there is one), cropped or ping-pong looped to
-              this clip's length: its motion relative to its own reference frame,
-              placed at this clip's reference, i.e. real motion of another speaker
-              with the wrong speech, the floor for lip sync and BeatAlign. It is
-              anchored like every model (not the other speaker's absolute pose), so
-              a model cannot beat it on head placement by anchoring alone.
+metrics need several. Sampling and its seeds: ksdiff.infer_sampling; the non-learned baselines
+(static, mismatched): ksdiff.infer_baselines.
 
 A clip whose inputs are missing or failed gets a zero-row table with status
 ``skipped`` and the reason, so a dataset run carries on.
@@ -52,7 +33,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,14 +43,13 @@ import torch
 
 from ksdiff.config import BASELINES
 from ksdiff.data import clip_arrays as ca
-from ksdiff.data import dataset as ds
 from ksdiff.data import motion
 from ksdiff.data.pack_reader import (PACK_DIR, PackSet, StalePackError, pack_indexes, read_indexes, record_arrays,
                                      template_of)
 from ksdiff.data.packs import INPUT_FOLDERS, inputs_signature
+from ksdiff.infer_baselines import baseline_motion
+from ksdiff.infer_sampling import ClipSpeech, clip_seed, sample_clips
 from ksdiff.io import parquet
-from ksdiff.models import sample_long
-from ksdiff.models.noise import ClipGenerators
 # The model file's reader lives beside its writer; infer's callers find it here too.
 from ksdiff.training.checkpoint import CheckpointError, build_from_checkpoint, load_checkpoint  # noqa: F401
 from ksdiff.training.device import pick_device
@@ -105,11 +84,6 @@ class InferConfig:
         return dataclass_from_dict(cls, d, "infer config")
 
 
-def clip_seed(seed: int, clip: str) -> int:
-    """Per-clip seed: stable across processes (crc32, not Python's salted hash)."""
-    return (int(seed) + zlib.crc32(clip.encode("utf-8"))) % (2**31 - 1)
-
-
 # ---------------------------------------------------------------------------- checkpoints
 # Read and built by ksdiff.training.checkpoint (load_checkpoint, build_from_checkpoint), beside their writer.
 
@@ -128,116 +102,6 @@ def check_features(payload: dict, feat_attrs: dict, dim: int) -> None:
         if (want.get(k) or "") != (got[k] or "") and not (k == "rate_hz" and abs(float(want[k]) - got[k]) < 1e-6):
             raise CheckpointError(f"the model was trained on features {k}={want.get(k)!r}, these have {got[k]!r}: "
                                   "extract features with the training configuration")
-
-
-@dataclass
-class ClipSpeech:
-    """One clip's speech arrays (ksdiff.data.clip_arrays.ClipArrays, from its pack) and its sampling seed."""
-
-    feat: np.ndarray
-    feat_valid: np.ndarray
-    prosody: np.ndarray
-    words: np.ndarray
-    seed: int
-
-
-def sample_motion(model, stats: ca.Stats, feat: np.ndarray, feat_valid: np.ndarray, prosody: np.ndarray,
-                  words: np.ndarray, n_samples: int, seed: int, steps: int | None = None,
-                  guidance: float | None = None, pose_frame: str = "absolute") -> tuple[np.ndarray, np.ndarray]:
-    """Raw speech arrays -> de-normalised head (S, T, 6) and expr (S, T, K) for ``n_samples`` samples.
-
-    ``pose_frame`` 'reference' (the checkpoint's, see ``pose_frame``): each sample's head motion is returned
-    relative to its own first frame, i.e. starting at the reference (module docstring); 'absolute': as sampled.
-    """
-    return sample_clips(model, stats, [ClipSpeech(feat, feat_valid, prosody, words, seed)], n_samples,
-                        steps=steps, guidance=guidance, pose_frame=pose_frame)[0]
-
-
-def _padded(tensors: list[torch.Tensor]) -> torch.Tensor:
-    """Rows of different lengths (dim 1) zero-padded at the end to the longest, concatenated (dim 0)."""
-    n = max(t.shape[1] for t in tensors)
-    return torch.cat([torch.cat([t, t.new_zeros(t.shape[0], n - t.shape[1], *t.shape[2:])], 1) for t in tensors])
-
-
-def sample_clips(model, stats: ca.Stats, clips: list[ClipSpeech], n_samples: int, steps: int | None = None,
-                 guidance: float | None = None, pose_frame: str = "absolute") -> list[tuple[np.ndarray, np.ndarray]]:
-    """sample_motion for several clips in one batch: [(head (S, T_k, 6), expr (S, T_k, K))] per clip.
-
-    The clips' rows are padded to the longest clip and ``sample_long`` samples each window for the clips
-    that reach it (no clip sees another's padding; clips whose last window ends elsewhere are sampled in
-    their own call). Each clip draws its noise from its own generator (``seed``) in the shapes it would
-    draw alone (ksdiff.models.noise.ClipGenerators), so the result equals sampling each clip alone up
-    to float32 rounding: batched matrix products sum in other blocks than a single clip's
-    (tests/test_infer_batched.py measures it). One clip alone is exactly sample_motion's old path.
-    """
-    c = model.cfg
-    device = next(model.parameters()).device
-    batches = []
-    for x in clips:
-        feat_n = stats.normalise("feat", x.feat) * np.asarray(x.feat_valid, dtype=np.float32)[:, None]
-        batches.append(ds.inference_batch(feat_n, x.feat_valid, x.prosody, x.words, c.n_prev, c.head_dim,
-                                          c.expr_dim, n_samples))
-    batch = {k: _padded([b[k] for b in batches]).to(device) for k in batches[0]}
-    lengths = [len(x.words) for x in clips]
-    gen = ClipGenerators(tuple(torch.Generator().manual_seed(int(x.seed)) for x in clips), n_samples)
-    out = sample_long(model, batch, steps=steps, guidance=guidance, generator=gen,
-                      lengths=None if len(set(lengths)) == 1 else [n for n in lengths for _ in range(n_samples)])
-    results = []
-    for k, n in enumerate(lengths):
-        rows = slice(k * n_samples, (k + 1) * n_samples)
-        head = stats.denormalise("head", out["head"][rows, :n])
-        if pose_frame == "reference":
-            head = np.stack([motion.from_first_frame(h) for h in head])
-        results.append((head, stats.denormalise("expr", out["expr"][rows, :n])))
-    return results
-
-
-# ---------------------------------------------------------------------------- baselines
-
-
-def loop_to_length(x: np.ndarray, n: int) -> np.ndarray:
-    """Crop, or extend by ping-pong looping (forward, backward, ...) so the motion never jumps."""
-    if len(x) >= n:
-        return x[:n]
-    if len(x) == 1:
-        return np.repeat(x, n, axis=0)
-    period = 2 * (len(x) - 1)
-    i = np.arange(n) % period
-    i = np.where(i < len(x), i, period - i)
-    return x[i]
-
-
-def mismatched_partner(results: Path, clip: str) -> str:
-    """The test clip whose ground truth stands in for ``clip``: deterministic, another speaker if possible."""
-    sp = parquet.read_table(results / "splits.parquet", "splits").to_pandas()
-    speaker = dict(zip(sp["clip_id"], sp["speaker_id"]))
-    tests = [c for c in ca.usable_clips(results, "test") if c != clip]
-    if not tests:
-        raise ca.ClipError("mismatched: no other usable test clip to borrow motion from")
-    order = sorted(tests + [clip])
-    i = order.index(clip)
-    ring = order[i + 1:] + order[:i]
-    other = [c for c in ring if speaker.get(c) != speaker.get(clip)]
-    return (other or ring)[0]
-
-
-def baseline_motion(method: str, results: Path, clip: str, n_frames: int) -> tuple[np.ndarray, np.ndarray, dict]:
-    """head (1, T, 6), expr (1, T, K) of a non-learned baseline, plus attrs describing it (``pose_frame``: how
-    its head rotation is to be placed, see ksdiff.data.motion)."""
-    if method == "static":
-        stats = ca.Stats.read(results / "stats.parquet")
-        head = np.repeat(stats.mean["head"][None], n_frames, axis=0)
-        expr = np.zeros((n_frames, len(stats.mean["expr"])), dtype=np.float32)
-        return head[None], expr[None], {"pose_frame": stats.pose_frame}
-    if method == "mismatched":
-        partner = mismatched_partner(results, clip)
-        t = parquet.read_table(results / "coeffs" / f"{partner}.parquet", "coeffs")
-        if not t.ok:
-            raise ca.ClipError(f"mismatched: partner {partner} has no coefficients ({t.reason})")
-        head, expr, _ = motion.motion_from_coeffs(t, pose_frame="reference")  # relative to the partner's reference
-        return loop_to_length(head, n_frames)[None], loop_to_length(expr, n_frames)[None], \
-            {"partner": partner, "pose_frame": "reference"}
-    raise ValueError(f"unknown baseline {method!r}; expected one of {BASELINES}")
 
 
 # ---------------------------------------------------------------------------- entry point

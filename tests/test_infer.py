@@ -15,7 +15,8 @@ from ksdiff.data import motion
 from ksdiff.io.files import sha256_file
 from ksdiff.extract.basis import load_basis
 from ksdiff.extract.coeffs import decode_landmarks
-from ksdiff.infer import CheckpointError, loop_to_length, mismatched_partner, predict_clip
+from ksdiff.infer import CheckpointError, predict_clip
+from ksdiff.infer_baselines import loop_to_length, mismatched_partner
 from ksdiff.io.parquet import read_table, write_failure
 from ksdiff.metrics.lve import lve
 

@@ -9,7 +9,7 @@ import pytest
 from ksdiff import config
 from ksdiff.cli import main
 from ksdiff.metrics.registry import ACROSS_SAMPLES, GROUND_TRUTH, LVE, LVE_SQ
-from ksdiff.infer import BASELINES
+from ksdiff.config import BASELINES
 from ksdiff.io import parquet
 from ksdiff.report import sanity as sane
 

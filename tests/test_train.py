@@ -140,7 +140,8 @@ def test_validation_lip_error_is_the_leaderboards_lve_and_can_select_the_weights
     from ksdiff.data import clip_arrays as ca
     from ksdiff.extract.basis import load_basis
     from ksdiff.extract.coeffs import decode_landmarks
-    from ksdiff.infer import build_from_checkpoint, sample_motion
+    from ksdiff.infer import build_from_checkpoint
+    from ksdiff.infer_sampling import sample_motion
     from ksdiff.metrics.lve import lve
     from ksdiff.metrics.protocol import PROTOCOL
     from ksdiff.models.transcript import tokenizer
