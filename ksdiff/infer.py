@@ -41,7 +41,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import torch
 
-from ksdiff.config import BASELINES
+from ksdiff.config import BASELINES, dataclass_from_dict
 from ksdiff.data import clip_arrays as ca
 from ksdiff.data import motion
 from ksdiff.data.pack_reader import (PACK_DIR, PackSet, StalePackError, pack_indexes, read_indexes, record_arrays,
@@ -50,6 +50,8 @@ from ksdiff.data.packs import INPUT_FOLDERS, inputs_signature
 from ksdiff.infer_baselines import baseline_motion
 from ksdiff.infer_sampling import ClipSpeech, clip_seed, sample_clips
 from ksdiff.io import parquet
+from ksdiff.io.files import sha256_file
+from ksdiff.models.transcript import tokenizer
 # The model file's reader lives beside its writer; infer's callers find it here too.
 from ksdiff.training.checkpoint import CheckpointError, build_from_checkpoint, load_checkpoint  # noqa: F401
 from ksdiff.training.device import pick_device
@@ -79,8 +81,6 @@ class InferConfig:
 
     @classmethod
     def from_dict(cls, d: dict | None) -> "InferConfig":
-        from ksdiff.config import dataclass_from_dict
-
         return dataclass_from_dict(cls, d, "infer config")
 
 
@@ -132,8 +132,6 @@ def _loaded_model(checkpoint: str, mtime_ns: int, method: str | None, device: st
     """(payload, model, sha256) of a checkpoint file version, loaded once per process:
     a shard job predicts all its clips with one model load (sampling is seeded per
     clip, so the predictions do not depend on which clips share a process)."""
-    from ksdiff.io.files import sha256_file
-
     payload = load_checkpoint(checkpoint, expect_method=method)
     return payload, build_from_checkpoint(payload, pick_device(device)), sha256_file(checkpoint)
 
@@ -221,8 +219,6 @@ class Predictor:
     def _prepare(self, clip: str) -> _Ready | str:
         """A model's clip read from its pack and checked (CheckpointError where it does not fit the model,
         StalePackError where its tables changed since it was packed), or why it is skipped."""
-        from ksdiff.models.transcript import tokenizer
-
         packs, pos, why = self.packed
         i = pos.get(clip)
         if i is None:
