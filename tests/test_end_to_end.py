@@ -144,7 +144,7 @@ def test_syncnet_expert_learns_sync_on_the_talking_head_corpus(workdir, tmp_path
     from ksdiff.metrics.syncnet_train import check_sync
 
     cfg = config.load(workdir / "config.yaml")
-    cfg["eval"]["expert"] = {"steps": 150, "batch_size": 8}
+    cfg["eval"]["expert"] = {"steps": 150, "batch_size": 8, "num_threads": 2}  # the two cores: nothing else runs
     out = tmp_path / "expert.pt"
     res = workdir / "results/tiny"
     assert main(["syncnet-expert", "--results", str(res), "--out", str(out), "--opts", json.dumps(cfg)]) == 0

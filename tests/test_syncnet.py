@@ -278,7 +278,7 @@ def test_trained_expert_recovers_a_known_audio_shift(tmp_path):
 
     torch.set_num_threads(2)
     clips = synthetic_sync_clips(n_clips=8, n_frames=75, seed=0)
-    cfg = ExpertConfig(steps=60, batch_size=8, embed_dim=256, lr=1e-4, seed=0)
+    cfg = ExpertConfig(steps=60, batch_size=8, embed_dim=256, lr=1e-4, seed=0, num_threads=2)  # the two cores
     model, info = train_expert(clips, cfg, out_path=tmp_path / "expert.model")
     losses = np.array(info["losses"])
     assert losses[-12:].mean() < 0.85 * losses[:12].mean()
