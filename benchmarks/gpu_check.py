@@ -123,7 +123,9 @@ def check_ddp(args, model_cfg: dict, results: Path, work: Path, one_gpu: Path) -
         return {"skipped": f"{n_gpu} GPU visible: DDP needs 2"}
     cfg = train_cfg(model_cfg, args.steps, args.device if args.device == "cpu" else "cuda", args.amp, nproc_per_node=2)
     out = work / "ddp" / "model.pt"
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", PYTHONPATH=str(ROOT))
+    # ksdiff from this checkout, and whatever PYTHONPATH already holds (a lent GPU's carried wheels, /tmp/site)
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+               PYTHONPATH=os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p))
     cmd = (f"torchrun --standalone --nproc_per_node 2 -m ksdiff train --results {results} --out {out} "
            f"--opts {shlex.quote(json.dumps(cfg))}")
     t0 = time.perf_counter()
