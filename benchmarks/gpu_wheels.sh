@@ -20,10 +20,9 @@ plat+=(--platform manylinux2014_x86_64 --platform manylinux1_x86_64)
 mkdir -p .whl
 # The versions envs/requirements.txt pins, except pocketsphinx: 5.1.1 has no wheel for Python 3.12 (5.0.4's
 # CMUdict is what the tokenizer reads; a GPU check compares the GPU with the CPU on one machine, one dictionary).
-for req in jsonschema==4.26.0 jsonschema-specifications==2025.9.1 referencing==0.37.0 rpds-py==2026.9.1 \
-           ffmpeg-python==0.2.0 future==1.0.0 scenedetect==0.6.7.1 syncnet-python==0.2.3 pocketsphinx==5.0.4; do
-  python3 -m pip download -q --no-deps --only-binary=:all: --python-version "$PY" --implementation cp "${plat[@]}" -d .whl "$req"
-done
+python3 -m pip download -q --no-deps --only-binary=:all: --python-version "$PY" --implementation cp "${plat[@]}" -d .whl \
+  jsonschema==4.26.0 jsonschema-specifications==2025.9.1 referencing==0.37.0 rpds-py==2026.9.1 \
+  ffmpeg-python==0.2.0 future==1.0.0 scenedetect==0.6.7.1 syncnet-python==0.2.3 pocketsphinx==5.0.4
 # python_speech_features 0.6 is published as a source archive only; its wheel is pure Python, built here.
 python3 -m pip wheel -q --no-deps -w .whl python_speech_features==0.6
 du -sh .whl
