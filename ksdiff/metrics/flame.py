@@ -46,6 +46,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ksdiff.geometry import rotvec_to_matrix
+from ksdiff.io.files import sha256_file
+from ksdiff.metrics.lve import flame_lip_indices
 from ksdiff.metrics.protocol import PROTOCOL
 
 FLAME_BACKENDS = ("deca",)  # coefficient backends whose tables hold FLAME parameters (expr, jaw, attrs['shape'])
@@ -175,8 +178,6 @@ class FlameModel:
 
 
 def _rodrigues(rotvec: np.ndarray) -> np.ndarray:
-    from ksdiff.geometry import rotvec_to_matrix
-
     return rotvec_to_matrix(rotvec)
 
 
@@ -194,8 +195,6 @@ def _rigid_transforms(rot: np.ndarray, joints: np.ndarray, parents: np.ndarray) 
 
 def load_model(path: str | Path) -> FlameModel:
     """FLAME's generic_model.pkl (a Python-2 pickle with chumpy arrays), read without chumpy."""
-    from ksdiff.io.files import sha256_file
-
     p = Path(path).expanduser()
     if not p.is_file():
         raise FileNotFoundError(f"FLAME model not found: {p}. Expected {MODEL_SOURCE}.")
@@ -300,9 +299,6 @@ def configured_files(cfg: dict) -> tuple[Path | None, Path | None, str]:
 
 def lip_decoder(cfg: dict) -> tuple[LipDecoder | None, str]:
     """The configured FLAME lip decoder, or None and why not (raises on a configured file that is missing or bad)."""
-    from ksdiff.io.files import sha256_file
-    from ksdiff.metrics.lve import flame_lip_indices
-
     model_path, masks_path, why = configured_files(cfg)
     if why:
         return None, why

@@ -24,6 +24,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ksdiff.config import ExpertConfig, dataclass_from_dict
+from ksdiff.data.manifest import clip_row
 from ksdiff.io import parquet
 from ksdiff.io.audio import read_wav
 from ksdiff.metrics.frames import Video, crops_of
@@ -48,8 +49,6 @@ def split_clips(results: Path, split: str, max_clips: int) -> list[str]:
 
 def clip_crops(results: Path, clip: str, fps: float) -> tuple[np.ndarray, np.ndarray]:
     """(face crops (T, 224, 224, 3) RGB uint8, 16 kHz wav) of one clip."""
-    from ksdiff.data.manifest import clip_row
-
     video = Video(clip_row(results / "manifest.parquet", clip)["path"], results / "landmarks" / f"{clip}.parquet", fps)
     wav, _ = read_wav(results / "audio" / f"{clip}.wav")
     return crops_of(video), wav
