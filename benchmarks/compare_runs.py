@@ -51,20 +51,15 @@ MAX_NOTES = 8  # differences listed per file; the count says how many there were
 
 
 class Norm:
-    """Replaces each run's folder in strings and bytes by RUN."""
+    """Replaces each run's folder in a string or bytes by RUN."""
 
     def __init__(self, root: Path):
         self.roots = sorted({str(root), str(root.resolve())}, key=len, reverse=True)
 
-    def str(self, s: str) -> str:
+    def __call__(self, x: str | bytes) -> str | bytes:
         for r in self.roots:
-            s = s.replace(r, "RUN")
-        return s
-
-    def bytes(self, b: bytes) -> bytes:
-        for r in self.roots:
-            b = b.replace(r.encode(), b"RUN")
-        return b
+            x = x.replace(r, "RUN") if isinstance(x, str) else x.replace(r.encode(), b"RUN")
+        return x
 
 
 def _float_note(a: np.ndarray, b: np.ndarray) -> str | None:
@@ -97,7 +92,7 @@ def _array_note(a: pa.Array, b: pa.Array, na: Norm, nb: Norm) -> str | None:
                  if (n := _array_note(a.field(i), b.field(i), na, nb))]
         return "; ".join(notes) or None
     if pa.types.is_string(t) or pa.types.is_large_string(t):
-        sa, sb = [None if s is None else na.str(s) for s in a.to_pylist()], [None if s is None else nb.str(s)
+        sa, sb = [None if s is None else na(s) for s in a.to_pylist()], [None if s is None else nb(s)
                                                                               for s in b.to_pylist()]
         n = sum(x != y for x, y in zip(sa, sb))
         return f"{n} of {len(sa)} strings differ" if n else None
@@ -108,7 +103,7 @@ def _array_note(a: pa.Array, b: pa.Array, na: Norm, nb: Norm) -> str | None:
 
 
 def _meta(table: pa.Table, norm: Norm) -> dict:
-    return {k.decode(): norm.bytes(v) for k, v in (table.schema.metadata or {}).items()
+    return {k.decode(): norm(v) for k, v in (table.schema.metadata or {}).items()
             if k.decode() not in RUN_SPECIFIC}
 
 
@@ -143,9 +138,9 @@ def _obj_notes(a, b, na: Norm, nb: Norm, path: str = "") -> list[str]:
     if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
         return []
     if isinstance(a, str) and isinstance(b, str):
-        return [] if na.str(a) == nb.str(b) else [f"{here}: {a[:60]!r} against {b[:60]!r}"]
+        return [] if na(a) == nb(b) else [f"{here}: {a[:60]!r} against {b[:60]!r}"]
     if isinstance(a, bytes) and isinstance(b, bytes):
-        return [] if na.bytes(a) == nb.bytes(b) else [f"{here}: bytes differ"]
+        return [] if na(a) == nb(b) else [f"{here}: bytes differ"]
     return [] if a == b else [f"{here}: {str(a)[:60]} against {str(b)[:60]}"]
 
 
@@ -194,7 +189,7 @@ def file_notes(pa_: Path, pb: Path, na: Norm, nb: Norm) -> list[str]:
         return _obj_notes(json.loads(pa_.read_text()), json.loads(pb.read_text()), na, nb)
     if s == ".csv":
         return _log_notes(pa_, pb, na, nb)
-    return [] if na.bytes(pa_.read_bytes()) == nb.bytes(pb.read_bytes()) else ["bytes differ"]
+    return [] if na(pa_.read_bytes()) == nb(pb.read_bytes()) else ["bytes differ"]
 
 
 def compare(a: Path, b: Path, progress: bool = True) -> dict:
