@@ -67,7 +67,7 @@ from ksdiff.metrics.registry import GROUND_TRUTH, LVE, LVE_FLAME, NO_SYNCNET
 from ksdiff.metrics.scorers import SCORERS
 from ksdiff.metrics.video_settings import VideoSettings
 from ksdiff.metrics.test_set import shard_clips, test_clips
-from ksdiff.metrics.weighted import SET_LEVEL as WEIGHTED_SETS, WeightedModels, merged, set_record
+from ksdiff.metrics.weighted import SET_LEVEL as WEIGHTED_SETS, WeightedModels, merged_record, set_record
 from ksdiff.render.video import RenderError, decodable, reference_frame, template_of
 
 log = logging.getLogger(__name__)
@@ -323,8 +323,7 @@ def merge_metrics(cfg: dict, results: str, parts: list, method: str, out: str, e
             acc[side] = acc[side].merge(Moments.from_attrs((t.attrs.get("efid") or {}).get(side)))
     attrs["efid"] = _efid_attrs(acc)
     for n in WEIGHTED_SETS:  # FID, FVD: the shards' summed moments
-        parts = [t.attrs.get(n) or {} for t in tabs]
-        attrs[n] = set_record(n, merged(n, parts), [p.get("weights") for p in parts], _SET_DEFS[n])
+        attrs[n] = merged_record(n, [t.attrs.get(n) or {} for t in tabs], _SET_DEFS[n])
     ok = [t.table.replace_schema_metadata(None) for t in tabs if t.ok and t.table.num_rows]
     _write_metrics(out, pa.concat_tables(ok).combine_chunks() if ok else None, attrs)
     log.info("%s: %d shard(s), %d clips scored", method, len(tabs), len(attrs["clips"]))

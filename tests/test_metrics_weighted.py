@@ -52,6 +52,37 @@ def test_moments_round_trip_through_json_attrs_and_add_over_shards():
     assert mixed["value"] is None and "different weights" in mixed["reason"]
 
 
+def test_merging_one_shard_takes_its_value_and_more_shards_recompute_it(monkeypatch):
+    """merge-metrics over a single shard gives that shard's record unchanged, without the distance's matrix
+    square roots again; over two shards the value is the distance of the summed moments."""
+    rng = np.random.default_rng(1)
+    x, y = rng.standard_normal((40, 5)), rng.standard_normal((40, 5)) + 0.5
+    one = {"key": "eval.fid_inception", "weights": "a.pth", "sha256": "ab" * 32}
+    records = []
+    for part in (slice(0, 25), slice(25, 40)):
+        acc = {"ground_truth": Moments(), "method": Moments()}
+        acc["ground_truth"].add(x[part])
+        acc["method"].add(y[part])
+        records.append(json.loads(json.dumps(weighted.set_record("fid", acc, [one], "def"))))
+    whole = {"ground_truth": Moments(), "method": Moments()}
+    whole["ground_truth"].add(x)
+    whole["method"].add(y)
+    # a shard without a value (here too few frames; or no weights) keeps its reason
+    few = {"ground_truth": Moments(), "method": Moments()}
+    few["ground_truth"].add(x[:1])
+    few["method"].add(y[:1])
+    lone = json.loads(json.dumps(weighted.set_record("fid", few, [one], "def")))
+    assert lone["value"] is None and lone["reason"].startswith("too few frames")
+    calls = []
+    monkeypatch.setattr(weighted, "distance", lambda *a: calls.append(a) or (123.0, ""))
+    assert weighted.merged_record("fid", records[:1], "def") == records[0] and not calls
+    merged = weighted.merged_record("fid", records, "def")
+    assert len(calls) == 1 and merged["value"] == 123.0  # the summed moments' distance, not a shard's
+    assert calls[0][1].n == calls[0][2].n == 40
+    np.testing.assert_allclose(calls[0][1].gaussian()[1], whole["ground_truth"].gaussian()[1], atol=1e-12)
+    assert weighted.merged_record("fid", [lone], "def") == lone and len(calls) == 1
+
+
 def test_a_clip_whose_frames_fail_adds_nothing_and_says_why():
     """Set-level FID/FVD: a clip whose frames cannot be made (a render error, an unreadable video) records its
     reason and adds to neither side, so the distributions stay paired clip by clip."""

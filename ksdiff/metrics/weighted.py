@@ -101,20 +101,37 @@ def distance(name: str, gt: Moments, method: Moments) -> tuple[float, str]:
     return _module("fvd").fvd_distance(*method.gaussian(ddof=0), *gt.gaussian(ddof=0)), ""
 
 
-def set_record(name: str, acc: dict, weights: list[dict | None], definition: str) -> dict:
+def set_record(name: str, acc: dict, weights: list[dict | None], definition: str,
+               known: tuple[float, str] | None = None) -> dict:
     """A table's attrs[name] for FID or FVD: the moments per side, the value or why there is none.
-    ``weights``: the weights' record (Weights.describe()) of each part scored (one job, or every shard)."""
+    ``weights``: the weights' record (Weights.describe()) of each part scored (one job, or every shard).
+    ``known``: (value, why) already computed from these very moments and weights (``merged_record``)."""
     hashes = {w["sha256"] for w in weights if w}
     if not hashes:
         value, why = float("nan"), WeightedModels.reason(name)
     elif len(hashes) > 1 or None in weights:
         value, why = float("nan"), (f"{LABELS[name]}: the shards were scored with different weights "
                                     f"({len(hashes)} files, {weights.count(None)} shard(s) without): not one distribution")
+    elif known is not None:
+        value, why = known
     else:
         value, why = distance(name, acc["ground_truth"], acc["method"])
     return {"ground_truth": encode(acc["ground_truth"]), "method": encode(acc["method"]),
             "value": value if np.isfinite(value) else None, "reason": why, "definition": definition,
             "weights": next((w for w in weights if w), None)}
+
+
+def merged_record(name: str, records: list[dict], definition: str) -> dict:
+    """attrs[name] of a merged table: ``set_record`` over the shards' summed moments. A run whose test clips
+    fit one shard (the demo, most small runs) has one record, whose value is already the merged one (the
+    same moments, the same weights): it is taken rather than recomputed, since FID's distance is two
+    2048-d matrix square roots (about 40 s on a slow core) per method."""
+    acc, weights = merged(name, records), [r.get("weights") for r in records]
+    known = None
+    if len(records) == 1 and "value" in records[0]:
+        value = records[0]["value"]
+        known = (float("nan") if value is None else float(value), records[0].get("reason", ""))
+    return set_record(name, acc, weights, definition, known)
 
 
 def merged(name: str, records: list[dict | None]) -> dict:
