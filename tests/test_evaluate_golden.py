@@ -37,6 +37,8 @@ GOLDEN = Path(__file__).parent / "data" / "evaluate_golden.json"
 VERSIONED_ATTRS = ("protocol", "protocol_version")
 # ksdiff-metrics-5: metrics from weights the user supplies; none configured here, so each clip records why
 WEIGHTED = (FID, FVD, LPIPS, CSIM)
+# the fabricated world's folder: pytest's temporary folder, under popen-gwN/ when pytest-xdist runs the suite
+WORLD = r"/tmp/pytest-of-[^/]+/pytest-\d+/(?:popen-gw\d+/)?eval\d+/"
 
 
 def _runs(world, tmp_path):  # noqa: F811
@@ -62,7 +64,7 @@ def _runs(world, tmp_path):  # noqa: F811
         out[name] = {
             "rows": [[r.method, r.clip_id, int(r.sample), r.metric, float(r.value).hex()] for r in df.itertuples()],
             # the fabricated world's folder differs from run to run (and per test module): paths compared below it
-            "attrs": json.loads(re.sub(r"/tmp/pytest-of-[^/]+/pytest-\d+/eval\d+/", "<world>/", json.dumps(attrs, default=str))),
+            "attrs": json.loads(re.sub(WORLD, "<world>/", json.dumps(attrs, default=str))),
         }
     return out
 
@@ -92,7 +94,7 @@ def test_metrics_tables_equal_the_pre_refactor_record(world, tmp_path):  # noqa:
         GOLDEN.parent.mkdir(exist_ok=True)
         GOLDEN.write_text(json.dumps(got, indent=0, sort_keys=True))
         pytest.skip(f"recorded {GOLDEN}")
-    want = json.loads(re.sub(r"/tmp/pytest-of-[^/]+/pytest-\d+/eval\d+/", "<world>/", GOLDEN.read_text()))
+    want = json.loads(re.sub(WORLD, "<world>/", GOLDEN.read_text()))
     assert set(got) == set(want)
     for name in want:
         recorded = {tuple(r[:4]): r[4] for r in want[name]["rows"]}
